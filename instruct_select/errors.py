@@ -1,0 +1,24 @@
+"""User-facing errors: raised for a user's mistake, printed by the CLI without a traceback.
+
+Every message names what was wrong (file, line or id), and what to do about it.
+"""
+
+
+class InstructSelectError(Exception):
+    """Base class for errors that are the user's to fix; the CLI prints them plainly."""
+
+
+class InputError(InstructSelectError):
+    """Bad input data: malformed file, missing field, unknown role or format."""
+
+
+class ConfigError(InstructSelectError):
+    """A setting that is missing, out of range or inconsistent with another."""
+
+
+class ArtifactMismatchError(InstructSelectError):
+    """A run directory holds an artifact made with different settings or inputs."""
+
+
+class NotImplementedMethodError(InstructSelectError):
+    """A method that exists in the design but is not implemented yet."""
