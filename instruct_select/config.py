@@ -1,0 +1,184 @@
+"""Typed settings: one dataclass per stage, checked on construction; YAML files plus key=value overrides.
+
+Settings are plain dataclasses with help text in ``field(metadata={"help": ...})``. ``from_dict``
+builds them from nested dicts (YAML), rejecting unknown keys by name; ``apply_overrides`` applies
+``a.b=value`` strings parsed as YAML scalars, so ``full_finetune=false`` is False (no
+``type=bool`` trap).
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass
+class LoraSettings:
+    r: int = _help("LoRA rank", default=8)
+    alpha: float = _help("LoRA alpha (scale = alpha / r)", default=16.0)
+    dropout: float = _help("LoRA dropout", default=0.0)
+    target_modules: list[str] = _help(
+        "module names that get LoRA adapters",
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+    )
+
+    def __post_init__(self) -> None:
+        _check(self.r >= 1, f"lora.r must be >= 1, got {self.r}")
+        _check(self.alpha > 0, f"lora.alpha must be > 0, got {self.alpha}")
+        _check(0 <= self.dropout < 1, f"lora.dropout must be in [0, 1), got {self.dropout}")
+        _check(len(self.target_modules) > 0, "lora.target_modules must name at least one module")
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = _help("passes over the training data", default=2)
+    learning_rate: float = _help("peak learning rate", default=1e-3)
+    schedule: str = _help("learning-rate schedule: linear | cosine | constant", default="linear")
+    warmup_ratio: float = _help("fraction of steps with linear warmup", default=0.05)
+    weight_decay: float = _help("AdamW weight decay", default=0.0)
+    adam_beta1: float = _help("AdamW beta1", default=0.9)
+    adam_beta2: float = _help("AdamW beta2", default=0.999)
+    adam_epsilon: float = _help("AdamW epsilon", default=1e-8)
+    max_grad_norm: float = _help("gradient clipping norm (0 disables)", default=1.0)
+    token_budget: int = _help("padded tokens per batch (batch size x longest example)", default=4096)
+    max_batch_size: int = _help("most examples in one batch", default=64)
+    max_length: int = _help("tokens per example; longer ones are truncated on the right", default=256)
+    seed: int = _help("seed for LoRA init, dropout and batch order", default=0)
+    full_finetune: bool = _help("train every weight instead of LoRA adapters", default=False)
+    lora: LoraSettings = _help("LoRA settings", default_factory=LoraSettings)
+    save_checkpoints: bool = _help("keep a checkpoint (weights + Adam moments) per epoch", default=True)
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        _check(
+            self.schedule in ("linear", "cosine", "constant"),
+            f"schedule must be linear, cosine or constant, got {self.schedule!r}",
+        )
+        _check(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        _check(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "adam betas must be in [0, 1)")
+        _check(self.adam_epsilon > 0, "adam_epsilon must be > 0")
+        _check(self.max_length >= 2, f"max_length must be >= 2, got {self.max_length}")
+        _check(
+            self.token_budget >= self.max_length,
+            f"token_budget ({self.token_budget}) must be at least max_length ({self.max_length}) "
+            "so that the longest example fits in a batch",
+        )
+        _check(self.max_batch_size >= 1, "max_batch_size must be >= 1")
+
+
+@dataclass
+class EvalSettings:
+    max_new_tokens: int = _help("greedy tokens generated per test prompt", default=24)
+    batch_size: int = _help("prompts per generation batch", default=64)
+    default_checker: str = _help("checker for test records that name none", default="exact")
+
+    def __post_init__(self) -> None:
+        _check(self.max_new_tokens >= 1, "max_new_tokens must be >= 1")
+        _check(self.batch_size >= 1, "batch_size must be >= 1")
+
+
+# --------------------------------------------------------------------------------------------
+# Generic (de)serialisation
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass -> plain nested dict (for manifests and YAML)."""
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        _check(isinstance(value, dict), f"{where} must be a mapping, got {value!r}")
+        return from_dict(hint, value, where=where)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool):
+        ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+        _check(ok, f"{where} must be {hint.__name__}, got {value!r}")
+        return value
+    if origin is list:
+        _check(isinstance(value, (list, tuple)), f"{where} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint) or (Any,)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError("; ".join(errors))
+    return value
+
+
+def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys by name."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    prefix = f"{where}." if where else ""
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(prefix + u for u in unknown)}; "
+            f"known: {', '.join(prefix + n for n in names)}"
+        )
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b=value`` overrides to a nested dict; values are parsed as YAML scalars."""
+    data = dict(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. train.epochs=3)")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[parts[-1]] = value
+    return data
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    return data
