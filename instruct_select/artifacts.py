@@ -95,6 +95,25 @@ def fingerprint_path(path: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
+def fingerprint_model(name_or_path: str | os.PathLike) -> str:
+    """A cheap identity for a model: its finished manifest, or its small files plus weight sizes.
+
+    Hashing every weight byte of a 16 GB model on each run would cost minutes; config, tokenizer
+    and the weight files' names and sizes identify it well enough. A hub id is its own identity.
+    """
+    path = Path(name_or_path)
+    if not path.exists():
+        return f"hub:{name_or_path}"
+    if (path / MANIFEST).is_file() or path.is_file():
+        return fingerprint_path(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        size = f.stat().st_size
+        h.update(f.read_bytes() if size < (1 << 20) else str(size).encode())
+    return h.hexdigest()[:16]
+
+
 def package_versions() -> dict[str, str]:
     from importlib import metadata
 

@@ -113,6 +113,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return from_dict(hint, value, where=where)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 reads "1e-4" (no dot) as a string; accept any text float() understands.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint in (int, float, str, bool):
         ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
         _check(ok, f"{where} must be {hint.__name__}, got {value!r}")

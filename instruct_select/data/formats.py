@@ -99,8 +99,9 @@ def check_messages(messages: list[dict[str, str]]) -> None:
     """Every turn has a known role and non-empty text; at least one assistant turn."""
     for i, turn in enumerate(messages, start=1):
         if turn["role"] not in ROLES:
+            hint = SHAREGPT_ROLES.get(turn["role"]) if isinstance(turn["role"], str) else None
             raise RecordError(f"message {i} has unknown role {turn['role']!r}; allowed roles: "
-                              f"{', '.join(ROLES)}.")
+                              f"{', '.join(ROLES)}." + (f" Use {hint!r} instead." if hint else ""))
         _text(turn["content"], f"message {i} ({turn['role']}) content")
     if not any(t["role"] == "assistant" for t in messages):
         raise RecordError("no assistant turn: an example needs at least one assistant message "
@@ -150,12 +151,12 @@ def _alpaca(record: Mapping[str, Any]) -> list[dict[str, str]]:
     if extra is not None and not isinstance(extra, str):
         raise RecordError(f"field 'input' is {_type(extra)}, expected a string (or absent).")
     user = instruction + "\n\n" + extra if extra and extra.strip() else instruction
-    return _pair(user, _field(record, "output", "alpaca"))
+    return _pair(user, _text(_field(record, "output", "alpaca"), "field 'output'"))
 
 
 def _prompt_completion(record: Mapping[str, Any]) -> list[dict[str, str]]:
     prompt = _field(record, "prompt", "prompt_completion")
-    key = "completion" if "completion" in record else "response"
+    key = "response" if "response" in record and "completion" not in record else "completion"
     completion = _field(record, key, "prompt_completion")
     # TRL's conversational variant holds lists of messages in both fields.
     head = _turns(prompt, "prompt", "role", "content", None) if isinstance(prompt, list) \
@@ -167,7 +168,8 @@ def _prompt_completion(record: Mapping[str, Any]) -> list[dict[str, str]]:
 
 def _simple(user_key: str, assistant_key: str, fmt: str) -> Callable[[Mapping], list]:
     def convert(record: Mapping[str, Any]) -> list[dict[str, str]]:
-        return _pair(_field(record, user_key, fmt), _field(record, assistant_key, fmt))
+        return _pair(_text(_field(record, user_key, fmt), f"field '{user_key}'"),
+                     _text(_field(record, assistant_key, fmt), f"field '{assistant_key}'"))
     return convert
 
 
@@ -183,7 +185,7 @@ def _sni(record: Mapping[str, Any], document: Mapping[str, Any], n_demos: int) -
         if not output:
             raise RecordError("field 'output' is an empty list; it needs at least one answer.")
         output = output[0]
-    return _pair("\n\n".join(parts), output)
+    return _pair("\n\n".join(parts), _text(output, "field 'output'"))
 
 
 def _definition(document: Mapping[str, Any]) -> str:

@@ -74,10 +74,15 @@ _CODAS = ("", "", "", "n", "r", "l", "s", "k", "m", "th")
 
 @dataclass(frozen=True)
 class Entity:
-    """One inhabitant of the world and its facts; ``facts`` follows ``ATTRIBUTES`` order."""
+    """One inhabitant of the world and its facts; ``facts`` follows ``ATTRIBUTES`` order.
+
+    fame: 1, 2 or 3. The corpus mentions a fame-1 entity most often and a fame-3 one least, so
+    knowledge questions range from well-known to long-tail facts (their difficulty level).
+    """
 
     name: str
     facts: tuple[tuple[str, str], ...]
+    fame: int
 
     def get(self, attribute: str) -> str:
         """The value of ``attribute`` for this entity."""
@@ -151,12 +156,137 @@ def build_world(seed: int, num_entities: int = 64, num_cities: int = 12) -> Worl
     names = _unique_names(rng, num_entities, (2, 3), taken)
     pools = {"city": cities, "colour": COLOURS, "food": FOODS, "job": JOBS, "species": SPECIES}
     entities = []
-    for name in names:
+    for index, name in enumerate(names):
         facts = []
         for attribute in ATTRIBUTES:
             if attribute == "age":
                 facts.append((attribute, str(rng.randint(MIN_AGE, MAX_AGE))))
             else:
                 facts.append((attribute, rng.choice(pools[attribute])))
-        entities.append(Entity(name, tuple(facts)))
+        entities.append(Entity(name, tuple(facts), fame=1 + index % 3))
     return World(seed=seed, entities=tuple(entities), cities=cities)
+
+
+# --- Raw material of the skills: each generator returns content and its true value. -----------
+# Shared by the corpus (stated as plain prose) and the capabilities (asked as questions).
+
+_VARS = ("x", "y", "z")
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """A piece of generated content, its value, and plausible wrong values."""
+
+    text: str
+    value: int
+    near: tuple[int, ...]
+
+
+def near_values(value: int, *others: int) -> tuple[int, ...]:
+    """Off-by-one/ten neighbours plus any related values, never negative, never the value."""
+    out: list[int] = []
+    for v in (value + 1, value - 1, value + 10, value - 10, *others):
+        if v >= 0 and v != value and v not in out:
+            out.append(v)
+    return tuple(out)
+
+
+def make_trace(rng: random.Random, steps: int, max_const: int) -> Snippet:
+    """A straight-line program of ``steps`` assignments over x, y, z, then a print."""
+    env: dict[str, int] = {}
+    first = rng.choice(_VARS)
+    env[first] = rng.randint(0, max_const)
+    lines = [f"{first} = {env[first]}"]
+    for _ in range(steps - 1):
+        target, src = rng.choice(_VARS), rng.choice(sorted(env))
+        other = rng.choice(sorted(env)) if rng.random() < 0.4 else None
+        operand = env[other] if other else rng.randint(1, max_const)
+        op = "-" if env[src] >= operand and rng.random() < 0.4 else "+"
+        env[target] = env[src] + operand if op == "+" else env[src] - operand
+        lines.append(f"{target} = {src} {op} {other or operand}")
+    shown = rng.choice(sorted(env))
+    lines.append(f"print {shown}")
+    return Snippet(" ; ".join(lines), env[shown], near_values(env[shown], *env.values()))
+
+
+def evaluate(tokens: list[int | str]) -> int:
+    """Value of [n, op, n, op, ...] with + - * and the usual precedence (* binds tighter)."""
+    total, sign, term = 0, 1, int(tokens[0])
+    for op, n in zip(tokens[1::2], tokens[2::2]):
+        if op == "*":
+            term *= int(n)
+        else:
+            total, sign, term = total + sign * term, (1 if op == "+" else -1), int(n)
+    return total + sign * term
+
+
+def make_call(rng: random.Random, ops: int, max_const: int) -> tuple[str, str, Snippet]:
+    """A one-line function of one or two parameters and a call; (definition, call, value)."""
+    params = ("a",) if rng.random() < 0.5 else ("a", "b")
+    args = {p: rng.randint(0, max_const) for p in params}
+    body: list[str] = [rng.choice(params)]
+    for _ in range(ops):
+        op = rng.choice(("+", "-", "*"))
+        if rng.random() < 0.4:
+            operand = rng.choice(params)
+        else:
+            operand = str(rng.randint(2, 3) if op == "*" else rng.randint(1, max_const))
+        body += [op, operand]
+    value = evaluate([args[t] if t in args else t for t in body])
+    name = rng.choice(("f", "g", "h"))
+    definition = f"def {name}({', '.join(params)}): return {' '.join(body)}"
+    call = f"{name}({', '.join(str(args[p]) for p in params)})"
+    return definition, call, Snippet(call, value, near_values(value, *args.values()))
+
+
+def make_loop(rng: random.Random, repeats: int, max_const: int) -> Snippet:
+    """``v = c ; repeat r { v = v + k } ; print v``, sometimes with a doubling body."""
+    var, start = rng.choice(_VARS), rng.randint(0, max_const)
+    if repeats <= 3 and start <= 10 and rng.random() < 0.3:
+        body, value = f"{var} = {var} * 2", start * 2 ** repeats
+    else:
+        step = rng.randint(1, max_const)
+        body, value = f"{var} = {var} + {step}", start + step * repeats
+    text = f"{var} = {start} ; repeat {repeats} {{ {body} }} ; print {var}"
+    return Snippet(text, value, near_values(value, start))
+
+
+def make_sum(rng: random.Random, terms: int, bound: int) -> Snippet:
+    """``a + b - c ...`` over ``terms`` operands in 0..bound, never going below zero."""
+    tokens: list[int | str] = [rng.randint(0, bound)]
+    total = int(tokens[0])
+    for _ in range(terms - 1):
+        n = rng.randint(0, bound)
+        op = "-" if n <= total and rng.random() < 0.5 else "+"
+        total = total + n if op == "+" else total - n
+        tokens += [op, n]
+    return Snippet(" ".join(str(t) for t in tokens), total, near_values(total))
+
+
+def make_chain(rng: random.Random, names: tuple[str, ...], length: int
+               ) -> tuple[tuple[str, str, str, str], list[str], list[str]]:
+    """A comparison chain: (relation, names from most to least, shuffled statements)."""
+    relation = rng.choice(RELATIONS)
+    order = rng.sample(names, length)
+    statements = []
+    for hi, lo in zip(order, order[1:]):
+        if rng.random() < 0.5:
+            statements.append(f"{hi} is {relation[0]} than {lo}.")
+        else:
+            statements.append(f"{lo} is {relation[1]} than {hi}.")
+    rng.shuffle(statements)
+    return relation, order, statements
+
+
+def make_bool(rng: random.Random, ops: int) -> tuple[str, bool]:
+    """A boolean expression with ``ops`` and/or operators; nested parts are parenthesised."""
+    if ops == 0:
+        value = rng.random() < 0.5
+        negate = rng.random() < 0.3
+        text = ("not " if negate else "") + ("true" if value else "false")
+        return text, value != negate
+    left_ops = rng.randint(0, ops - 1)
+    (lt, lv), (rt, rv) = make_bool(rng, left_ops), make_bool(rng, ops - 1 - left_ops)
+    lt, rt = (f"({t})" if n else t for t, n in ((lt, left_ops), (rt, ops - 1 - left_ops)))
+    op = rng.choice(("and", "or"))
+    return f"{lt} {op} {rt}", (lv and rv) if op == "and" else (lv or rv)

@@ -1,0 +1,194 @@
+"""The ``instruct-select`` command line: one subcommand per stage, plus the lab and the demo.
+
+Every subcommand calls the same Python function a user would import (``instruct_select.pipeline``,
+``instruct_select.lab``, ``instruct_select.demo``). A user's mistake prints one clear error line
+and exits with status 2; a traceback means a bug.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from .errors import InstructSelectError
+
+EPILOG = "Settings can also come from --config FILE.yaml and key=value overrides (e.g. epochs=3 lora.r=16)."
+
+
+def _train_settings(args):
+    from .config import TrainSettings, apply_overrides, from_dict, load_yaml
+
+    data = load_yaml(args.config) if args.config else {}
+    data = apply_overrides(data.get("train", data), args.overrides)
+    return from_dict(TrainSettings, data)
+
+
+def cmd_lab_build(args) -> None:
+    from .lab.build import LabSettings, build_lab
+
+    settings = LabSettings(seed=args.seed, pool_size=args.pool_size)
+    paths = build_lab(args.out, settings, progress=not args.quiet)
+    print(f"lab ready in {paths.root}")
+    for name, path in paths.describe().items():
+        print(f"  {name:<12} {path}")
+
+
+def cmd_select(args) -> None:
+    from .pipeline import select_stage
+
+    result = select_stage(args.pool, args.method, args.budget, args.out, seed=args.seed,
+                          tokenizer=args.tokenizer)
+    print(f"selection written to {result.path}: {result.manifest['outputs']['n_selected']} examples "
+          f"({result.manifest['outputs']['data']}, selection.tsv, diagnostics.json)")
+
+
+def cmd_train(args) -> None:
+    from .pipeline import train_stage
+
+    settings = _train_settings(args)
+    result = train_stage(args.model, args.data, args.out, settings, selection_dir=args.selection,
+                         chat_template=args.chat_template, dtype=args.dtype, device=args.device,
+                         progress=not args.quiet)
+    print(f"model written to {Path(result.path) / 'model'}")
+
+
+def cmd_evaluate(args) -> None:
+    from .config import EvalSettings
+    from .pipeline import evaluate_stage
+    from .report.tables import capability_table
+
+    settings = EvalSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    out = args.out or Path(args.model).parent / "evaluation"
+    result = evaluate_stage(args.model, args.tests, out, settings, base=args.base, dtype=args.dtype,
+                            device=args.device, progress=not args.quiet)
+    print(capability_table({Path(args.model).name: result.manifest["outputs"]}))
+    print(f"metrics written to {Path(result.path) / 'metrics.json'}")
+
+
+def cmd_methods(args) -> None:
+    from .select.base import available_selectors
+
+    for name, selector in available_selectors().items():
+        needs = ", ".join(selector.needs) or "nothing"
+        print(f"{name:<16} {selector.description} (needs: {needs})")
+
+
+def cmd_demo(args) -> None:
+    from .demo import DemoSettings, run_demo
+
+    settings = DemoSettings(budget=args.budget, seed=args.seed, methods=args.methods.split(","))
+    run_demo(args.run_dir, args.lab, settings, progress=not args.quiet)
+
+
+def cmd_inspect(args) -> None:
+    from .data.loading import load_examples
+
+    loaded = load_examples(args.path, format=args.format, skip_invalid=args.skip_invalid)
+    print(loaded.summary())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="instruct-select",
+        description="Choose instruction-tuning data for strong and balanced capabilities "
+        "(LESS, BIDS, learning percentage, IDEAL), then fine-tune and evaluate per capability.",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the lab demo: select, fine-tune and evaluate every capability",
+                       description="Build the capability lab (cached), select with each method at the "
+                       "budget, fine-tune the lab model on each selection, evaluate every capability "
+                       "and print the method x capability table (also written to the run directory).")
+    p.add_argument("--run-dir", default="runs/demo", help="where the demo's stages go (default: %(default)s)")
+    p.add_argument("--lab", default="runs/lab", help="where the lab is built or found (default: %(default)s)")
+    p.add_argument("--budget", default="15%", help="selection budget (default: %(default)s)")
+    p.add_argument("--methods", default="random,full", help="comma-separated methods (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed for selection and training (default: %(default)s)")
+    p.set_defaults(func=cmd_demo)
+
+    lab = sub.add_parser("lab", help="the embedded capability lab").add_subparsers(dest="lab_command", required=True)
+    p = lab.add_parser("build", help="write the lab: world, corpus, tokenizer, base models, pool, validation and test sets",
+                       description="Write the seeded capability lab. The same seed gives byte-identical data files.")
+    p.add_argument("--out", default="runs/lab", help="output folder (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="world seed (default: %(default)s)")
+    p.add_argument("--pool-size", type=int, default=None, help="instruction pool size (default: the lab's)")
+    p.set_defaults(func=cmd_lab_build)
+
+    p = sub.add_parser("select", help="select a subset of a pool",
+                       description="Rank the pool with a method and keep what the budget allows; writes the "
+                       "selected records in the pool's own format, selection.tsv and diagnostics.json.")
+    p.add_argument("--pool", required=True, help="training pool: JSONL, JSON, Parquet or a datasets folder")
+    p.add_argument("--method", default="random", help="selection method (see `instruct-select methods`)")
+    p.add_argument("--budget", default="15%", help="15%% or 0.15 (fraction), 500 (count), 200000tok (tokens)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", default=None, help="tokenizer that counts tokens for a token budget")
+    p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("train", help="fine-tune a model (LoRA or full) on a pool or a selection", epilog=EPILOG,
+                       description="The one fine-tuning loop: seeded, token-budget batches, per-epoch checkpoints "
+                       "with Adam moments keyed by parameter name.")
+    p.add_argument("--model", required=True, help="base model: local folder or hub id")
+    p.add_argument("--data", required=True, help="training pool")
+    p.add_argument("--selection", default=None, help="a selection folder: train on its ids only")
+    p.add_argument("--out", required=True, help="output folder (model/, checkpoints/, manifest.json)")
+    p.add_argument("--config", default=None, help="YAML with training settings (a 'train:' section or top level)")
+    p.add_argument("--chat-template", default=None, help="'plain' or a Jinja template when the tokenizer has none")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("overrides", nargs="*", help="key=value training settings, e.g. epochs=3 lora.r=16")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a model on every capability's test set",
+                       description="Batched greedy generation on each capability's test set, a checker per "
+                       "capability, and the summary: macro-average, worst capability, spread.")
+    p.add_argument("--model", required=True, help="a trained model folder (adapter or full) or a base model")
+    p.add_argument("--tests", required=True, help="folder with one test file per capability")
+    p.add_argument("--out", default=None, help="output folder (default: beside the model, evaluation/)")
+    p.add_argument("--base", default=None, help="base model for an adapter (default: the adapter's own record)")
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("inspect", help="load a data file, report its format, tasks and problems")
+    p.add_argument("path")
+    p.add_argument("--format", default="auto")
+    p.add_argument("--skip-invalid", action="store_true", help="count and skip invalid records instead of stopping")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("methods", help="list the selection methods and what each needs")
+    p.set_defaults(func=cmd_methods)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    _quiet_libraries()
+    if not sys.stderr.isatty():
+        args.quiet = True
+    try:
+        args.func(args)
+    except InstructSelectError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """transformers' own loading bars and notices say nothing a user of this tool needs."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""The public entry point for data: ``load_examples(path)`` -> ``LoadedData``.
+
+Reads a file or folder (``readers``), detects or takes the format, converts every record
+(``formats``), gives each example its id and task, and reports what it skipped and which records
+repeat. Bad input raises ``InputError`` "FILE:LINE: what is wrong. What to do." unless
+``skip_invalid`` asks to skip and count such records instead.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from instruct_select.data.example import Example, content_id
+from instruct_select.data.formats import (FORMATS, RecordError, check_format_name,
+                                          check_sni_document, detect_format, to_messages,
+                                          unknown_format_message)
+from instruct_select.data.readers import Location, RawFile, RawRecord, read_path
+from instruct_select.errors import InputError
+
+TASK_FIELDS = ("task", "domain", "category")
+
+
+@dataclass
+class LoadedData:
+    """Examples loaded from one source, with what is needed to report on them and write back.
+
+    skipped:    (location, reason) for each record left out under skip_invalid.
+    duplicates: examples whose content (and task) repeat an earlier one's and that had no id of
+                their own; they are kept, with ids suffixed "-2", "-3", ...
+    files:      the raw files read, in order; ``origins`` maps each id to its file's position.
+    """
+
+    examples: list[Example]
+    format: str
+    container: str  # "jsonl" | "json" | "parquet" | "hf" | "dir"
+    source: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: int = 0
+    files: list[RawFile] = field(default_factory=list, repr=False)
+    origins: dict[str, int] = field(default_factory=dict, repr=False)
+    locations: dict[str, Location] = field(default_factory=dict, repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over ids, tasks, subtasks and messages, in id order: the same data gives the
+        same fingerprint whatever its container, file order or record order."""
+        rows = sorted(([e.id, e.task, e.subtask, e.messages] for e in self.examples),
+                      key=lambda row: row[0])
+        payload = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def by_id(self) -> dict[str, Example]:
+        return {e.id: e for e in self.examples}
+
+    def summary(self) -> str:
+        """A few lines for a person: counts per task, skipped records, duplicates."""
+        tasks = Counter("(none)" if e.task is None else e.task for e in self.examples)
+        lines = [f"{len(self.examples)} examples from {self.source} "
+                 f"({self.container}, {self.format}); {len(tasks)} task(s)"]
+        lines += [f"  {name}: {count}" for name, count in sorted(tasks.items())]
+        lines.append(f"skipped: {len(self.skipped)}")
+        lines += [f"  {where}: {why}" for where, why in self.skipped[:5]]
+        if len(self.skipped) > 5:
+            lines.append(f"  ... and {len(self.skipped) - 5} more")
+        lines.append(f"exact duplicates (kept, ids suffixed -2, -3, ...): {self.duplicates}")
+        return "\n".join(lines)
+
+
+def load_examples(path: str | Path, *, format: str = "auto", task: str | None = None,
+                  task_field: str | None = None, id_field: str | None = None,
+                  split: str = "train", skip_invalid: bool = False,
+                  n_demos: int = 0) -> LoadedData:
+    """Load instruction examples from a file or folder.
+
+    format:       "auto" or one of FORMATS.
+    task:         the task for records that carry none (e.g. a BBH file's name). In a folder, a
+                  file's stem is the fallback after this; a Super-NaturalInstructions file's task
+                  is always its stem.
+    task_field:   the record field holding the task; default the first of task, domain, category.
+    id_field:     the record field holding the id; default "id" when present, else a content hash.
+    split:        the split to take from a saved DatasetDict.
+    skip_invalid: skip invalid records and list them in ``skipped`` instead of raising.
+    n_demos:      Super-NaturalInstructions only: positive examples shown before each input.
+    """
+    if format != "auto":
+        _check(check_format_name, format)
+    if n_demos < 0:
+        raise InputError(f"n_demos={n_demos}: it must be 0 or more.")
+    container, files = read_path(path, split)
+    fmt = _resolve_format(format, files, n_demos)
+    builder = _Builder(fmt, task, task_field, id_field, skip_invalid, n_demos)
+    for index, raw in enumerate(files):
+        fallback = task
+        if fmt == "sni" or (container == "dir" and task is None):
+            fallback = raw.path.stem
+        builder.add_file(index, raw, fallback)
+    if not builder.examples:
+        first = builder.skipped[0] if builder.skipped else ("", "")
+        raise InputError(f"{path}: no valid examples; all {len(builder.skipped)} records were "
+                         f"skipped (first: {first[0]}: {first[1]}).")
+    return LoadedData(builder.examples, fmt, container, str(path), builder.skipped,
+                      builder.duplicates, files, builder.origins, builder.locations)
+
+
+def _resolve_format(requested: str, files: list[RawFile], n_demos: int) -> str:
+    """The one format of all files: the requested one, or the one every file looks like."""
+    found: dict[str, str] = {}
+    for raw in files:
+        fmt = requested if requested != "auto" else _detect(raw)
+        if fmt == "sni":
+            _check(check_sni_document, raw.document, n_demos, where=str(raw.path))
+        found.setdefault(fmt, str(raw.path))
+    if len(found) > 1:
+        listing = "; ".join(f"{p} looks like {f}" for f, p in found.items())
+        raise InputError(f"the files are in different formats ({listing}). Load them separately.")
+    return next(iter(found))
+
+
+def _detect(raw: RawFile) -> str:
+    first = next((r for r in raw.records if r.data is not None), None)
+    if first is None:  # every line was unreadable: report the first
+        problem = raw.records[0]
+        raise InputError(f"{problem.location}: {problem.problem}")
+    fmt = detect_format(first.data, raw.document)
+    if fmt is None:
+        raise InputError(f"{first.location}: {unknown_format_message(list(first.data))}")
+    return fmt
+
+
+def _check(check: Any, *args: Any, where: str | None = None) -> None:
+    """Run a formats check, turning its RecordError into an InputError naming ``where``."""
+    try:
+        check(*args)
+    except RecordError as err:
+        raise InputError(f"{where}: {err}" if where else str(err)) from None
+
+
+class _Builder:
+    """Converts records one by one, assigning ids and collecting skips."""
+
+    def __init__(self, fmt: str, task: str | None, task_field: str | None,
+                 id_field: str | None, skip_invalid: bool, n_demos: int) -> None:
+        self.fmt, self.task_field, self.id_field = fmt, task_field, id_field
+        self.skip_invalid, self.n_demos = skip_invalid, n_demos
+        self.examples: list[Example] = []
+        self.skipped: list[tuple[str, str]] = []
+        self.duplicates = 0
+        self.origins: dict[str, int] = {}
+        self.locations: dict[str, Location] = {}
+
+    def add_file(self, index: int, raw: RawFile, fallback_task: str | None) -> None:
+        for record in raw.records:
+            try:
+                example = self._convert(record, raw.document, fallback_task)
+            except RecordError as err:
+                where = _describe(record)
+                if not self.skip_invalid:
+                    raise InputError(f"{where}: {err}") from None
+                self.skipped.append((where, str(err)))
+                continue
+            self.examples.append(example)
+            self.origins[example.id] = index
+            self.locations[example.id] = record.location
+
+    def _convert(self, raw: RawRecord, document: Mapping | None, fallback: str | None) -> Example:
+        if raw.data is None:
+            raise RecordError(raw.problem)
+        record = raw.data
+        messages = to_messages(self.fmt, record, document, self.n_demos)
+        task = self._task(record, fallback)
+        subtask = _label(record, "subtask") if record.get("subtask") is not None else None
+        given = self._given_id(record)
+        if given is not None:
+            if given in self.locations:
+                raise RecordError(
+                    f"duplicate id '{given}', first seen at {self.locations[given]}. Ids must be "
+                    "unique: fix one of them, or name a unique field with id_field=.")
+            return Example(given, task, messages, subtask, record)
+        return Example(self._content_id(messages, task), task, messages, subtask, record)
+
+    def _task(self, record: Mapping[str, Any], fallback: str | None) -> str | None:
+        if self.task_field is not None:
+            if record.get(self.task_field) is None:
+                raise RecordError(f"missing task field '{self.task_field}' (named by task_field); "
+                                  f"the record has {sorted(record)}.")
+            return _label(record, self.task_field)
+        key = next((k for k in TASK_FIELDS if record.get(k) is not None), None)
+        return _label(record, key) if key else fallback
+
+    def _given_id(self, record: Mapping[str, Any]) -> str | None:
+        if self.id_field is not None:
+            if record.get(self.id_field) is None:
+                raise RecordError(f"missing id field '{self.id_field}' (named by id_field); the "
+                                  f"record has {sorted(record)}.")
+            return _label(record, self.id_field)
+        return _label(record, "id") if record.get("id") is not None else None
+
+    def _content_id(self, messages: list[dict[str, str]], task: str | None) -> str:
+        """A hash of the content; a repeat gets "-2", "-3", ... and is counted, not dropped."""
+        base = candidate = content_id(messages, task)
+        suffix = 1
+        while candidate in self.locations:
+            suffix += 1
+            candidate = f"{base}-{suffix}"
+        self.duplicates += suffix > 1
+        return candidate
+
+
+def _label(record: Mapping[str, Any], key: str) -> str:
+    """An id or task label as a string: strings as they are, integers converted."""
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RecordError(f"field '{key}' is {type(value).__name__} {value!r:.40}, expected a "
+                          "string or an integer.")
+    text = str(value)
+    if not text.strip():
+        raise RecordError(f"field '{key}' is empty; give it a value or remove it.")
+    return text
+
+
+def _describe(raw: RawRecord) -> str:
+    """The record's location, with its id when it has one and no line number pins it down."""
+    given = raw.data.get("id") if raw.data else None
+    if raw.location.line is None and isinstance(given, (str, int)):
+        return f"{raw.location} (id '{given}')"
+    return str(raw.location)
+
+
+__all__ = ["FORMATS", "LoadedData", "load_examples"]

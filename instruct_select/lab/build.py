@@ -1,0 +1,122 @@
+"""Building the capability lab: data, tokenizer and pretrained base models, each a cached stage.
+
+``build_lab(out, LabSettings(seed=0))`` writes
+
+    out/data/        corpus.txt, pool.jsonl, validation/<capability>.jsonl, test/<capability>.jsonl
+    out/tokenizer/   the locally trained tokenizer with its chat template
+    out/models/S/    a tiny Llama of size S pretrained on the corpus, with the tokenizer beside it
+
+each with a manifest. A second call with the same settings reuses everything; the same seed gives
+byte-identical data and tokenizer files.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..artifacts import fingerprint_path, run_stage
+from .pool import LabDataConfig, write_lab_data
+from .pretrain import MODEL_SIZES, pretrain
+from .tokenizer import train_lab_tokenizer
+
+
+@dataclass
+class LabSettings:
+    seed: int = 0
+    pool_size: int | None = None  # None: LabDataConfig's default
+    vocab_size: int = 1024
+    sizes: tuple[str, ...] = ("small", "large")
+    data: LabDataConfig = field(default_factory=LabDataConfig)
+
+    def data_config(self) -> LabDataConfig:
+        if self.pool_size is None:
+            return self.data
+        return LabDataConfig(**{**asdict(self.data), "pool_size": self.pool_size})
+
+
+@dataclass
+class LabPaths:
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def pool(self) -> Path:
+        return self.data / "pool.jsonl"
+
+    @property
+    def validation(self) -> Path:
+        return self.data / "validation"
+
+    @property
+    def test(self) -> Path:
+        return self.data / "test"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer"
+
+    def model(self, size: str = "large") -> Path:
+        return self.root / "models" / size
+
+    def describe(self) -> dict[str, Path]:
+        return {"pool": self.pool, "validation": self.validation, "test": self.test,
+                "tokenizer": self.tokenizer,
+                **{f"model {s}": self.model(s) for s in MODEL_SIZES if self.model(s).exists()}}
+
+
+def build_lab(out: str | Path, settings: LabSettings | None = None, *, progress: bool = True,
+              log=print) -> LabPaths:
+    settings = settings or LabSettings()
+    paths = LabPaths(Path(out))
+    config = settings.data_config()
+
+    def build_data(folder: Path) -> dict:
+        return write_lab_data(folder, config, settings.seed)
+
+    data = run_stage(paths.data, "lab-data", asdict(config), {}, build_data, seed=settings.seed, log=log)
+
+    def build_tokenizer(folder: Path) -> dict:
+        documents = read_corpus(paths.data / "corpus.txt")
+        tokenizer = train_lab_tokenizer(documents, pool_texts(paths.pool), settings.vocab_size, folder)
+        return {"vocab_size": len(tokenizer)}
+
+    tok = run_stage(paths.tokenizer, "lab-tokenizer", {"vocab_size": settings.vocab_size},
+                    {"data": fingerprint_path(paths.data)}, build_tokenizer, seed=settings.seed, log=log)
+    for size in settings.sizes:
+        spec = MODEL_SIZES[size]
+
+        def build_model(folder: Path, spec=spec) -> dict:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(paths.tokenizer))
+            documents = read_corpus(paths.data / "corpus.txt")
+            model, facts = pretrain(documents, tokenizer, spec, settings.seed, progress=progress, log=log)
+            model.save_pretrained(str(folder))
+            tokenizer.save_pretrained(str(folder))
+            return facts
+
+        run_stage(paths.model(size), "lab-model", asdict(spec),
+                  {"data": fingerprint_path(paths.data), "tokenizer": fingerprint_path(paths.tokenizer)},
+                  build_model, seed=settings.seed, log=log)
+    del data, tok
+    return paths
+
+
+def read_corpus(path: Path) -> list[str]:
+    from .corpus import read_corpus as _read
+
+    return _read(path)
+
+
+def pool_texts(pool_path: Path) -> list[str]:
+    """Every message text of the pool, so the tokenizer also knows the instruction phrasing."""
+    import json
+
+    texts = []
+    with open(pool_path, encoding="utf-8") as fh:
+        for line in fh:
+            texts.extend(m["content"] for m in json.loads(line)["messages"])
+    return texts

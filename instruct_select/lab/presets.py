@@ -1,0 +1,29 @@
+"""Settings tuned for the lab's tiny models: the demo's and the tests' defaults.
+
+Plain functions, so a variant is a call with different arguments rather than a copied config.
+"""
+from __future__ import annotations
+
+from ..config import EvalSettings, LoraSettings, TrainSettings
+
+
+def lab_train_settings(seed: int = 0, **overrides) -> TrainSettings:
+    """LoRA fine-tuning for the lab models: high learning rate and rank, as tiny models need."""
+    values = dict(
+        epochs=3,
+        learning_rate=3e-3,
+        schedule="linear",
+        warmup_ratio=0.05,
+        token_budget=4096,
+        max_batch_size=64,
+        max_length=128,
+        seed=seed,
+        lora=LoraSettings(r=16, alpha=32, dropout=0.0,
+                          target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    )
+    values.update(overrides)
+    return TrainSettings(**values)
+
+
+def lab_eval_settings() -> EvalSettings:
+    return EvalSettings(max_new_tokens=16, batch_size=128)

@@ -1,0 +1,106 @@
+"""Pretraining the lab's tiny Llama base models on the lab corpus (plain language modelling).
+
+This plays the part of a pretrained LLM: the model learns the world's facts and skills from plain
+statements, so that instruction tuning elicits them. The corpus is tokenised once, cut into
+fixed-length blocks (documents joined by the end token) and trained on with AdamW and a cosine
+schedule. Seeded: the same corpus, tokenizer and spec give the same weights on the same machine.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from ..train.schedule import lr_at
+
+
+@dataclass(frozen=True)
+class LabModelSpec:
+    """Shape and pretraining budget of one lab model size."""
+
+    hidden: int
+    layers: int
+    heads: int
+    epochs: float = 3.0
+    block: int = 128
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+
+    def config(self, tokenizer, max_positions: int = 512):
+        from transformers import LlamaConfig
+
+        return LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=self.hidden,
+            intermediate_size=4 * self.hidden,
+            num_hidden_layers=self.layers,
+            num_attention_heads=self.heads,
+            num_key_value_heads=self.heads,
+            max_position_embeddings=max_positions,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=True,
+        )
+
+
+MODEL_SIZES: dict[str, LabModelSpec] = {
+    "small": LabModelSpec(hidden=64, layers=2, heads=4),
+    "large": LabModelSpec(hidden=128, layers=4, heads=4),
+}
+
+
+def corpus_blocks(documents: list[str], tokenizer, block: int) -> torch.Tensor:
+    """All documents tokenised, joined by the end token, cut into (n_blocks, block) ids."""
+    encoded = tokenizer(documents, add_special_tokens=False)["input_ids"]
+    stream: list[int] = []
+    for ids in encoded:
+        stream.extend(ids)
+        stream.append(tokenizer.eos_token_id)
+    n = len(stream) // block
+    return torch.tensor(stream[: n * block], dtype=torch.long).view(n, block)
+
+
+def pretrain(documents: list[str], tokenizer, spec: LabModelSpec, seed: int, *,
+             progress: bool = True, log=print):
+    """A freshly initialised Llama of shape ``spec`` trained on ``documents``."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(spec.config(tokenizer))
+    blocks = corpus_blocks(documents, tokenizer, spec.block)
+    per_epoch = max(1, len(blocks) // spec.batch_size)
+    total = max(1, int(spec.epochs * per_epoch))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, betas=(0.9, 0.95),
+                                  weight_decay=0.01)
+    order_rng = random.Random(seed)
+    order: list[int] = []
+    model.train()
+    bar = tqdm(range(total), desc=f"pretrain h{spec.hidden}x{spec.layers}", disable=not progress, leave=False)
+    losses = []
+    for step in bar:
+        if len(order) < spec.batch_size:
+            fresh = list(range(len(blocks)))
+            order_rng.shuffle(fresh)
+            order.extend(fresh)
+        batch = blocks[order[: spec.batch_size]]
+        del order[: spec.batch_size]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, total, spec.learning_rate, "cosine", 0.02)
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    tail = losses[-max(1, len(losses) // 10):]
+    log(f"[lab] pretrained h{spec.hidden}x{spec.layers} "
+        f"({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {len(blocks)} blocks, "
+        f"{total} steps): final loss {sum(tail) / len(tail):.3f}")
+    model.eval()
+    return model, {"steps": total, "blocks": int(len(blocks)), "final_loss": sum(tail) / len(tail),
+                   "parameters": sum(p.numel() for p in model.parameters())}

@@ -1,0 +1,155 @@
+"""The stages as Python functions: select, train, evaluate. The CLI and the demo call these.
+
+Each function runs one stage into its own folder through ``artifacts.run_stage``: a finished folder
+with the same settings and inputs is reused, one made with other settings is refused by name.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .artifacts import atomic_write_json, fingerprint_model, read_json, require_finished, run_stage
+from .config import EvalSettings, TrainSettings, to_dict
+from .data.example import Example
+from .errors import ConfigError, InputError
+from .select.budget import Budget
+from .select.selection import read_selected_ids, run_selector, write_selection
+
+
+def load_pool(path: str | Path, **options: Any):
+    """Load a pool of training examples (any supported format); tasks from the data."""
+    from .data.loading import load_examples
+
+    return load_examples(path, **options)
+
+
+def load_test_sets(path: str | Path) -> dict[str, list[Example]]:
+    """Test or validation sets: a folder with one file per capability (the task field, else the file stem)."""
+    from .data.loading import load_examples
+
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".json", ".parquet")) if path.is_dir() else [path]
+    if not files:
+        raise InputError(f"{path}: no .jsonl, .json or .parquet test files found")
+    sets: dict[str, list[Example]] = {}
+    for file in files:
+        for example in load_examples(file, task=file.stem).examples:
+            sets.setdefault(example.task or file.stem, []).append(example)
+    return sets
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def select_stage(pool_path: str | Path, method: str, budget: str, out_dir: str | Path, *,
+                 seed: int = 0, artifacts: dict[str, Any] | None = None,
+                 artifact_fingerprints: dict[str, str] | None = None,
+                 options: dict[str, Any] | None = None, tokenizer: str | Path | None = None,
+                 max_length: int = 2048, log=print):
+    """Select from the pool at ``pool_path`` into ``out_dir``; returns the StageResult.
+
+    A token budget counts each example's rendered tokens with ``tokenizer`` (required then).
+    """
+    loaded = load_pool(pool_path)
+    parsed = Budget.parse(budget)
+    settings = {"method": method, "budget": str(parsed), "options": options or {}}
+    inputs = {"pool": loaded.fingerprint, **(artifact_fingerprints or {})}
+    if parsed.kind == "tokens":
+        settings.update(tokenizer=str(tokenizer), max_length=max_length)
+
+    def build(folder: Path) -> dict:
+        selection = run_selector(method, loaded.examples, parsed, seed=seed, artifacts=artifacts,
+                                 options=options,
+                                 token_length=_token_lengths(loaded, tokenizer, max_length) if parsed.kind == "tokens" else None)
+        log(f"[select] {method} @ {parsed}: {len(selection)} of {len(loaded.examples)} examples")
+        return write_selection(selection, loaded, folder)
+
+    return run_stage(out_dir, "select", settings, inputs, build, seed=seed, log=log)
+
+
+def _token_lengths(loaded, tokenizer: str | Path | None, max_length: int) -> dict[str, int]:
+    """Rendered, truncated token count of every pool example: what training will see."""
+    from .data.chat import tokenize_example
+    from .models.loading import load_tokenizer
+
+    if tokenizer is None:
+        raise ConfigError("a token budget needs a tokenizer to count tokens: pass --tokenizer "
+                          "(the model you will train)")
+    tok = load_tokenizer(tokenizer)
+    return {e.id: len(tokenize_example(tok, e, max_length)) for e in loaded.examples}
+
+
+def train_stage(model: str | Path, data_path: str | Path, out_dir: str | Path,
+                settings: TrainSettings, *, selection_dir: str | Path | None = None,
+                chat_template: str | None = None, dtype: str = "float32", device: str | None = None,
+                progress: bool = True, log=print):
+    """Fine-tune ``model`` on the pool at ``data_path`` (restricted to a selection if given)."""
+    from .models.loading import load_base_model, load_tokenizer
+    from .train.loop import save_trained, train_model
+
+    loaded = load_pool(data_path)
+    examples = loaded.examples
+    inputs = {"model": fingerprint_model(model), "data": loaded.fingerprint}
+    if selection_dir is not None:
+        require_finished(selection_dir, "selection")
+        wanted = read_selected_ids(selection_dir)
+        by_id = loaded.by_id()
+        unknown = [i for i in wanted if i not in by_id]
+        if unknown:
+            raise InputError(f"selection {selection_dir} names {len(unknown)} ids absent from "
+                             f"{data_path} (e.g. {unknown[0]}): it was made from another pool")
+        examples = [by_id[i] for i in wanted]
+        inputs["selection"] = fingerprint_model(selection_dir)
+    stage_settings = {"train": to_dict(settings), "chat_template": chat_template, "dtype": dtype}
+
+    def build(folder: Path) -> dict:
+        tokenizer = load_tokenizer(model, chat_template)
+        base = load_base_model(model, dtype, device)
+        result = train_model(base, tokenizer, examples, settings, folder, progress=progress, log=log)
+        save_trained(result.model, tokenizer, folder / "model")
+        return {"examples": result.examples, "excluded_no_response": result.render_report.no_response,
+                "truncated": result.render_report.truncated, "steps": result.steps,
+                "tokens": result.tokens, "epoch_losses": result.epoch_losses,
+                "base_model": str(model)}
+
+    return run_stage(out_dir, "train", stage_settings, inputs, build, seed=settings.seed, log=log)
+
+
+def evaluate_stage(model_dir: str | Path, tests: str | Path, out_dir: str | Path,
+                   settings: EvalSettings | None = None, *, base: str | Path | None = None,
+                   dtype: str = "float32", device: str | None = None, progress: bool = True, log=print):
+    """Evaluate a trained model (or a base model) on every capability; writes metrics.json."""
+    from .evaluate import evaluate_capabilities
+    from .models.loading import load_tokenizer, load_trained
+
+    settings = settings or EvalSettings()
+    test_sets = load_test_sets(tests)
+    inputs = {"model": fingerprint_model(model_dir), "tests": _sets_fingerprint(test_sets)}
+
+    def build(folder: Path) -> dict:
+        model = load_trained(model_dir, base=base, dtype=dtype, device=device)
+        tokenizer = load_tokenizer(model_dir)
+        metrics = evaluate_capabilities(model, tokenizer, test_sets, max_new_tokens=settings.max_new_tokens,
+                                        batch_size=settings.batch_size, default_checker=settings.default_checker,
+                                        progress=progress)
+        atomic_write_json(folder / "metrics.json", metrics)
+        return {"summary": metrics["summary"],
+                "scores": {c: v["score"] for c, v in metrics["capabilities"].items()}}
+
+    return run_stage(out_dir, "evaluate", to_dict(settings), inputs, build, log=log)
+
+
+def _sets_fingerprint(test_sets: dict[str, list[Example]]) -> str:
+    from .artifacts import fingerprint_json
+
+    return fingerprint_json({k: [[e.id, e.messages] for e in v] for k, v in sorted(test_sets.items())})
+
+
+def read_metrics(eval_dir: str | Path) -> dict:
+    require_finished(eval_dir, "evaluation")
+    return read_json(Path(eval_dir) / "metrics.json")
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)

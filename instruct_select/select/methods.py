@@ -1,0 +1,2 @@
+"""Imports every selection method so that each registers itself. A new method: one file, one line here."""
+from . import simple  # noqa: F401

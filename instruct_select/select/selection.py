@@ -1,0 +1,93 @@
+"""Running a selector under a budget, and writing the selection as users want it.
+
+A selection folder holds the chosen records in the input's own format (ready for TRL,
+LLaMA-Factory or open-instruct), ``selection.tsv`` (rank, id, task, score), ``diagnostics.json``
+(per-task composition and whatever the method reports) and the stage manifest.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import atomic_write_json, atomic_write_text
+from ..errors import ConfigError
+from .base import SelectionContext, get_selector
+from .budget import Budget
+
+
+@dataclass
+class Selection:
+    method: str
+    budget: str
+    seed: int
+    ids: list[str]
+    scores: list[float] | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def run_selector(
+    method: str,
+    pool,
+    budget: Budget | str,
+    *,
+    seed: int = 0,
+    artifacts: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    token_length: dict[str, int] | None = None,
+) -> Selection:
+    """Rank ``pool`` (a list of Examples) with ``method`` and keep what ``budget`` allows."""
+    budget = budget if isinstance(budget, Budget) else Budget.parse(budget)
+    selector = get_selector(method)
+    if not pool:
+        raise ConfigError("the pool is empty: nothing to select from")
+    if budget.kind == "tokens" and token_length is None:
+        raise ConfigError("a token budget needs token counts: run selection through the pipeline or pass token_length")
+    ctx = SelectionContext(pool=pool, seed=seed, artifacts=artifacts or {}, options=options or {})
+    if getattr(selector, "ignores_budget", False):
+        limit = len(pool)
+    else:
+        lengths = [token_length[e.id] for e in pool] if token_length else None
+        limit = budget.max_count(len(pool), lengths)
+    ranking = selector.rank(ctx, limit)
+    ids = ranking.ids if getattr(selector, "ignores_budget", False) else budget.take(ranking.ids, len(pool), token_length)
+    if len(set(ids)) != len(ids):
+        raise RuntimeError(f"selector {method} returned duplicate ids")  # a bug, not a user error
+    scores = ranking.scores[: len(ids)] if ranking.scores is not None else None
+    task_of = {e.id: e.task for e in pool}
+    diagnostics = {"composition": dict(sorted(Counter(str(task_of[i]) for i in ids).items())),
+                   "pool_composition": dict(sorted(Counter(str(e.task) for e in pool).items())),
+                   **ranking.diagnostics}
+    return Selection(method, str(budget), seed, ids, scores, diagnostics)
+
+
+def write_selection(selection: Selection, loaded, out_dir: str | Path) -> dict:
+    """Write the selected records in the input's format plus the id/score table and diagnostics."""
+    from ..data.writing import write_records
+
+    out_dir = Path(out_dir)
+    task_of = {e.id: e.task for e in loaded.examples}
+    rows = ["rank\tid\ttask\tscore"]
+    for rank, id_ in enumerate(selection.ids, start=1):
+        score = "" if selection.scores is None else f"{selection.scores[rank - 1]:.6g}"
+        rows.append(f"{rank}\t{id_}\t{task_of.get(id_)}\t{score}")
+    atomic_write_text(out_dir / "selection.tsv", "\n".join(rows) + "\n")
+    atomic_write_json(out_dir / "diagnostics.json", selection.diagnostics)
+    data_path = out_dir / f"selected{_suffix(loaded)}"
+    write_records(loaded, selection.ids, data_path)
+    return {"n_selected": len(selection.ids), "data": data_path.name,
+            "composition": selection.diagnostics["composition"]}
+
+
+def _suffix(loaded) -> str:
+    return {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet", "hf": ""}.get(loaded.container, ".jsonl")
+
+
+def read_selected_ids(selection_dir: str | Path) -> list[str]:
+    """The ids of a written selection, in rank order."""
+    lines = (Path(selection_dir) / "selection.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    return [line.split("\t")[1] for line in lines if line]

@@ -1,0 +1,322 @@
+"""Tests for per-capability evaluation: checkers, summaries, batched greedy generation, scoring.
+
+Generation runs a tiny random Llama and a word-level tokenizer built here, saved with
+save_pretrained and loaded back with from_pretrained, and is checked against a slow obvious
+reference: one prompt at a time, no padding, no cache, argmax of the full forward pass.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+from instruct_select.data.example import Example
+from instruct_select.errors import ConfigError, InputError
+from instruct_select.evaluate import CHECKERS, evaluate_capabilities, generate_greedy, summarise
+from instruct_select.evaluate import capabilities as capabilities_module
+from instruct_select.evaluate.capabilities import split_example, write_metrics
+from instruct_select.evaluate.checkers import get_checker
+from instruct_select.evaluate.generation import _decode_until_eos, render_prompts
+
+SPECIALS = ["<|bos|>", "<|end|>", "<|pad|>", "<|user|>", "<|assistant|>", "<|system|>", "<|unk|>"]
+WORDS = (
+    "the a cat dog sat on mat what is one two three four five yes no answer red blue green "
+    "big small it was and"
+).split()
+TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+PROMPTS = [  # lengths deliberately unsorted, one multi-turn, one with a system turn
+    [{"role": "user", "content": "what is the cat"}],
+    [{"role": "user", "content": "one"}],
+    [{"role": "system", "content": "yes no"},
+     {"role": "user", "content": "the big red dog sat on the small blue mat and it was green"}],
+    [{"role": "user", "content": "two three"}],
+    [{"role": "user", "content": "a cat"}, {"role": "assistant", "content": "yes"},
+     {"role": "user", "content": "what is it"}],
+    [{"role": "user", "content": "four five the answer is no"}],
+    [{"role": "user", "content": "dog"}],
+]
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(model, tokenizer) loaded back from disk through the Auto classes."""
+    root = tmp_path_factory.mktemp("tiny")
+    vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|unk|>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.add_special_tokens(SPECIALS)
+    # A post-processor that prepends BOS: tokenising the rendered template with special tokens
+    # on would then give two BOS, which test_render_prompts_has_one_bos catches.
+    backend.post_processor = processors.TemplateProcessing(
+        single="<|bos|> $A", special_tokens=[("<|bos|>", vocab["<|bos|>"])]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<|bos|>", eos_token="<|end|>", pad_token="<|pad|>",
+        unk_token="<|unk|>", additional_special_tokens=["<|user|>", "<|assistant|>", "<|system|>"],
+    )
+    tokenizer.chat_template = TEMPLATE
+    tokenizer.save_pretrained(root / "tok")
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+        # Large initial weights give peaked logits, so argmax is decided by the computation
+        # rather than by float rounding, and a padding bug shows as different tokens.
+        initializer_range=0.5,
+        bos_token_id=vocab["<|bos|>"], eos_token_id=vocab["<|end|>"], pad_token_id=vocab["<|pad|>"],
+    )
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # a louder eos: some prompts stop early, others run to the limit
+        model.lm_head.weight[config.eos_token_id] *= 4.0
+    model.save_pretrained(root / "model")
+    model = AutoModelForCausalLM.from_pretrained(root / "model", dtype=torch.float32)
+    return model, AutoTokenizer.from_pretrained(root / "tok")
+
+
+def reference_greedy(model, tokenizer, messages, max_new_tokens):
+    """Slow obvious greedy decoding: one prompt, no padding, no cache, full forward each step."""
+    ids = render_prompts(tokenizer, [messages])[0]
+    new = []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits = model(torch.tensor([ids + new])).logits[0, -1]
+            token = int(logits.argmax())
+            if token == tokenizer.eos_token_id:
+                break
+            new.append(token)
+    return tokenizer.decode(new, skip_special_tokens=True), len(new)
+
+
+# ----------------------------------------------------------------------------- checkers
+
+@pytest.mark.parametrize("name, response, reference, expected", [
+    ("exact", "  42 \n", "42", True),
+    ("exact", "Paris", "paris", False),
+    ("exact", "new  york", "new york", False),
+    ("exact_ci", "  The   Cat\n sat ", "the cat sat", True),
+    ("exact_ci", "the cats", "the cat", False),
+    ("number", "The answer is 1,234.", "so 1000 + 234 = 1234\n#### 1234", True),
+    ("number", "It is -5 degrees", "#### -5", True),
+    ("number", "It is 5 degrees", "#### -5", False),
+    ("number", "72.0", "48 / 2 = 24 and 24 + 48 = 72 #### 72", True),
+    ("number", "$0.50", "#### .5", True),
+    ("number", "I don't know", "#### 3", False),
+    ("number", "3", "no number here", False),
+    ("number", "first 3, then 72", "#### 72", False),  # the response's FIRST number counts
+    ("number", "1,2,3", "#### 123", False),  # a list is not a thousands-separated number
+    ("number", "12,345,678 apples", "#### 12345678", True),
+    ("contains", "Well, the answer is PARIS.", "paris", True),
+    ("contains", "It is New\n  York city", "new york", True),
+    ("contains", "Lyon", "Paris", False),
+    ("contains", "anything at all", "   ", False),  # an empty reference must not pass
+])
+def test_checkers_golden(name, response, reference, expected):
+    assert CHECKERS[name](response, reference) is expected
+
+
+def test_unknown_checker_names_the_known_ones():
+    with pytest.raises(ConfigError) as info:
+        get_checker("fuzzy")
+    assert "fuzzy" in str(info.value)
+    for known in ("exact", "exact_ci", "number", "contains"):
+        assert known in str(info.value)
+
+
+# ----------------------------------------------------------------------------- summarise
+
+def test_summarise_hand_computed():
+    summary = summarise({"math": 1.0, "code": 0.5, "chat": 0.0})
+    assert summary["macro"] == pytest.approx(0.5)
+    assert summary["worst"] == 0.0 and summary["worst_capability"] == "chat"
+    assert summary["spread"] == pytest.approx(math.sqrt(1 / 6))  # ((.5)^2 + 0 + (.5)^2) / 3
+    assert summary["n_capabilities"] == 3
+
+
+def test_summarise_spread_is_population_std_and_ties_are_deterministic():
+    summary = summarise({"y": 0.4, "x": 0.8})
+    assert summary["spread"] == pytest.approx(0.2)  # the sample std (ddof=1) would be 0.283
+    assert summarise({"b": 0.2, "a": 0.2, "c": 0.9})["worst_capability"] == "a"
+    with pytest.raises(InputError):
+        summarise({})
+
+
+# ----------------------------------------------------------------------------- generation
+
+def test_render_prompts_has_one_bos(tiny):
+    _, tokenizer = tiny
+    ids = render_prompts(tokenizer, [PROMPTS[0]])[0]
+    assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
+    assert ids[-1] == tokenizer.convert_tokens_to_ids("<|assistant|>")
+
+
+def test_batched_generation_matches_one_at_a_time_and_the_slow_reference(tiny):
+    model, tokenizer = tiny
+    expected = [reference_greedy(model, tokenizer, p, 8) for p in PROMPTS]
+    # The comparison only has teeth if the outputs differ between prompts and some stop at eos.
+    assert len({text for text, _ in expected}) > 3
+    assert any(n < 8 for _, n in expected) and any(n == 8 for _, n in expected)
+    batched = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8, batch_size=4,
+                              progress=False)
+    single = [generate_greedy(model, tokenizer, [p], max_new_tokens=8, batch_size=1,
+                              progress=False)[0] for p in PROMPTS]
+    assert batched == single == [text for text, _ in expected]
+
+
+def test_generation_ignores_the_checkpoints_generation_defaults(tiny):
+    model, tokenizer = tiny
+    clean = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8, progress=False)
+    saved = model.generation_config
+    hostile = saved.__class__(do_sample=True, temperature=5.0, top_k=3, repetition_penalty=50.0,
+                              no_repeat_ngram_size=1, min_new_tokens=8)
+    model.generation_config = hostile
+    model.train()
+    try:
+        torch.manual_seed(123)
+        assert generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8, progress=False) == clean
+        assert model.generation_config is hostile  # put back after the call
+        assert model.training  # and the training mode too
+    finally:
+        model.generation_config = saved
+        model.eval()
+
+
+def test_generation_edge_cases(tiny):
+    model, tokenizer = tiny
+    assert generate_greedy(model, tokenizer, [], progress=False) == []
+    with pytest.raises(InputError, match="prompt 1"):
+        generate_greedy(model, tokenizer, [PROMPTS[0], [{"role": "assistant", "content": "no"}]])
+    with pytest.raises(ConfigError):
+        generate_greedy(model, tokenizer, PROMPTS, batch_size=0)
+    words = tokenizer.convert_tokens_to_ids(["cat", "sat", "<|end|>", "dog"])
+    assert _decode_until_eos(tokenizer, words, tokenizer.eos_token_id) == "cat sat"
+
+
+# ----------------------------------------------------------------------------- capabilities
+
+def qa(id_, question, answer, subtask=None, checker=None):
+    record = {"checker": checker} if checker else None
+    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return Example(id=id_, task=None, messages=messages, subtask=subtask, record=record)
+
+
+TEST_SETS = {
+    "math": [
+        qa("m1", "two plus two", "#### 4", subtask="add", checker="number"),
+        qa("m2", "ten times ten", "#### 100", subtask="mul", checker="number"),
+        qa("m3", "one minus five", "#### -4", subtask="add", checker="number"),
+    ],
+    "chat": [qa("c1", "say yes", "yes"), qa("c2", "say no", "no")],
+}
+
+
+def stub_generator(answer_for):
+    """A generate_greedy stand-in answering each prompt by its last user turn."""
+    calls = []
+
+    def fake(model, tokenizer, prompts, max_new_tokens=32, batch_size=64, progress=True):
+        calls.append(prompts)
+        return [answer_for(p[-1]["content"]) for p in prompts]
+
+    return fake, calls
+
+
+def test_scores_full_marks_for_references_and_zero_for_wrong_answers(monkeypatch):
+    references = {e.messages[0]["content"]: e.messages[-1]["content"]
+                  for examples in TEST_SETS.values() for e in examples}
+    fake, calls = stub_generator(references.__getitem__)
+    monkeypatch.setattr(capabilities_module, "generate_greedy", fake)
+    metrics = evaluate_capabilities(None, None, TEST_SETS, progress=False)
+    assert len(calls) == 1 and len(calls[0]) == 5  # one pass over every capability
+    assert metrics["capabilities"]["math"] == {
+        "score": 1.0, "n": 3, "correct": 3,
+        "by_subtask": {"add": {"score": 1.0, "n": 2, "correct": 2},
+                       "mul": {"score": 1.0, "n": 1, "correct": 1}},
+    }
+    assert metrics["capabilities"]["chat"]["n"] == 2
+    assert metrics["summary"]["macro"] == 1.0 and metrics["summary"]["spread"] == 0.0
+
+    fake, _ = stub_generator(lambda question: "wrong 7")
+    monkeypatch.setattr(capabilities_module, "generate_greedy", fake)
+    metrics = evaluate_capabilities(None, None, TEST_SETS, progress=False)
+    assert metrics["capabilities"]["math"]["correct"] == 0
+    assert metrics["capabilities"]["chat"]["score"] == 0.0
+    assert metrics["summary"]["macro"] == 0.0
+
+
+def test_per_example_checkers_and_mixed_scores(monkeypatch):
+    answers = {"two plus two": "The answer is 4.", "ten times ten": "1,000",
+               "one minus five": "-4", "say yes": "yes", "say no": " no thanks "}
+    fake, _ = stub_generator(answers.__getitem__)
+    monkeypatch.setattr(capabilities_module, "generate_greedy", fake)
+    metrics = evaluate_capabilities(None, None, TEST_SETS, default_checker="exact", progress=False)
+    math_result, chat_result = metrics["capabilities"]["math"], metrics["capabilities"]["chat"]
+    assert (math_result["correct"], math_result["n"]) == (2, 3)  # "number" from each record
+    assert math_result["by_subtask"]["mul"]["score"] == 0.0
+    assert chat_result["score"] == 0.5  # "exact" by default: " no thanks " is wrong
+    assert metrics["summary"]["worst_capability"] == "chat"
+    assert metrics["summary"]["macro"] == pytest.approx((2 / 3 + 0.5) / 2)
+    sample = metrics["samples"]["math"][0]
+    assert sample == {"id": "m1", "prompt": [{"role": "user", "content": "two plus two"}],
+                      "reference": "#### 4", "response": "The answer is 4.", "correct": True}
+    lenient = evaluate_capabilities(None, None, {"chat": TEST_SETS["chat"]},
+                                    default_checker="contains", progress=False)
+    assert lenient["capabilities"]["chat"]["score"] == 1.0
+
+
+def test_prompt_stops_before_the_last_assistant_turn():
+    example = Example(id="x", task="chat", messages=[
+        {"role": "system", "content": "be brief"}, {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"},
+        {"role": "assistant", "content": "d"}])
+    prompt, reference = split_example(example, "chat")
+    assert [m["content"] for m in prompt] == ["be brief", "a", "b", "c"] and reference == "d"
+    no_answer = Example(id="q7", task=None, messages=[{"role": "user", "content": "a"}])
+    with pytest.raises(InputError, match="q7"):
+        split_example(no_answer, "chat")
+
+
+def test_bad_test_sets_fail_before_generating(monkeypatch):
+    fake, calls = stub_generator(lambda q: "")
+    monkeypatch.setattr(capabilities_module, "generate_greedy", fake)
+    with pytest.raises(InputError, match="'code'"):
+        evaluate_capabilities(None, None, {"chat": TEST_SETS["chat"], "code": []})
+    with pytest.raises(ConfigError, match="regex"):
+        evaluate_capabilities(None, None, {"chat": [qa("c9", "hi", "hi", checker="regex")]})
+    with pytest.raises(ConfigError):
+        evaluate_capabilities(None, None, TEST_SETS, default_checker="nope")
+    assert calls == []
+
+
+def test_end_to_end_with_a_real_model_and_atomic_metrics(tiny, tmp_path):
+    model, tokenizer = tiny
+    sets = {"first": [qa(f"f{i}", p[-1]["content"], "yes") for i, p in enumerate(PROMPTS[:4])],
+            "second": [qa(f"s{i}", p[-1]["content"], "no") for i, p in enumerate(PROMPTS[4:])]}
+    metrics = evaluate_capabilities(model, tokenizer, sets, max_new_tokens=6, batch_size=2,
+                                    progress=False)
+    prompts = [[{"role": "user", "content": e.messages[0]["content"]}]
+               for examples in sets.values() for e in examples]
+    direct = generate_greedy(model, tokenizer, prompts, max_new_tokens=6, progress=False)
+    got = [s["response"] for cap in sets for s in metrics["samples"][cap]]
+    assert got == direct
+    assert [metrics["capabilities"][c]["n"] for c in sets] == [4, 3]
+
+    written = write_metrics(metrics, tmp_path)
+    assert written == tmp_path / "metrics.json"
+    assert json.loads(written.read_text()) == json.loads(json.dumps(metrics))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no temp file left

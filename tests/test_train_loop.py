@@ -1,0 +1,114 @@
+"""The fine-tuning loop: deterministic, name-keyed Adam moments, per-epoch mean learning rates."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from instruct_select.config import LoraSettings, TrainSettings
+from instruct_select.data.batching import collate, token_budget_batches
+from instruct_select.data.chat import tokenize_examples
+from instruct_select.data.example import Example
+from instruct_select.models.loading import load_base_model, load_trained
+from instruct_select.train.checkpoint import list_checkpoints, load_weights_into
+from instruct_select.train.loop import save_trained, train_model
+from instruct_select.train.schedule import lr_at
+
+
+def _examples(n=24):
+    return [
+        Example(f"ex{i}", "math" if i % 2 else "chat",
+                [{"role": "user", "content": "What is " + " + ".join(["2"] * (1 + i % 5)) + "?"},
+                 {"role": "assistant", "content": str(2 * (1 + i % 5))}])
+        for i in range(n)
+    ]
+
+
+def _settings(**kw):
+    return TrainSettings(**{"epochs": 2, "learning_rate": 5e-3, "token_budget": 128, "max_length": 64,
+                            "lora": LoraSettings(r=4, alpha=8), **kw})
+
+
+def test_training_is_deterministic_and_checkpoints_match_optimizer(tiny_model_dir, tiny_tokenizer, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        model = load_base_model(tiny_model_dir)
+        result = train_model(model, tiny_tokenizer, _examples(), _settings(), tmp_path / name, progress=False)
+        runs.append(result)
+    wa = {n: p for n, p in runs[0].model.named_parameters() if p.requires_grad}
+    wb = {n: p for n, p in runs[1].model.named_parameters() if p.requires_grad}
+    assert wa.keys() == wb.keys() and len(wa) > 0
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], rtol=0, atol=0)
+    # LoRA B starts at zero: training must have moved it.
+    assert any(p.abs().sum() > 0 for n, p in wa.items() if "lora_B" in n)
+    assert runs[0].epoch_losses == runs[1].epoch_losses
+
+    checkpoints = list_checkpoints(tmp_path / "a")
+    assert [c.epoch for c in checkpoints] == [1, 2]
+    exp_avg, exp_avg_sq = checkpoints[-1].moments()
+    assert set(exp_avg) == set(wa) == set(exp_avg_sq)
+    assert all(torch.all(v >= 0) for v in exp_avg_sq.values())
+    assert checkpoints[-1].beta1 == 0.9 and checkpoints[-1].beta2 == 0.999 and checkpoints[-1].eps == 1e-8
+    # The last checkpoint's weights are the final weights.
+    for name, value in checkpoints[-1].weights().items():
+        torch.testing.assert_close(value, wa[name].detach())
+
+
+def test_epoch_mean_learning_rate_matches_schedule(tiny_model_dir, tiny_tokenizer, tmp_path):
+    settings = _settings(epochs=3, schedule="linear", warmup_ratio=0.2)
+    model = load_base_model(tiny_model_dir)
+    result = train_model(model, tiny_tokenizer, _examples(), settings, tmp_path, progress=False)
+    items, _ = tokenize_examples(tiny_tokenizer, _examples(), settings.max_length)
+    per_epoch = len(token_budget_batches(items, settings.token_budget, settings.max_batch_size))
+    total = per_epoch * settings.epochs
+    assert result.steps == total
+    lrs = [lr_at(s, total, settings.learning_rate, "linear", 0.2) for s in range(total)]
+    for c in result.checkpoints:
+        window = lrs[(c.epoch - 1) * per_epoch: c.epoch * per_epoch]
+        assert c.mean_lr == pytest.approx(sum(window) / len(window))
+    assert result.checkpoints[0].mean_lr != result.checkpoints[-1].mean_lr
+
+
+def test_checkpoint_weights_load_into_fresh_model(tiny_model_dir, tiny_tokenizer, tmp_path):
+    model = load_base_model(tiny_model_dir)
+    result = train_model(model, tiny_tokenizer, _examples(), _settings(epochs=1), tmp_path, progress=False)
+    save_trained(result.model, tiny_tokenizer, tmp_path / "model")
+    reloaded = load_trained(tmp_path / "model")
+    batch = collate(tokenize_examples(tiny_tokenizer, _examples(4), 64)[0], tiny_tokenizer.pad_token_id)
+    with torch.no_grad():
+        want = result.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        got = reloaded(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(got, want)
+    # A checkpoint restores the same weights into a freshly wrapped model.
+    fresh = load_trained(tmp_path / "model", trainable=True)
+    with torch.no_grad():
+        for p in fresh.parameters():
+            if p.requires_grad:
+                p.zero_()
+    load_weights_into(fresh, result.checkpoints[0])
+    params = dict(fresh.named_parameters())
+    for name, value in result.checkpoints[0].weights().items():
+        torch.testing.assert_close(params[name].detach(), value)
+
+
+def test_full_finetune_trains_every_weight(tiny_model_dir, tiny_tokenizer, tmp_path):
+    model = load_base_model(tiny_model_dir)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = train_model(model, tiny_tokenizer, _examples(8), _settings(epochs=1, full_finetune=True),
+                         tmp_path, progress=False)
+    changed = [n for n, p in result.model.named_parameters() if not torch.equal(p, before[n])]
+    assert "model.layers.0.mlp.up_proj.weight" in changed
+    exp_avg, _ = result.checkpoints[0].moments()
+    assert "model.layers.0.mlp.up_proj.weight" in exp_avg
+
+
+def test_batches_respect_budget_and_are_order_independent(tiny_tokenizer):
+    items, _ = tokenize_examples(tiny_tokenizer, _examples(30), 64)
+    batches = token_budget_batches(items, 100, 8, seed=3, epoch=1)
+    assert sorted(i for b in batches for i in b) == list(range(len(items)))
+    for b in batches:
+        assert len(b) <= 8 and len(b) * max(len(items[i]) for i in b) <= 100 or len(b) == 1
+    shuffled = list(reversed(items))
+    again = token_budget_batches(shuffled, 100, 8, seed=3, epoch=1)
+    assert [[items[i].id for i in b] for b in batches] == [[shuffled[i].id for i in b] for b in again]
+    assert token_budget_batches(items, 100, 8, seed=3, epoch=2) != batches
