@@ -25,17 +25,12 @@ def load_pool(path: str | Path, **options: Any):
 
 
 def load_test_sets(path: str | Path) -> dict[str, list[Example]]:
-    """Test or validation sets: a folder with one file per capability (the task field, else the file stem)."""
+    """Test or validation sets grouped by capability: the task field, else the file's stem."""
     from .data.loading import load_examples
 
-    path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".json", ".parquet")) if path.is_dir() else [path]
-    if not files:
-        raise InputError(f"{path}: no .jsonl, .json or .parquet test files found")
     sets: dict[str, list[Example]] = {}
-    for file in files:
-        for example in load_examples(file, task=file.stem).examples:
-            sets.setdefault(example.task or file.stem, []).append(example)
+    for example in load_examples(path).examples:
+        sets.setdefault(example.task or Path(path).stem, []).append(example)
     return sets
 
 

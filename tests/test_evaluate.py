@@ -6,6 +6,7 @@ reference: one prompt at a time, no padding, no cache, argmax of the full forwar
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -194,6 +195,32 @@ def test_generation_ignores_the_checkpoints_generation_defaults(tiny):
     finally:
         model.generation_config = saved
         model.eval()
+
+
+def test_peft_wrapped_model_generates_like_its_base(tiny):
+    peft = pytest.importorskip("peft")
+    model, tokenizer = tiny
+    clean = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8, progress=False)
+    base = copy.deepcopy(model)  # LoRA injection edits the model in place
+    base.generation_config.repetition_penalty = 50.0  # read through the wrapper by generate
+    base.generation_config.no_repeat_ngram_size = 1
+    # LoRA's B starts at zero, so the wrapped model computes exactly what the base does.
+    wrapped = peft.get_peft_model(base, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    assert generate_greedy(wrapped, tokenizer, PROMPTS, max_new_tokens=8, progress=False) == clean
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batched_generation_on_cuda_matches_one_at_a_time(tiny):
+    cpu_model, tokenizer = tiny
+    model = copy.deepcopy(cpu_model).to("cuda")
+    batched = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8, batch_size=4,
+                              progress=False)
+    single = [generate_greedy(model, tokenizer, [p], max_new_tokens=8, batch_size=1,
+                              progress=False)[0] for p in PROMPTS]
+    assert batched == single
+    assert batched == generate_greedy(cpu_model, tokenizer, PROMPTS, max_new_tokens=8,
+                                      progress=False)
 
 
 def test_generation_edge_cases(tiny):

@@ -51,7 +51,8 @@ def detect_format(record: Mapping[str, Any], document: Mapping[str, Any] | None)
             if "from" in turns[0]:
                 return "sharegpt"
     keys = set(record)
-    for fmt, needed in (("alpaca", {"instruction", "output"}), ("input_target", {"input", "target"}),
+    for fmt, needed in (("alpaca", {"instruction", "output"}),
+                        ("input_target", {"input", "target"}),
                         ("question_answer", {"question", "answer"})):
         if needed <= keys:
             return fmt
@@ -111,7 +112,8 @@ def check_messages(messages: list[dict[str, str]]) -> None:
 def _messages(record: Mapping[str, Any]) -> list[dict[str, str]]:
     key = next((k for k in MESSAGE_KEYS if k in record), None)
     if key is None:
-        raise RecordError(f"missing field 'messages' (messages format needs {FORMAT_SHAPES['messages']}).")
+        raise RecordError(f"missing field 'messages' (messages format needs "
+                          f"{FORMAT_SHAPES['messages']}).")
     return _turns(record[key], key, "role", "content", None)
 
 
@@ -213,7 +215,8 @@ def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise RecordError(f"{what} is {_type(value)}, expected a non-empty string.")
     if not value.strip():
-        raise RecordError(f"{what} is empty; every turn needs text. Fill it in, or drop the record.")
+        raise RecordError(f"{what} is empty; every turn needs text. Fill it in, or drop the "
+                          "record.")
     return value
 
 

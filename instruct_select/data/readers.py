@@ -97,7 +97,8 @@ def read_jsonl(path: Path, data: bytes) -> RawFile:
             raw = raw[3:]  # a UTF-8 byte-order mark, which some editors write
         if raw.strip():
             records.append(_jsonl_line(path, number, raw))
-    if records and all(r.problem for r in records) and data.split(b"\n", 1)[0].strip() in (b"[", b"{"):
+    opens_bare = data.split(b"\n", 1)[0].strip() in (b"[", b"{")
+    if records and opens_bare and all(r.problem for r in records):
         # A bare bracket on the first line: one JSON document spread over lines, not JSON Lines.
         raise InputError(
             f"{records[0].location}: {records[0].problem} The file looks like a single JSON "

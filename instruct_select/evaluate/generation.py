@@ -93,7 +93,7 @@ def _plain_generation_defaults(model) -> Iterator[None]:
         yield
     finally:
         for module, config in saved:
-            pass
+            module.generation_config = config
 
 
 def _model_device(model) -> torch.device:

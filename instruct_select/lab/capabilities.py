@@ -3,10 +3,11 @@
 A ``Capability`` names the checker the evaluator applies (``exact``, ``exact_ci`` or ``number``)
 and holds two or more ``Subtask`` templates. A subtask draws the content of one question (its
 fields, answer, a content ``key`` and plausible wrong answers) and renders it with one of several
-prompt phrasings. The key identifies what is asked regardless of phrasing ("knowledge:colour:Velkar",
-"math:add:23+45"), so test, validation and pool can be kept disjoint by content, and knowledge test
-questions ask about facts the pool never asks about. Knowledge prompts name only the entity and
-the attribute: the answer has to come from what the model learnt in pretraining.
+prompt phrasings. The key identifies what is asked regardless of phrasing
+("knowledge:colour:Velkar", "math:add:23+45"), so test, validation and pool can be kept disjoint
+by content, and knowledge test questions ask about facts the pool never asks about. Knowledge
+prompts name only the entity and the attribute: the answer has to come from what the model
+learnt in pretraining.
 
 ``CAPABILITIES`` is the registry, in a fixed order. Generators take an explicit ``random.Random``:
 nothing here touches global random state.
@@ -23,10 +24,10 @@ from instruct_select.lab.world import ATTRIBUTES, World
 
 __all__ = ["CAPABILITIES", "Capability", "Context", "Difficulty", "Draft", "Item", "Subtask"]
 
-# A pool draw that repeats an earlier prompt is redrawn this many times before the repeat is
-# accepted: small pools stay nearly free of exact repeats, 100K pools still finish.
-_SOFT_RETRIES = 4
+# Draws allowed for one item before its question space counts as exhausted, and redraws of a
+# repeated pool prompt before the repeat is accepted.
 _HARD_LIMIT = 5000
+_SOFT_RETRIES = 4
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Difficulty:
     code_max_const: int = 9  # code: constants up to this
     chain_length: int = 4    # logic: at most this many people in a comparison chain (at least 3)
     bool_ops: int = 2        # logic: at most this many and/or operators
-    list_length: int = 4     # format: at most this many words in a list (at least 2)
+    list_length: int = 3     # format: at most this many words in a list (at least 2)
     max_repeat: int = 4      # format: repeat a word at most this many times (at least 2)
 
     def __post_init__(self) -> None:
@@ -126,13 +127,16 @@ class Capability:
         """
         items: list[Item] = []
         seen: set[str] = set()
+        # Redraws of a repeated pool prompt are rationed to n in all, so a saturated question
+        # space (a 100K pool over a few hundred facts) costs at most twice the draws.
+        budget = [n]
         for i in range(n):
             sub = self.subtasks[i % len(self.subtasks)]
-            items.append(self._draw(rng, sub, ctx, exclude, seen, unique))
+            items.append(self._draw(rng, sub, ctx, exclude, seen, unique, budget))
         return items
 
     def _draw(self, rng: random.Random, sub: Subtask, ctx: Context, exclude: Set[str],
-              seen: set[str], unique: bool) -> Item:
+              seen: set[str], unique: bool, budget: list[int]) -> Item:
         repeats = 0
         for _ in range(_HARD_LIMIT):
             draft = sub.build(rng, ctx)
@@ -140,7 +144,8 @@ class Capability:
                 continue
             item = self.render(sub, draft, rng.randrange(len(sub.phrasings)))
             mark = item.key if unique else item.prompt
-            if mark in seen and (unique or repeats < _SOFT_RETRIES):
+            if mark in seen and (unique or (budget[0] > 0 and repeats < _SOFT_RETRIES)):
+                budget[0] -= 1
                 repeats += 1
                 continue
             seen.add(mark)
@@ -277,9 +282,10 @@ def _fact(attribute: str) -> Callable[[random.Random, Context], Draft]:
     def build(rng: random.Random, ctx: Context) -> Draft:
         entity = rng.choice(ctx.world.entities)
         value = entity.get(attribute)
-        others = rng.sample(ctx.world.values(attribute), 4)
+        values = ctx.world.values(attribute)
+        others = tuple(values[rng.randrange(len(values))] for _ in range(3))
         return Draft({"name": entity.name}, value, f"knowledge:{attribute}:{entity.name}",
-                     entity.fame, tuple(others))
+                     entity.fame, others)
     return build
 
 

@@ -47,9 +47,8 @@ _SUFFIXES = (" Please answer with just the answer.", " Keep the answer short.",
              " Thanks a lot!", " I would be grateful for a quick reply.")
 _SYSTEMS = ("You are a helpful assistant.", "You are a concise assistant. Answer briefly.",
             "Answer the user's question accurately.")
-# Small surface edits that turn a rephrased question into a near duplicate, never a no-op.
-_EDITS = (lambda p: p[0].lower() + p[1:] if p[0].isupper() else "So, " + p,
-          lambda p: "Please answer: " + p,
+# Small surface edits for near duplicates; they leave the question itself (names too) intact.
+_EDITS = (lambda p: "Quick question: " + p, lambda p: "Please answer: " + p,
           lambda p: p + " Thanks.")
 DEFECTS = ("wrong_answer", "off_topic", "near_duplicate")
 
@@ -183,6 +182,16 @@ def _record(name: str, subtask: str, messages: list, keys: list[str], level: int
             "defect": defect, "reference": reference, "style": style, "duplicate_of": None}
 
 
+def _off_topic(rng: random.Random, name: str) -> dict[str, Any]:
+    """Chatter under a task label (and a plausible subtask label): nothing to learn there."""
+    user, reply = rng.choice(CHATTER)
+    word = rng.choice(WORDS)
+    messages = [{"role": "user", "content": user.format(word=word)},
+                {"role": "assistant", "content": reply.format(word=word)}]
+    return _record(name, rng.choice(CAPABILITIES[name].subtask_names), messages, [], None,
+                   "off_topic", None, [])
+
+
 def _capability_pool(name: str, n: int, ctx: Context, config: LabDataConfig,
                      exclude: set[str], seed: int) -> list[tuple[dict[str, Any], int | None]]:
     """One capability's pool records, each with the local index of the one it duplicates."""
@@ -202,12 +211,7 @@ def _capability_pool(name: str, n: int, ctx: Context, config: LabDataConfig,
     styles: dict[int, dict[str, Any]] = {}
     for i, item in enumerate(base):
         if i in off:
-            user, reply = rng.choice(CHATTER)
-            word = rng.choice(WORDS)
-            messages = [{"role": "user", "content": user.format(word=word)},
-                        {"role": "assistant", "content": reply.format(word=word)}]
-            out.append((_record(name, rng.choice(cap.subtask_names), messages, [], None,
-                                "off_topic", None, []), None))
+            out.append((_off_topic(rng, name), None))
             continue
         styles[i] = _style(rng, config, two_turn.get(i))
         answer = cap.wrong_answer(item, rng) if i in wrong else item.answer
@@ -223,9 +227,9 @@ def _capability_pool(name: str, n: int, ctx: Context, config: LabDataConfig,
         prompt = cap.rephrase(base[i], rng).prompt
         if rng.random() < 0.5:
             prompt = rng.choice(_EDITS)(prompt)
-        out.append((_record(name, base[i].subtask, _messages(prompt, base[i].answer, styles[i]),
-                            out[i][0]["keys"], base[i].level, "near_duplicate", base[i].answer,
-                            _tags(styles[i])), i))
+        messages = _messages(prompt, base[i].answer, styles[i])
+        out.append((_record(name, base[i].subtask, messages, list(out[i][0]["keys"]),
+                            base[i].level, "near_duplicate", base[i].answer, _tags(styles[i])), i))
     return out
 
 

@@ -23,6 +23,7 @@ JOBS = ("baker", "smith", "farmer", "sailor", "miner", "weaver", "healer", "pain
 SPECIES = ("human", "elf", "dwarf", "troll", "giant", "sprite", "goblin", "dragon")
 ATTRIBUTES = ("city", "colour", "food", "job", "age", "species")
 MIN_AGE, MAX_AGE = 18, 89
+AGES = tuple(str(a) for a in range(MIN_AGE, MAX_AGE + 1))
 
 # Plain English words for the formatting tasks: short, lower case, one BPE-friendly shape each.
 WORDS = (
@@ -106,11 +107,10 @@ class World:
 
     def values(self, attribute: str) -> tuple[str, ...]:
         """Every value ``attribute`` can take in this world (the distractors of a question)."""
-        fixed = {"city": self.cities, "colour": COLOURS, "food": FOODS, "job": JOBS,
-                 "species": SPECIES}
-        if attribute == "age":
-            return tuple(str(a) for a in range(MIN_AGE, MAX_AGE + 1))
-        return fixed[attribute]
+        if attribute == "city":
+            return self.cities
+        return {"colour": COLOURS, "food": FOODS, "job": JOBS, "age": AGES,
+                "species": SPECIES}[attribute]
 
     def facts(self) -> list[tuple[str, str, str]]:
         """Every (entity name, attribute, value) triple, in a fixed order."""
