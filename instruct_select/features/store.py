@@ -1,0 +1,87 @@
+"""A resumable feature store keyed by example id: memory-mapped rows, a done-mask, a manifest.
+
+Layout of a store folder:
+
+    ids.json        the row order: one id per row
+    meta.json       what made the rows (model, checkpoint, projection seed and size, transform, dtype,
+                    data fingerprint); reopening with other settings is refused, naming the setting
+    features.npy    (N, k) float16 or float32, memory-mapped
+    done.npy        (N,) bool: rows written so far
+
+Rows are written and flushed before their done flags, so an interrupted extraction resumes from
+the done-mask and ends with the same array as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import _differences, atomic_write_json
+from ..errors import ArtifactMismatchError, ConfigError
+
+DTYPES = {"float16": np.float16, "float32": np.float32}
+
+
+class FeatureStore:
+    def __init__(self, path: Path, ids: list[str], meta: dict, features: np.memmap, done: np.memmap):
+        self.path, self.ids, self.meta = path, ids, meta
+        self.features, self.done = features, done
+        self.row_of = {id_: i for i, id_ in enumerate(ids)}
+
+    @classmethod
+    def open_or_create(cls, path: str | Path, ids: list[str], dim: int, dtype: str, meta: dict) -> "FeatureStore":
+        path = Path(path)
+        if dtype not in DTYPES:
+            raise ConfigError(f"feature dtype must be float16 or float32, got {dtype!r}")
+        if len(set(ids)) != len(ids):
+            raise ConfigError("feature store ids must be unique")
+        meta = {**meta, "dim": dim, "dtype": dtype, "rows": len(ids)}
+        if (path / "meta.json").is_file():
+            old = json.loads((path / "meta.json").read_text())
+            diff = _differences(old, meta)
+            if diff:
+                raise ArtifactMismatchError(
+                    f"{path} holds features made with other settings:\n  " + "\n  ".join(diff)
+                    + f"\nDelete {path} or use another run directory."
+                )
+            if json.loads((path / "ids.json").read_text()) != ids:
+                raise ArtifactMismatchError(f"{path} holds features for other examples; delete it to recompute")
+            return cls.open(path, writable=True)
+        path.mkdir(parents=True, exist_ok=True)
+        np.lib.format.open_memmap(path / "features.npy", mode="w+", dtype=DTYPES[dtype], shape=(len(ids), dim)).flush()
+        np.lib.format.open_memmap(path / "done.npy", mode="w+", dtype=np.bool_, shape=(len(ids),)).flush()
+        atomic_write_json(path / "ids.json", ids)
+        atomic_write_json(path / "meta.json", meta)  # last: its presence means the arrays exist
+        return cls.open(path, writable=True)
+
+    @classmethod
+    def open(cls, path: str | Path, writable: bool = False) -> "FeatureStore":
+        path = Path(path)
+        if not (path / "meta.json").is_file():
+            raise ArtifactMismatchError(f"{path} is not a feature store (no meta.json)")
+        mode = "r+" if writable else "r"
+        return cls(path, json.loads((path / "ids.json").read_text()), json.loads((path / "meta.json").read_text()),
+                   np.load(path / "features.npy", mmap_mode=mode), np.load(path / "done.npy", mmap_mode=mode))
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    def pending_ids(self) -> list[str]:
+        return [self.ids[i] for i in np.flatnonzero(~np.asarray(self.done))]
+
+    def write(self, ids: list[str], values: np.ndarray) -> None:
+        rows = np.array([self.row_of[i] for i in ids])
+        self.features[rows] = values.astype(self.features.dtype)
+        self.features.flush()
+        self.done[rows] = True
+        self.done.flush()
+
+    def complete(self) -> bool:
+        return bool(np.all(self.done))
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) as float32 (the only rows read into memory)."""
+        return np.asarray(self.features[start:stop], dtype=np.float32)

@@ -1,0 +1,151 @@
+"""Selectors that rank rows of the attribution matrix A (N × |V|): LESS and the BIDS paper's baselines.
+
+| name          | rule                                                                    |
+|---------------|-------------------------------------------------------------------------|
+| less          | task-max: mean over each subtask's columns, max over subtasks, top B    |
+| instance-max  | max_j A_ij, top B                                                        |
+| sum           | Σ_j A_ij, top B                                                          |
+| normalized    | max_j Â_ij (columns standardised over all rows), top B                   |
+| task-balanced | B/m rows per task by the task's mean score, round-robin, skipping taken  |
+
+Ties in a top-B ranking go to the lower row index (a stable sort on the negated score).
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from ..errors import ArtifactMismatchError, InputError
+from .base import Ranking, SelectionContext, register
+
+INFLUENCE_NEEDS = ("attribution",)
+
+
+def pool_matrix(ctx: SelectionContext) -> tuple[np.ndarray, list[str], list[dict]]:
+    """A restricted to the pool's scorable rows, in the matrix's row order, as float32 in memory."""
+    matrix = ctx.need("attribution")
+    pool_ids = {e.id for e in ctx.pool}
+    if set(matrix.rows) != pool_ids:
+        extra = sorted(set(matrix.rows) - pool_ids)[:1] or sorted(pool_ids - set(matrix.rows))[:1]
+        raise ArtifactMismatchError(
+            f"the score matrix covers other examples than the pool (e.g. {extra[0]!r}): it was computed "
+            "for another pool; recompute features and scores for this one"
+        )
+    excluded = set(matrix.excluded)
+    keep = [i for i, id_ in enumerate(matrix.rows) if id_ not in excluded]
+    scores = np.asarray(matrix.scores, dtype=np.float32)
+    if len(keep) != len(matrix.rows):
+        scores = scores[keep]
+    return scores, [matrix.rows[i] for i in keep], matrix.columns
+
+
+def column_groups(columns: list[dict], key: str) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for j, col in enumerate(columns):
+        label = col.get(key) if key == "task" else (col.get("subtask") or col.get("task"))
+        groups[f"{col.get('task')}/{label}" if key == "subtask" else str(label)].append(j)
+    return dict(sorted(groups.items()))
+
+
+def group_means(scores: np.ndarray, groups: dict[str, list[int]]) -> np.ndarray:
+    """(N, number of groups): each row's mean score over each group's columns."""
+    return np.stack([scores[:, cols].mean(axis=1) for cols in groups.values()], axis=1)
+
+
+def standardise_columns(scores: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """(A − μ_j) / σ_j over all rows (σ: population std), dropping zero-variance columns.
+
+    Returns the standardised kept columns and the indices of the dropped ones.
+    """
+    mean = scores.mean(axis=0, dtype=np.float64)
+    std = scores.std(axis=0, dtype=np.float64)
+    dropped = np.flatnonzero(std <= 1e-12 * np.maximum(1.0, np.abs(mean))).tolist()
+    keep = np.setdiff1d(np.arange(scores.shape[1]), dropped)
+    if keep.size == 0:
+        raise InputError("every score column has zero variance: the scores carry no information to select by")
+    out = (scores[:, keep] - mean[keep].astype(np.float32)) / std[keep].astype(np.float32)
+    return out.astype(np.float32, copy=False), dropped
+
+
+def top_rows(score: np.ndarray, ids: list[str], limit: int) -> Ranking:
+    order = np.argsort(-score, kind="stable")[:limit]
+    return Ranking([ids[i] for i in order], score[order].astype(float).tolist())
+
+
+class _TopByScore:
+    needs = INFLUENCE_NEEDS
+
+    def score(self, scores: np.ndarray, columns: list[dict]) -> np.ndarray:
+        raise NotImplementedError
+
+    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
+        scores, ids, columns = pool_matrix(ctx)
+        return top_rows(self.score(scores, columns), ids, limit)
+
+
+@register
+class LessSelector(_TopByScore):
+    name = "less"
+    description = "LESS task-max: mean influence per validation subtask, max over subtasks, top B"
+
+    def score(self, scores, columns):
+        return group_means(scores, column_groups(columns, "subtask")).max(axis=1)
+
+
+@register
+class InstanceMaxSelector(_TopByScore):
+    name = "instance-max"
+    description = "max influence over single validation instances, top B"
+
+    def score(self, scores, columns):
+        return scores.max(axis=1)
+
+
+@register
+class SumSelector(_TopByScore):
+    name = "sum"
+    description = "summed influence over all validation instances, top B"
+
+    def score(self, scores, columns):
+        return scores.sum(axis=1)
+
+
+@register
+class NormalizedSelector(_TopByScore):
+    name = "normalized"
+    description = "instance-normalised influence (columns standardised), max over instances, top B"
+
+    def score(self, scores, columns):
+        return standardise_columns(scores)[0].max(axis=1)
+
+
+@register
+class TaskBalancedSelector:
+    name = "task-balanced"
+    needs = INFLUENCE_NEEDS
+    description = "B/m rows per validation task by its mean influence, round-robin over tasks"
+
+    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
+        scores, ids, columns = pool_matrix(ctx)
+        groups = column_groups(columns, "task")
+        per_task = group_means(scores, groups)
+        orders = [np.argsort(-per_task[:, k], kind="stable") for k in range(per_task.shape[1])]
+        cursors = [0] * len(orders)
+        taken: set[int] = set()
+        picked, picked_scores, picked_tasks = [], [], []
+        while len(picked) < min(limit, len(ids)):
+            for k, order in enumerate(orders):  # tasks in sorted name order
+                if len(picked) >= limit:
+                    break
+                while cursors[k] < len(order) and order[cursors[k]] in taken:
+                    cursors[k] += 1
+                if cursors[k] == len(order):
+                    continue
+                row = int(order[cursors[k]])
+                taken.add(row)
+                picked.append(row)
+                picked_scores.append(float(per_task[row, k]))
+                picked_tasks.append(list(groups)[k])
+        return Ranking([ids[i] for i in picked], picked_scores,
+                       {"picked_for_task": dict(sorted(Counter(picked_tasks).items()))})

@@ -1,0 +1,139 @@
+"""Gradient features: batched per-example gradients against a one-at-a-time reference, the Adam
+transform against a hand computation, the projection's seeding and inner products, the store."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from instruct_select.config import LoraSettings
+from instruct_select.data.batching import collate
+from instruct_select.data.chat import tokenize_examples
+from instruct_select.data.example import Example
+from instruct_select.errors import ArtifactMismatchError
+from instruct_select.features.extract import FeatureSettings, extract_features, make_projector, projected_features
+from instruct_select.features.gradients import lora_modules, per_example_gradients
+from instruct_select.features.optimizer_state import adam_feature
+from instruct_select.features.projection import LayerwiseProjector, normalise_rows
+from instruct_select.features.store import FeatureStore
+from instruct_select.models.loading import add_lora, load_base_model
+
+
+def _examples():
+    prompts = ["hi", "What is 2 + 3?", "Reverse the words: red green blue", "hello world, how are you today?"]
+    answers = ["hello", "5", "blue green red", "I am fine, thanks! " * 3]
+    return [Example(f"e{i}", "t", [{"role": "user", "content": p}, {"role": "assistant", "content": a}])
+            for i, (p, a) in enumerate(zip(prompts, answers))]
+
+
+@pytest.fixture()
+def lora_model(tiny_model_dir):
+    torch.manual_seed(0)
+    model = add_lora(load_base_model(tiny_model_dir), LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    # LoRA B starts at zero, which would make A's gradient zero: give it values.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    model.eval()
+    return model
+
+
+def _reference_gradients(model, tokenizer, examples):
+    """One example per backward pass: the obvious, slow way."""
+    from instruct_select.features.loss import model_per_example_loss
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    out = []
+    for item in tokenize_examples(tokenizer, examples, 128)[0]:
+        loss = model_per_example_loss(model, collate([item], tokenizer.pad_token_id))[0]
+        grads = torch.autograd.grad(loss, [p for _, p in named])
+        out.append({n: g for (n, _), g in zip(named, grads)})
+    return out
+
+
+def test_batched_per_example_gradients_equal_reference(lora_model, tiny_tokenizer):
+    examples = _examples()
+    items, _ = tokenize_examples(tiny_tokenizer, examples, 128)
+    assert len({len(i) for i in items}) == len(items)  # mixed lengths: the batch is padded
+    batch = collate(items, tiny_tokenizer.pad_token_id)
+    _, batched = per_example_gradients(lora_model, batch)
+    reference = _reference_gradients(lora_model, tiny_tokenizer, examples)
+    assert set(batched) == set(reference[0])
+    for b, ref in enumerate(reference):
+        for name, g in ref.items():
+            err = (batched[name][b] - g).norm() / g.norm().clamp(min=1e-30)
+            assert err <= 1e-4, (name, b, float(err))
+
+
+def test_adam_feature_hand_computation():
+    g = torch.tensor([[0.5, -2.0]])
+    m = torch.tensor([0.1, 0.2])
+    v = torch.tensor([0.01, 0.04])
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    m1 = [0.9 * 0.1 + 0.1 * 0.5, 0.9 * 0.2 + 0.1 * -2.0]
+    v1 = [0.999 * 0.01 + 0.001 * 0.25, 0.999 * 0.04 + 0.001 * 4.0]
+    want = torch.tensor([[m1[0] / (v1[0] + eps) ** 0.5, m1[1] / (v1[1] + eps) ** 0.5]])
+    torch.testing.assert_close(adam_feature(g, m, v, b1, b2, eps), want)
+    # ε inside the square root: with zero moments and gradient, the result is 0, not nan.
+    assert torch.all(adam_feature(torch.zeros(1, 2), torch.zeros(2), torch.zeros(2), b1, b2, eps) == 0)
+
+
+def test_projection_seeded_and_matches_dense_form():
+    shapes = {"a.lora_A.weight": (4, 10), "a.lora_B.weight": (12, 4), "b.lora_A.weight": (3, 7)}
+    p1 = LayerwiseProjector(shapes, 24, seed=5)
+    p2 = LayerwiseProjector(dict(reversed(list(shapes.items()))), 24, seed=5)
+    grads = {n: torch.randn(3, *s) for n, s in shapes.items()}
+    torch.testing.assert_close(p1.project(grads), p2.project(grads))  # order-free, seeded by name
+    assert not torch.allclose(p1.project(grads), LayerwiseProjector(shapes, 24, seed=6).project(grads))
+    flat = torch.cat([grads[n].reshape(3, -1) for n in shapes], dim=1)
+    torch.testing.assert_close(p1.project(grads), flat @ p1.dense_matrix(), rtol=1e-5, atol=1e-5)
+
+
+def test_projection_preserves_inner_products_at_default_size():
+    dim = FeatureSettings().dim
+    shapes = {f"layer{i}.lora_A.weight": (8, 96) for i in range(4)}
+    shapes.update({f"layer{i}.lora_B.weight": (96, 8) for i in range(4)})
+    projector = LayerwiseProjector(shapes, dim, seed=0)
+    torch.manual_seed(1)
+    n = 24
+    base = torch.randn(n, sum(a * b for a, b in shapes.values()))
+    x = base + 0.8 * torch.randn(n, 1) * base[0]  # correlated, so cosines span a range
+    grads, start = {}, 0
+    for name, (a, b) in shapes.items():
+        grads[name] = x[:, start:start + a * b].reshape(n, a, b)
+        start += a * b
+    exact = normalise_rows(x) @ normalise_rows(x).T
+    projected = normalise_rows(projector.project(grads))
+    approx = projected @ projected.T
+    assert (approx - exact).abs().max() < 0.06
+    assert np.corrcoef(exact.flatten(), approx.flatten())[0, 1] > 0.99
+
+
+def test_feature_store_resumes_to_same_result(lora_model, tiny_tokenizer, tmp_path):
+    settings = FeatureSettings(dim=32, dtype="float32", token_budget=64, max_batch_size=2)
+    examples = _examples()
+    ids = [e.id for e in examples]
+    full = FeatureStore.open_or_create(tmp_path / "full", ids, 32, "float32", {"model": "m"})
+    extract_features(lora_model, tiny_tokenizer, examples, full, settings, progress=False)
+    assert full.complete()
+    part = FeatureStore.open_or_create(tmp_path / "part", ids, 32, "float32", {"model": "m"})
+    extract_features(lora_model, tiny_tokenizer, examples[:2], part, settings, progress=False)
+    assert part.pending_ids() == ids[2:]
+    reopened = FeatureStore.open_or_create(tmp_path / "part", ids, 32, "float32", {"model": "m"})
+    extract_features(lora_model, tiny_tokenizer, examples, reopened, settings, progress=False)
+    np.testing.assert_allclose(reopened.block(0, 4), full.block(0, 4), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(full.block(0, 4), axis=1), 1, atol=1e-5)
+    with pytest.raises(ArtifactMismatchError, match="model: was 'm', now 'other'"):
+        FeatureStore.open_or_create(tmp_path / "part", ids, 32, "float32", {"model": "other"})
+
+
+def test_streamed_features_equal_materialised_gradients(lora_model, tiny_tokenizer):
+    settings = FeatureSettings(dim=64)
+    items, _ = tokenize_examples(tiny_tokenizer, _examples(), 128)
+    batch = collate(items, tiny_tokenizer.pad_token_id)
+    projector = make_projector(lora_model, settings)
+    streamed = projected_features(lora_model, batch, projector, None)
+    _, grads = per_example_gradients(lora_model, batch)
+    torch.testing.assert_close(streamed, normalise_rows(projector.project(grads)), rtol=1e-5, atol=1e-6)
+    assert set(lora_modules(lora_model)) == set(projector.shapes)
