@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default="runs/demo", help="where the demo's stages go (default: %(default)s)")
     p.add_argument("--lab", default="runs/lab", help="where the lab is built or found (default: %(default)s)")
     p.add_argument("--budget", default="15%", help="selection budget (default: %(default)s)")
-    p.add_argument("--methods", default="random,full", help="comma-separated methods (default: %(default)s)")
+    p.add_argument("--methods", default="random,less,bids,full", help="comma-separated methods (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for selection and training (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
 

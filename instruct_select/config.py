@@ -95,6 +95,34 @@ class EvalSettings:
         _check(self.batch_size >= 1, "batch_size must be >= 1")
 
 
+@dataclass
+class FeatureSettings:
+    dim: int = _help("projected feature size k (LESS: 8192)", default=8192)
+    projection_seed: int = _help("seed of the random projection, shared by every checkpoint and shard", default=0)
+    dtype: str = _help("stored feature dtype: float16 | float32", default="float16")
+    token_budget: int = _help("padded tokens per feature batch", default=4096)
+    max_batch_size: int = _help("most examples per feature batch", default=32)
+    max_length: int = _help("tokens per example (as in training)", default=256)
+
+    def __post_init__(self) -> None:
+        _check(self.dim >= 1, f"features dim must be >= 1, got {self.dim}")
+        _check(self.dtype in ("float16", "float32"), f"features dtype must be float16 or float32, got {self.dtype!r}")
+        _check(self.token_budget >= self.max_length, "features token_budget must be at least max_length")
+
+
+@dataclass
+class InfluenceSettings:
+    warmup_fraction: float = _help("share of the pool the warmup trains on (LESS: 0.05, BIDS: 1.0)", default=1.0)
+    warmup: TrainSettings = _help("warmup training (LESS: 4 epochs, LoRA r=128, alpha=512)",
+                                  default_factory=lambda: TrainSettings(epochs=4))
+    features: FeatureSettings = _help("gradient features", default_factory=FeatureSettings)
+
+    def __post_init__(self) -> None:
+        _check(0 < self.warmup_fraction <= 1, f"warmup_fraction must be in (0, 1], got {self.warmup_fraction}")
+        _check(not self.warmup.full_finetune, "the warmup must use LoRA: gradient features are LoRA gradients")
+        _check(self.warmup.save_checkpoints, "the warmup must save checkpoints (features are taken at each)")
+
+
 # --------------------------------------------------------------------------------------------
 # Generic (de)serialisation
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import atomic_write_json, fingerprint_model, read_json, require_finished, run_stage
-from .config import EvalSettings, TrainSettings, to_dict
+from .config import EvalSettings, InfluenceSettings, TrainSettings, to_dict
 from .data.example import Example
 from .errors import ConfigError, InputError
 from .select.budget import Budget
@@ -139,6 +139,64 @@ def _sets_fingerprint(test_sets: dict[str, list[Example]]) -> str:
     from .artifacts import fingerprint_json
 
     return fingerprint_json({k: [[e.id, e.messages] for e in v] for k, v in sorted(test_sets.items())})
+
+
+def prepare_artifacts(needs: set[str], pool_path: str | Path, validation_path: str | Path, model: str | Path,
+                      run_dir: str | Path, settings: InfluenceSettings, *, device: str | None = None,
+                      progress: bool = True, log=print) -> tuple[dict[str, Any], dict[str, str]]:
+    """Compute what the selectors need ("attribution", "hidden_states") into ``run_dir``.
+
+    Returns the artifacts and their fingerprints (recorded in each selection's manifest).
+    """
+    from .influence.attribution import AttributionMatrix
+    from .influence.stages import features_stage, scores_stage
+
+    unknown = needs - {"attribution", "hidden_states"}
+    if unknown:
+        raise ConfigError(f"no stage computes {sorted(unknown)}")
+    artifacts: dict[str, Any] = {}
+    fingerprints: dict[str, str] = {}
+    if not needs:
+        return artifacts, fingerprints
+    run_dir = Path(run_dir)
+    pool = load_pool(pool_path)
+    validation = load_pool(validation_path)
+    warmup_dir = run_dir / "warmup"
+    selection_dir = None
+    if settings.warmup_fraction < 1:
+        selection_dir = select_stage(pool_path, "random", str(settings.warmup_fraction), run_dir / "warmup-data",
+                                     seed=settings.warmup.seed, log=log).path
+    train_stage(model, pool_path, warmup_dir, settings.warmup, selection_dir=selection_dir, device=device,
+                progress=progress, log=log)
+    if "attribution" in needs:
+        features = run_dir / "features"
+        pool_folders = features_stage(warmup_dir, pool.examples, pool.fingerprint, "pool", "adam",
+                                      settings.features, features, device=device, progress=progress, log=log)
+        val_folders = features_stage(warmup_dir, validation.examples, validation.fingerprint, "validation", "sgd",
+                                     settings.features, features, device=device, progress=progress, log=log)
+        scores = scores_stage(warmup_dir, pool_folders, val_folders, validation.examples, run_dir / "scores",
+                              progress=progress, log=log)
+        artifacts["attribution"] = AttributionMatrix.load(scores.path)
+        fingerprints["attribution"] = fingerprint_model(scores.path)
+    if "hidden_states" in needs:
+        artifacts["hidden_states"], fingerprints["hidden_states"] = _hidden_states(
+            warmup_dir, pool, validation, settings, device, progress)
+    return artifacts, fingerprints
+
+
+def _hidden_states(warmup_dir: Path, pool, validation, settings: InfluenceSettings, device, progress):
+    """Last-token states of pool and validation under the final warmup checkpoint (cheap: not cached)."""
+    from .artifacts import fingerprint_json
+    from .features.hidden import last_token_states
+    from .influence.stages import warmup_model
+    from .train.checkpoint import list_checkpoints
+
+    model, tokenizer = warmup_model(warmup_dir, list_checkpoints(warmup_dir)[-1], device)
+    length = settings.features.max_length
+    states = {"pool": last_token_states(model, tokenizer, pool.examples, max_length=length, progress=progress),
+              "validation": last_token_states(model, tokenizer, validation.examples, max_length=length,
+                                              progress=progress)}
+    return states, fingerprint_json([fingerprint_model(warmup_dir), pool.fingerprint, validation.fingerprint])
 
 
 def read_metrics(eval_dir: str | Path) -> dict:

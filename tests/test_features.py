@@ -11,7 +11,8 @@ from instruct_select.data.batching import collate
 from instruct_select.data.chat import tokenize_examples
 from instruct_select.data.example import Example
 from instruct_select.errors import ArtifactMismatchError
-from instruct_select.features.extract import FeatureSettings, extract_features, make_projector, projected_features
+from instruct_select.config import FeatureSettings
+from instruct_select.features.extract import extract_features, make_projector, projected_features
 from instruct_select.features.gradients import lora_modules, per_example_gradients
 from instruct_select.features.optimizer_state import adam_feature
 from instruct_select.features.projection import LayerwiseProjector, normalise_rows

@@ -8,38 +8,20 @@ rows are all done are skipped, so a rerun resumes an interrupted extraction.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..config import FeatureSettings
 from ..data.batching import collate, token_budget_batches
 from ..data.chat import tokenize_examples
 from ..data.example import Example
-from ..errors import ConfigError
 from .gradients import layer_gradient, lora_modules, per_example_output_grads
 from .optimizer_state import AdamMoments
 from .projection import LayerwiseProjector, normalise_rows
 from .store import FeatureStore
 
 TRANSFORMS = ("sgd", "adam")
-
-
-@dataclass(frozen=True)
-class FeatureSettings:
-    dim: int = 8192
-    projection_seed: int = 0
-    dtype: str = "float16"
-    token_budget: int = 4096
-    max_batch_size: int = 32
-    max_length: int = 256
-
-    def __post_init__(self) -> None:
-        if self.dim < 1:
-            raise ConfigError(f"features dim must be >= 1, got {self.dim}")
-        if self.dtype not in ("float16", "float32"):
-            raise ConfigError(f"features dtype must be float16 or float32, got {self.dtype!r}")
 
 
 def make_projector(model, settings: FeatureSettings) -> LayerwiseProjector:

@@ -4,7 +4,7 @@ Plain functions, so a variant is a call with different arguments rather than a c
 """
 from __future__ import annotations
 
-from ..config import EvalSettings, LoraSettings, TrainSettings
+from ..config import EvalSettings, FeatureSettings, InfluenceSettings, LoraSettings, TrainSettings
 
 
 def lab_train_settings(seed: int = 0, **overrides) -> TrainSettings:
@@ -27,3 +27,13 @@ def lab_train_settings(seed: int = 0, **overrides) -> TrainSettings:
 
 def lab_eval_settings() -> EvalSettings:
     return EvalSettings(max_new_tokens=16, batch_size=128)
+
+
+def lab_influence_settings(seed: int = 0) -> InfluenceSettings:
+    """BIDS's setting scaled to the lab: warm up on the whole pool for 4 epochs, k = 2048."""
+    return InfluenceSettings(
+        warmup_fraction=1.0,
+        warmup=lab_train_settings(seed=seed, epochs=4),
+        features=FeatureSettings(dim=2048, projection_seed=0, dtype="float16", token_budget=4096,
+                                 max_batch_size=64, max_length=128),
+    )

@@ -15,8 +15,11 @@ only its top B+1 rows sorted (found by partition, with every row tied at the cut
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
+from ..errors import InputError
 from .base import Ranking, SelectionContext, register
 from .influence import INFLUENCE_NEEDS, pool_matrix, standardise_columns
 
@@ -107,6 +110,12 @@ class BidsSelector:
 
     def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
         scores, ids, columns = pool_matrix(ctx)
+        sizes = Counter(str(c.get("task")) for c in columns)
+        if len(set(sizes.values())) > 1 and not ctx.options.get("allow_unequal_validation"):
+            raise InputError(
+                f"BIDS needs an equal number of validation examples per task, got {dict(sorted(sizes.items()))}; "
+                "sample the validation sets to equal sizes (or pass allow_unequal_validation=true)"
+            )
         normalised, dropped = standardise_columns(scores)
         picks = bids_fast(normalised, limit)
         best = normalised[picks].max(axis=1).astype(float).tolist() if picks else []

@@ -62,6 +62,10 @@ def run_selector(
     diagnostics = {"composition": dict(sorted(Counter(str(task_of[i]) for i in ids).items())),
                    "pool_composition": dict(sorted(Counter(str(e.task) for e in pool).items())),
                    **ranking.diagnostics}
+    if "attribution" in ctx.artifacts:
+        from ..influence.diagnostics import influence_diagnostics
+
+        diagnostics["influence"] = influence_diagnostics(ctx.artifacts["attribution"], ids)
     return Selection(method, str(budget), seed, ids, scores, diagnostics)
 
 

@@ -26,4 +26,4 @@ class FullSelector:
     ignores_budget = True
 
     def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
-        return Ranking([e.id for e in ctx.pool])
+        return Ranking(sorted(e.id for e in ctx.pool))

@@ -1,0 +1,93 @@
+"""The influence stages: warmup → gradient features per checkpoint → attribution matrix.
+
+    warmup/                 LoRA training on the pool (or a random fraction), one checkpoint per epoch
+    features/pool/epoch-E/  Adam features of every pool example at checkpoint E
+    features/validation/epoch-E/   SGD features of every validation example at checkpoint E
+    scores/                 A = Σ_e w_e · cos(pool_e, validation_e), rows = pool ids, columns = validation
+
+Each is a cached stage with a manifest; the feature stores resume after an interruption.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from ..artifacts import fingerprint_path, require_finished, run_stage
+from ..config import FeatureSettings, LoraSettings, from_dict
+from ..data.example import Example
+from ..errors import ArtifactMismatchError
+from ..features.extract import extract_features
+from ..features.optimizer_state import AdamMoments
+from ..features.store import FeatureStore
+from ..train.checkpoint import Checkpoint, list_checkpoints, load_weights_into
+from .attribution import checkpoint_weights, write_attribution
+
+
+def warmup_model(warmup_dir: Path, checkpoint: Checkpoint, device: str | None = None):
+    """The base model with the warmup's LoRA layers holding ``checkpoint``'s weights."""
+    from ..models.loading import add_lora, load_base_model, load_tokenizer
+
+    manifest = require_finished(warmup_dir, "warmup")
+    train = manifest["settings"]["train"]
+    if train.get("full_finetune"):
+        raise ArtifactMismatchError(f"{warmup_dir} was a full fine-tune; gradient features need a LoRA warmup")
+    base = manifest["outputs"]["base_model"]
+    model = add_lora(load_base_model(base, manifest["settings"].get("dtype", "float32"), device),
+                     from_dict(LoraSettings, train["lora"]))
+    load_weights_into(model, checkpoint)
+    model.eval()
+    return model, load_tokenizer(Path(warmup_dir) / "model")
+
+
+def features_stage(warmup_dir: str | Path, examples: list[Example], data_fingerprint: str, split: str,
+                   transform: str, settings: FeatureSettings, out_dir: str | Path, *,
+                   device: str | None = None, progress: bool = True, log=print) -> list[Path]:
+    """Features of ``examples`` at every warmup checkpoint; returns the store folders in epoch order."""
+    warmup_dir = Path(warmup_dir)
+    checkpoints = list_checkpoints(warmup_dir)
+    if not checkpoints:
+        raise ArtifactMismatchError(f"{warmup_dir} has no checkpoints; run the warmup with save_checkpoints=true")
+    folders = []
+    ids = [e.id for e in examples]
+    for checkpoint in checkpoints:
+        folder = Path(out_dir) / split / f"epoch-{checkpoint.epoch}"
+        meta = {"model": fingerprint_path(warmup_dir), "checkpoint": f"epoch-{checkpoint.epoch}",
+                "checkpoint_fingerprint": fingerprint_path(checkpoint.path),
+                "projection_seed": settings.projection_seed, "transform": transform,
+                "data": data_fingerprint, "max_length": settings.max_length}
+
+        def build(folder: Path, checkpoint=checkpoint, meta=meta) -> dict:
+            model, tokenizer = warmup_model(warmup_dir, checkpoint, device)
+            moments = None
+            if transform == "adam":
+                from ..features.gradients import lora_modules
+
+                moments = AdamMoments(checkpoint, list(lora_modules(model)), next(model.parameters()).device)
+            store = FeatureStore.open_or_create(folder, ids, settings.dim, settings.dtype, meta)
+            return extract_features(model, tokenizer, examples, store, settings, moments=moments,
+                                    progress=progress, desc=f"{split} features @ epoch {checkpoint.epoch}")
+
+        run_stage(folder, "features", {**asdict(settings), "transform": transform, "split": split},
+                  {k: v for k, v in meta.items() if k in ("model", "checkpoint_fingerprint", "data")},
+                  build, log=log)
+        folders.append(folder)
+    return folders
+
+
+def scores_stage(warmup_dir: str | Path, pool_folders: list[Path], validation_folders: list[Path],
+                 validation: list[Example], out_dir: str | Path, *, progress: bool = True, log=print):
+    """A = Σ_e w_e · pool_e @ validation_eᵀ, blockwise from the stores; columns labelled by task."""
+    checkpoints = list_checkpoints(warmup_dir)
+    weights = checkpoint_weights([c.mean_lr for c in checkpoints])
+    columns = [{"id": e.id, "task": e.task, "subtask": e.subtask} for e in validation]
+
+    def build(folder: Path) -> dict:
+        pool_stores = [FeatureStore.open(p) for p in pool_folders]
+        val_stores = [FeatureStore.open(p) for p in validation_folders]
+        if val_stores[0].ids != [e.id for e in validation]:
+            raise ArtifactMismatchError("validation features were computed for other validation examples")
+        return write_attribution(Path(folder), pool_stores, val_stores, weights, columns, progress=progress)
+
+    inputs = {f"pool/{p.name}": fingerprint_path(p) for p in pool_folders}
+    inputs.update({f"validation/{p.name}": fingerprint_path(p) for p in validation_folders})
+    return run_stage(out_dir, "scores", {"weights": weights}, inputs, build, log=log)

@@ -1,0 +1,101 @@
+"""One conformance test for every registered selector, and the influence baselines' rules."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instruct_select.data.example import Example
+from instruct_select.errors import ArtifactMismatchError
+from instruct_select.influence.attribution import AttributionMatrix
+from instruct_select.select.base import available_selectors
+from instruct_select.select.selection import run_selector
+
+TASKS = ["code", "math", "logic"]
+
+
+def _pool(n=50):
+    return [Example(f"p{i:03d}", TASKS[i % 3], [{"role": "user", "content": str(i)},
+                                                 {"role": "assistant", "content": "x"}]) for i in range(n)]
+
+
+def _artifacts(pool, seed=0):
+    rng = np.random.default_rng(seed)
+    columns = [{"id": f"v{j}", "task": TASKS[j % 3], "subtask": f"s{j % 2}"} for j in range(9)]
+    scores = rng.normal(size=(len(pool), len(columns))).astype(np.float32)
+    matrix = AttributionMatrix(scores, [e.id for e in pool], columns, [])
+    ids = [e.id for e in pool]
+    states = {"pool": (ids, rng.normal(size=(len(pool), 6))), "validation": ([c["id"] for c in columns], rng.normal(size=(9, 6)))}
+    return {"attribution": matrix, "hidden_states": states}
+
+
+@pytest.mark.parametrize("method", sorted(available_selectors()))
+def test_selector_conformance(method):
+    pool = _pool()
+    artifacts = _artifacts(pool)
+    first = run_selector(method, pool, "7", seed=3, artifacts=artifacts)
+    again = run_selector(method, list(reversed(pool)), "7", seed=3, artifacts=artifacts)
+    pool_ids = {e.id for e in pool}
+    expected = len(pool) if method == "full" else 7
+    assert len(first.ids) == expected and len(set(first.ids)) == expected
+    assert set(first.ids) <= pool_ids
+    assert first.ids == again.ids  # deterministic, whatever the pool order
+    assert (first.method, first.budget, first.seed) == (method, "7", 3)
+    assert sum(first.diagnostics["composition"].values()) == expected
+    assert len(run_selector(method, pool, "20%", seed=3, artifacts=artifacts).ids) == (len(pool) if method == "full" else 10)
+
+
+def test_random_depends_on_seed():
+    pool = _pool()
+    assert run_selector("random", pool, 10, seed=1).ids != run_selector("random", pool, 10, seed=2).ids
+
+
+def test_influence_rules_against_plain_numpy():
+    pool = _pool()
+    art = _artifacts(pool)
+    a = art["attribution"].scores
+    ids = [e.id for e in pool]
+    top = lambda s: [ids[i] for i in np.argsort(-s, kind="stable")[:5]]
+    assert run_selector("instance-max", pool, 5, artifacts=art).ids == top(a.max(1))
+    assert run_selector("sum", pool, 5, artifacts=art).ids == top(a.sum(1))
+    z = (a - a.mean(0)) / a.std(0)
+    assert run_selector("normalized", pool, 5, artifacts=art).ids == top(z.max(1))
+    cols = art["attribution"].columns
+    subtasks = sorted({(c["task"], c["subtask"]) for c in cols})
+    per = np.stack([a[:, [j for j, c in enumerate(cols) if (c["task"], c["subtask"]) == s]].mean(1) for s in subtasks], 1)
+    assert run_selector("less", pool, 5, artifacts=art).ids == top(per.max(1))
+
+
+def test_task_balanced_round_robin():
+    pool = _pool(30)
+    art = _artifacts(pool)
+    sel = run_selector("task-balanced", pool, 7, artifacts=art)
+    assert sel.diagnostics["picked_for_task"] == {"code": 3, "logic": 2, "math": 2}
+
+
+def test_score_matrix_from_another_pool_is_refused():
+    pool = _pool()
+    art = _artifacts(_pool(40))
+    with pytest.raises(ArtifactMismatchError, match="another pool"):
+        run_selector("bids", pool, 5, artifacts=art)
+
+
+def test_bids_refuses_unequal_validation_sizes():
+    pool = _pool()
+    art = _artifacts(pool)
+    art["attribution"].columns[0]["task"] = "logic"  # code 2, logic 4, math 3
+    with pytest.raises(Exception, match="equal number of validation examples per task"):
+        run_selector("bids", pool, 5, artifacts=art)
+    assert len(run_selector("bids", pool, 5, artifacts=art, options={"allow_unequal_validation": True}).ids) == 5
+
+
+def test_aid_and_thi_diagnostics_by_hand():
+    pool = _pool(6)
+    columns = [{"id": "v0", "task": "code"}, {"id": "v1", "task": "code"}, {"id": "v2", "task": "math"}]
+    scores = np.array([[1, 1, 0], [0, 0, 5], [2, 0, 1], [0, 0, 0], [0, 0, 0], [0, 0, 0]], dtype=np.float32)
+    art = {"attribution": AttributionMatrix(scores, [e.id for e in pool], columns, [])}
+    sel = run_selector("instance-max", pool, 3, artifacts=art)
+    assert sel.ids == ["p001", "p002", "p000"]
+    raw = sel.diagnostics["influence"]["raw"]
+    assert raw["aid"] == pytest.approx({"code": (0 + 0 + 2 + 0 + 1 + 1) / 6, "math": (5 + 1 + 0) / 3})
+    # Row sums per task: p001 code 0 / math 5; p002 code 2 / math 1; p000 code 2 / math 0.
+    assert raw["thi"] == {"code": 2, "math": 1}
