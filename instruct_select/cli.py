@@ -154,13 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("inspect", help="load a data file, report its format, tasks and problems")
+    p = sub.add_parser("inspect", help="load a data file, report its format, tasks and problems",
+                       description="Load a pool or test file the way every stage does (format auto-detected) "
+                       "and print what was found: format, counts per task, duplicates, skipped records.")
     p.add_argument("path")
     p.add_argument("--format", default="auto")
     p.add_argument("--skip-invalid", action="store_true", help="count and skip invalid records instead of stopping")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("methods", help="list the selection methods and what each needs")
+    p = sub.add_parser("methods", help="list the selection methods and what each needs",
+                       description="Every registered selection method, one line each, with the artifacts it "
+                       "needs (a score matrix, hidden states, nothing).")
     p.set_defaults(func=cmd_methods)
     return parser
 
