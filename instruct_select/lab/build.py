@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..artifacts import fingerprint_path, run_stage
 from .pool import LabDataConfig, write_lab_data
-from .pretrain import MODEL_SIZES, pretrain
+from ..errors import ConfigError
+from .pretrain import MODEL_SIZES, LabModelSpec, pretrain
 from .tokenizer import train_lab_tokenizer
 
 
@@ -27,6 +28,13 @@ class LabSettings:
     vocab_size: int = 1024
     sizes: tuple[str, ...] = ("small", "large")
     data: LabDataConfig = field(default_factory=LabDataConfig)
+    specs: dict[str, LabModelSpec] | None = None  # None: MODEL_SIZES (tests pass tiny budgets)
+
+    def spec(self, size: str) -> LabModelSpec:
+        specs = self.specs or MODEL_SIZES
+        if size not in specs:
+            raise ConfigError(f"unknown lab model size {size!r}; known: {', '.join(specs)}")
+        return specs[size]
 
     def data_config(self) -> LabDataConfig:
         if self.pool_size is None:
@@ -64,7 +72,7 @@ class LabPaths:
     def describe(self) -> dict[str, Path]:
         return {"pool": self.pool, "validation": self.validation, "test": self.test,
                 "tokenizer": self.tokenizer,
-                **{f"model {s}": self.model(s) for s in MODEL_SIZES if self.model(s).exists()}}
+                **{f"model {p.name}": p for p in sorted((self.root / "models").glob("*")) if p.is_dir()}}
 
 
 def build_lab(out: str | Path, settings: LabSettings | None = None, *, progress: bool = True,
@@ -86,7 +94,7 @@ def build_lab(out: str | Path, settings: LabSettings | None = None, *, progress:
     tok = run_stage(paths.tokenizer, "lab-tokenizer", {"vocab_size": settings.vocab_size},
                     {"data": fingerprint_path(paths.data)}, build_tokenizer, seed=settings.seed, log=log)
     for size in settings.sizes:
-        spec = MODEL_SIZES[size]
+        spec = settings.spec(size)
 
         def build_model(folder: Path, spec=spec) -> dict:
             from transformers import AutoTokenizer
