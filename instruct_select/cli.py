@@ -77,8 +77,28 @@ def cmd_methods(args) -> None:
 def cmd_demo(args) -> None:
     from .demo import DemoSettings, run_demo
 
-    settings = DemoSettings(budget=args.budget, seed=args.seed, methods=args.methods.split(","))
+    settings = DemoSettings(budget=args.budget, seed=args.seed, methods=args.methods.split(","),
+                            model_size=args.model_size)
     run_demo(args.run_dir, args.lab, settings, progress=not args.quiet)
+
+
+def cmd_experiment(args) -> None:
+    import time
+
+    from .experiments import command_line, resolve_methods, run_experiments, write_results_section
+
+    budgets = [b.strip() for b in args.budgets.split(",") if b.strip()]
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    start = time.time()
+    markdown, _ = run_experiments(args.run_dir, args.lab, budgets, seeds, resolve_methods(args.methods),
+                                  model_size=args.model_size, progress=not args.quiet)
+    minutes = (time.time() - start) / 60
+    body = (f"Command: `{command_line()}` ({time.strftime('%Y-%m-%d')}, {minutes:.0f} min on this machine "
+            f"including cached stages).\n\n{markdown}")
+    if args.results:
+        write_results_section(args.results, "influence-experiments", "Influence-based selection on the lab", body)
+        print(f"results written to {args.results}")
+    print(markdown)
 
 
 def cmd_inspect(args) -> None:
@@ -104,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default="runs/demo", help="where the demo's stages go (default: %(default)s)")
     p.add_argument("--lab", default="runs/lab", help="where the lab is built or found (default: %(default)s)")
     p.add_argument("--budget", default="15%", help="selection budget (default: %(default)s)")
-    p.add_argument("--methods", default="random,less,bids,full", help="comma-separated methods (default: %(default)s)")
+    p.add_argument("--methods", default="random,less,bids,full", help="comma-separated methods (default: %(default)s; see `instruct-select methods`)")
+    p.add_argument("--model-size", default="large", help="lab model to fine-tune: small or large (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for selection and training (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
 
@@ -153,6 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("experiment", help="compare selectors over budgets and seeds on the lab",
+                       description="Run every method at every budget and seed on the lab (cached stages), and "
+                       "write mean ± std per capability to the results file with the command that produced it.")
+    p.add_argument("--budgets", default="5%,10%,15%", help="comma-separated budgets (default: %(default)s)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
+    p.add_argument("--methods", default="all", help="comma-separated methods or 'all' (default: %(default)s)")
+    p.add_argument("--model-size", default="large", help="lab model to fine-tune (default: %(default)s)")
+    p.add_argument("--run-dir", default="runs/experiments", help="(default: %(default)s)")
+    p.add_argument("--lab", default="runs/lab", help="(default: %(default)s)")
+    p.add_argument("--results", default="docs/RESULTS.md", help="results file to update ('' to skip)")
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("inspect", help="load a data file, report its format, tasks and problems",
                        description="Load a pool or test file the way every stage does (format auto-detected) "

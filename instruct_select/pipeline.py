@@ -13,6 +13,7 @@ from .artifacts import atomic_write_json, fingerprint_model, read_json, require_
 from .config import EvalSettings, InfluenceSettings, TrainSettings, to_dict
 from .data.example import Example
 from .errors import ConfigError, InputError
+from .select.base import get_selector
 from .select.budget import Budget
 from .select.selection import read_selected_ids, run_selector, write_selection
 
@@ -48,7 +49,8 @@ def select_stage(pool_path: str | Path, method: str, budget: str, out_dir: str |
     """
     loaded = load_pool(pool_path)
     parsed = Budget.parse(budget)
-    settings = {"method": method, "budget": str(parsed), "options": options or {}}
+    ignores_budget = getattr(get_selector(method), "ignores_budget", False)
+    settings = {"method": method, "budget": "all" if ignores_budget else str(parsed), "options": options or {}}
     inputs = {"pool": loaded.fingerprint, **(artifact_fingerprints or {})}
     if parsed.kind == "tokens":
         settings.update(tokenizer=str(tokenizer), max_length=max_length)

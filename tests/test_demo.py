@@ -34,12 +34,12 @@ def test_demo_end_to_end(tiny_lab, tmp_path):
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["settings"]["methods"] == ["random", "less", "bids", "full"]
     # Warmup checkpoints, features and scores exist with manifests; selections have diagnostics.
-    assert len(list_checkpoints(tmp_path / "run" / "warmup")) == 2
-    assert (tmp_path / "run" / "scores" / "manifest.json").is_file()
-    diagnostics = json.loads((tmp_path / "run" / "select-bids" / "diagnostics.json").read_text())
+    assert len(list_checkpoints(tmp_path / "run" / "influence" / "warmup")) == 2
+    assert (tmp_path / "run" / "influence" / "scores" / "manifest.json").is_file()
+    diagnostics = json.loads((tmp_path / "run" / "bids-10pct-seed0" / "select" / "diagnostics.json").read_text())
     assert sum(diagnostics["composition"].values()) == 24
     assert set(diagnostics["influence"]["raw"]["thi"]) == {"code", "format", "knowledge", "logic", "math"}
-    assert (tmp_path / "run" / "train-bids" / "evaluation" / "metrics.json").is_file()
+    assert (tmp_path / "run" / "bids-10pct-seed0" / "evaluation" / "metrics.json").is_file()
     # A second run reuses every stage and gives the same table.
     again = []
     rows2 = run_demo(tmp_path / "run", tiny_lab.root, _settings(), progress=False, log=again.append)
