@@ -56,3 +56,16 @@ def test_standardise_drops_zero_variance_columns():
     assert dropped == [0] and norm.shape == (3, 2)
     np.testing.assert_allclose(norm.mean(axis=0), 0, atol=1e-6)
     np.testing.assert_allclose(norm.std(axis=0), 1, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_on_demand_normalisation_equals_naive_on_normalised_matrix(seed):
+    from instruct_select.select.influence import column_statistics
+
+    rng = np.random.default_rng(200 + seed)
+    a = (rng.normal(size=(80, 7)) * rng.uniform(0.1, 10, size=7) + rng.normal(size=7) * 5).astype(np.float32)
+    a[:, 3] = np.round(a[:, 3])  # ties after normalisation too
+    mean, std, keep, dropped = column_statistics(a)
+    assert dropped == []
+    normalised, _ = standardise_columns(a)
+    assert bids_fast(a, 40, mean, std) == bids_naive(normalised, 40)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import Ranking, SelectionContext, register
-from .influence import INFLUENCE_NEEDS, pool_matrix, standardise_columns
+from .influence import INFLUENCE_NEEDS, column_statistics, pool_matrix
 
 
 def bids_naive(normalised: np.ndarray, budget: int) -> list[int]:
@@ -42,58 +42,72 @@ def bids_naive(normalised: np.ndarray, budget: int) -> list[int]:
     return selected
 
 
-def _column_candidates(normalised: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per column, its rows with value >= the depth-th largest, sorted by (value desc, row asc).
+def _normalise(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(values − μ) / σ in float32: elementwise IEEE operations, so any subset of the matrix
+    normalised on its own gives the same bits as normalising the whole matrix."""
+    out = np.array(values, dtype=np.float32, copy=True)
+    out -= mean
+    out /= std
+    return out
 
-    Returns (rows, values, lengths): (L, m) arrays padded past each column's own length.
-    """
-    n, m = normalised.shape
-    if depth >= n:
-        cut = np.full(m, -np.inf, dtype=np.float32)
-    else:
-        cut = -np.partition(-normalised, depth - 1, axis=0)[depth - 1]
+
+def _column_candidates(scores: np.ndarray, mean: np.ndarray, std: np.ndarray, depth: int):
+    """Per column, its rows whose normalised value is >= the depth-th largest, sorted by (value
+    desc, row asc), as (L+1, m) arrays of rows (-1 past the end) and normalised values."""
+    n, m = scores.shape
     per_column = []
-    for j in range(m):
-        col = normalised[:, j]
-        rows = np.flatnonzero(col >= cut[j])  # ascending row order; ties at the cut all kept
-        order = np.argsort(-col[rows], kind="stable")  # stable: equal values keep ascending rows
-        per_column.append(rows[order])
-    length = max(len(r) for r in per_column)
-    rows_arr = np.full((length + 1, m), -1, dtype=np.int64)
+    chunk = 32  # a few columns at a time: no full-size normalised copy is ever made
+    for start in range(0, m, chunk):
+        stop = min(m, start + chunk)
+        block = _normalise(scores[:, start:stop].T, mean[start:stop, None], std[start:stop, None])
+        for col in block:
+            cut = -np.partition(-col, depth - 1)[depth - 1] if depth < n else -np.inf
+            rows = np.flatnonzero(col >= cut)  # ascending row order; ties at the cut all kept
+            order = np.argsort(-col[rows], kind="stable")  # stable: equal values keep ascending rows
+            per_column.append((rows[order].astype(np.int32), col[rows[order]]))
+    length = max(len(r) for r, _ in per_column)
+    rows_arr = np.full((length + 1, m), -1, dtype=np.int32)
     vals_arr = np.full((length + 1, m), -np.inf, dtype=np.float32)
-    for j, rows in enumerate(per_column):
+    for j, (rows, values) in enumerate(per_column):
         rows_arr[: len(rows), j] = rows
-        vals_arr[: len(rows), j] = normalised[rows, j]
-    return rows_arr, vals_arr, np.array([len(r) for r in per_column])
+        vals_arr[: len(rows), j] = values
+    return rows_arr, vals_arr
 
 
-def bids_fast(normalised: np.ndarray, budget: int) -> list[int]:
-    """The pointer form of Algorithm 1; selects exactly what ``bids_naive`` selects."""
-    n, m = normalised.shape
+def bids_fast(scores: np.ndarray, budget: int, mean: np.ndarray | None = None,
+              std: np.ndarray | None = None) -> list[int]:
+    """The pointer form of Algorithm 1 on Â = (scores − mean) / std (identity when not given).
+
+    Selects exactly what ``bids_naive`` selects on Â, without materialising Â: candidate columns
+    and selected rows are normalised on demand, bit-identically.
+    """
+    n, m = scores.shape
     budget = min(budget, n)
-    rows, vals, _ = _column_candidates(normalised, budget + 1)
+    mean = np.zeros(m, dtype=np.float32) if mean is None else mean.astype(np.float32)
+    std = np.ones(m, dtype=np.float32) if std is None else std.astype(np.float32)
+    rows, vals = _column_candidates(scores, mean, std, budget + 1)
     pointer = np.zeros(m, dtype=np.int64)
     columns = np.arange(m)
     taken = np.zeros(n, dtype=bool)
     total = np.zeros(m, dtype=np.float64)
-    mean = np.zeros(m, dtype=np.float32)
+    selected_mean = np.zeros(m, dtype=np.float32)
     selected: list[int] = []
     for _ in range(budget):
         top_rows = rows[pointer, columns]
-        gain = vals[pointer, columns] - mean
+        gain = vals[pointer, columns] - selected_mean
         best_gain = gain.max()
         best = n
         for j in np.flatnonzero(gain == best_gain):
             # Rows below the top whose difference rounds to the same gain are tied too.
             p = pointer[j]
-            while rows[p, j] >= 0 and (taken[rows[p, j]] or vals[p, j] - mean[j] == best_gain):
+            while rows[p, j] >= 0 and (taken[rows[p, j]] or vals[p, j] - selected_mean[j] == best_gain):
                 if not taken[rows[p, j]]:
                     best = min(best, int(rows[p, j]))
                 p += 1
         selected.append(best)
         taken[best] = True
-        total += normalised[best]
-        mean = (total / len(selected)).astype(np.float32)
+        total += _normalise(scores[best], mean, std)
+        selected_mean = (total / len(selected)).astype(np.float32)
         for j in np.flatnonzero(top_rows == best):
             p = pointer[j]
             while rows[p, j] >= 0 and taken[rows[p, j]]:
@@ -116,8 +130,9 @@ class BidsSelector:
                 f"BIDS needs an equal number of validation examples per task, got {dict(sorted(sizes.items()))}; "
                 "sample the validation sets to equal sizes (or pass allow_unequal_validation=true)"
             )
-        normalised, dropped = standardise_columns(scores)
-        picks = bids_fast(normalised, limit)
-        best = normalised[picks].max(axis=1).astype(float).tolist() if picks else []
+        mean, std, keep, dropped = column_statistics(scores)
+        kept = scores if not dropped else scores[:, keep]
+        picks = bids_fast(kept, limit, mean[keep], std[keep])
+        best = _normalise(kept[picks], mean[keep], std[keep]).max(axis=1).astype(float).tolist() if picks else []
         diagnostics = {"dropped_zero_variance_columns": [columns[j].get("id", j) for j in dropped]}
         return Ranking([ids[i] for i in picks], best, diagnostics)

@@ -53,19 +53,41 @@ def group_means(scores: np.ndarray, groups: dict[str, list[int]]) -> np.ndarray:
     return np.stack([scores[:, cols].mean(axis=1) for cols in groups.values()], axis=1)
 
 
-def standardise_columns(scores: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    """(A − μ_j) / σ_j over all rows (σ: population std), dropping zero-variance columns.
+def _blockwise_mean_std(scores: np.ndarray, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Two-pass float64 column mean and population std, a row block at a time (no full temporary)."""
+    n = scores.shape[0]
+    total = np.zeros(scores.shape[1], dtype=np.float64)
+    for start in range(0, n, block):
+        total += scores[start:start + block].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    squares = np.zeros_like(total)
+    for start in range(0, n, block):
+        deviation = scores[start:start + block].astype(np.float64) - mean
+        squares += np.einsum("ij,ij->j", deviation, deviation)
+    return mean, np.sqrt(squares / n)
 
-    Returns the standardised kept columns and the indices of the dropped ones.
-    """
-    mean = scores.mean(axis=0, dtype=np.float64)
-    std = scores.std(axis=0, dtype=np.float64)
+
+def column_statistics(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Per-column mean and population std over all rows (float32), kept and zero-variance columns."""
+    mean, std = _blockwise_mean_std(scores)
     dropped = np.flatnonzero(std <= 1e-12 * np.maximum(1.0, np.abs(mean))).tolist()
     keep = np.setdiff1d(np.arange(scores.shape[1]), dropped)
     if keep.size == 0:
         raise InputError("every score column has zero variance: the scores carry no information to select by")
-    out = (scores[:, keep] - mean[keep].astype(np.float32)) / std[keep].astype(np.float32)
-    return out.astype(np.float32, copy=False), dropped
+    return mean.astype(np.float32), std.astype(np.float32), keep, dropped
+
+
+def standardise_columns(scores: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Â = (A − μ_j) / σ_j over all rows (σ: population std), dropping zero-variance columns.
+
+    Returns the standardised kept columns and the indices of the dropped ones.
+    """
+    mean, std, keep, dropped = column_statistics(scores)
+    # One copy, then in-place arithmetic: peak memory is the input plus one matrix.
+    out = np.array(scores[:, keep] if dropped else scores, dtype=np.float32, copy=True)
+    out -= mean[keep]
+    out /= std[keep]
+    return out, dropped
 
 
 def top_rows(score: np.ndarray, ids: list[str], limit: int) -> Ranking:
