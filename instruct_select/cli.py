@@ -66,6 +66,23 @@ def cmd_evaluate(args) -> None:
     print(f"metrics written to {Path(result.path) / 'metrics.json'}")
 
 
+def cmd_run(args) -> None:
+    from .config import RunConfig, apply_overrides, from_dict, load_yaml
+    from .pipeline import run_config
+    from .report.tables import capability_table
+
+    config = from_dict(RunConfig, apply_overrides(load_yaml(args.config), args.overrides))
+    if args.dry_run:
+        print(f"{args.config}: valid; methods {config.methods} at budgets {config.budgets} into {config.run_dir}")
+        return
+    results = run_config(config, progress=not args.quiet)
+    rows = {label: entry["summary"] for label, entry in results.items() if entry["summary"]}
+    if rows:
+        print(capability_table(rows))
+    for label, entry in results.items():
+        print(f"{label}: selection {entry['selection']}" + (f", model {entry['model']}" if entry["model"] else ""))
+
+
 def cmd_methods(args) -> None:
     from .select.base import available_selectors
 
@@ -194,6 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto")
     p.add_argument("--skip-invalid", action="store_true", help="count and skip invalid records instead of stopping")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("run", help="run a whole selection config (real model or lab): features, selections, training",
+                       description="Run everything a YAML config asks for: warmup and gradient features (when a "
+                       "method needs them), each method x budget selection, fine-tuning on each, and evaluation. "
+                       "See configs/ for ready recipes.", epilog=EPILOG)
+    p.add_argument("config", help="YAML file with a RunConfig (see configs/)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. budgets=[10%%] influence.features.dim=4096")
+    p.add_argument("--dry-run", action="store_true", help="validate the config and stop")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("methods", help="list the selection methods and what each needs",
                        description="Every registered selection method, one line each, with the artifacts it "

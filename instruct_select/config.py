@@ -123,6 +123,33 @@ class InfluenceSettings:
         _check(self.warmup.save_checkpoints, "the warmup must save checkpoints (features are taken at each)")
 
 
+@dataclass
+class RunConfig:
+    """A whole selection run on a real model: ``instruct-select run CONFIG.yaml``."""
+
+    model: str = _help("base model: local folder or hub id (weights must be available locally or cached)", default="")
+    pool: str = _help("training pool file or folder (JSONL, JSON, Parquet, datasets folder)", default="")
+    validation: str = _help("validation folder: one file per target task, equal sizes for BIDS", default="")
+    tests: str = _help("test folder (one file per capability) to evaluate each fine-tuned model; '' skips", default="")
+    run_dir: str = _help("where every stage writes", default="runs/run")
+    methods: list[str] = _help("selection methods", default_factory=lambda: ["random", "less", "bids"])
+    budgets: list[str] = _help("budgets: 5%, 0.05, 1000 or 2000000tok", default_factory=lambda: ["5%"])
+    seed: int = _help("seed for selection and training", default=0)
+    dtype: str = _help("model dtype: float32 | bfloat16 | float16", default="bfloat16")
+    device: str = _help("cpu, cuda, cuda:N or auto", default="auto")
+    chat_template: str = _help("'' (the tokenizer's), 'plain', or a Jinja template", default="")
+    influence: InfluenceSettings = _help("warmup and gradient features", default_factory=InfluenceSettings)
+    train: TrainSettings = _help("fine-tuning on each selection", default_factory=TrainSettings)
+    finetune: bool = _help("fine-tune on each selection after selecting", default=True)
+    eval: EvalSettings = _help("evaluation of each fine-tuned model", default_factory=EvalSettings)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model), "model is required")
+        _check(bool(self.pool), "pool is required")
+        _check(len(self.methods) > 0 and len(self.budgets) > 0, "name at least one method and one budget")
+        _check(self.dtype in ("float32", "bfloat16", "float16"), f"dtype {self.dtype!r} is not float32, bfloat16 or float16")
+
+
 # --------------------------------------------------------------------------------------------
 # Generic (de)serialisation
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import atomic_write_json, fingerprint_model, read_json, require_finished, run_stage
-from .config import EvalSettings, InfluenceSettings, TrainSettings, to_dict
+from .config import EvalSettings, InfluenceSettings, RunConfig, TrainSettings, to_dict
 from .data.example import Example
 from .errors import ConfigError, InputError
 from .select.base import get_selector
@@ -145,6 +145,7 @@ def _sets_fingerprint(test_sets: dict[str, list[Example]]) -> str:
 
 def prepare_artifacts(needs: set[str], pool_path: str | Path, validation_path: str | Path, model: str | Path,
                       run_dir: str | Path, settings: InfluenceSettings, *, device: str | None = None,
+                      dtype: str = "float32", chat_template: str | None = None,
                       progress: bool = True, log=print) -> tuple[dict[str, Any], dict[str, str]]:
     """Compute what the selectors need ("attribution", "hidden_states") into ``run_dir``.
 
@@ -168,8 +169,10 @@ def prepare_artifacts(needs: set[str], pool_path: str | Path, validation_path: s
     if settings.warmup_fraction < 1:
         selection_dir = select_stage(pool_path, "random", str(settings.warmup_fraction), run_dir / "warmup-data",
                                      seed=settings.warmup.seed, log=log).path
+    if not str(validation_path):
+        raise ConfigError("influence-based methods need validation data: set validation to a folder with one file per task")
     train_stage(model, pool_path, warmup_dir, settings.warmup, selection_dir=selection_dir, device=device,
-                progress=progress, log=log)
+                dtype=dtype, chat_template=chat_template, progress=progress, log=log)
     if "attribution" in needs:
         features = run_dir / "features"
         pool_folders = features_stage(warmup_dir, pool.examples, pool.fingerprint, "pool", "adam",
@@ -199,6 +202,41 @@ def _hidden_states(warmup_dir: Path, pool, validation, settings: InfluenceSettin
               "validation": last_token_states(model, tokenizer, validation.examples, max_length=length,
                                               progress=progress)}
     return states, fingerprint_json([fingerprint_model(warmup_dir), pool.fingerprint, validation.fingerprint])
+
+
+def run_config(config: RunConfig, *, progress: bool = True, log=print) -> dict[str, dict]:
+    """Everything a RunConfig asks for: artifacts, each method x budget selection, fine-tuning, evaluation.
+
+    Returns {"method @ budget": {"selection": path, "model": path or None, "summary": {...} or None}}.
+    """
+    run_dir = Path(config.run_dir)
+    chat_template = config.chat_template or None
+    needs = {need for method in config.methods for need in get_selector(method).needs}
+    artifacts, fingerprints = prepare_artifacts(needs, config.pool, config.validation, config.model,
+                                                run_dir / "influence", config.influence, device=config.device,
+                                                dtype=config.dtype, chat_template=chat_template,
+                                                progress=progress, log=log)
+    results: dict[str, dict] = {}
+    for budget in config.budgets:
+        for method in config.methods:
+            needed = get_selector(method).needs
+            folder = run_dir / f"{method}-{str(Budget.parse(budget)).replace('%', 'pct')}-seed{config.seed}"
+            selection = select_stage(config.pool, method, budget, folder / "select", seed=config.seed, log=log,
+                                     artifacts={k: artifacts[k] for k in needed},
+                                     artifact_fingerprints={k: fingerprints[k] for k in needed})
+            entry: dict[str, Any] = {"selection": str(selection.path), "model": None, "summary": None}
+            if config.finetune:
+                trained = train_stage(config.model, config.pool, folder / "train", config.train,
+                                      selection_dir=selection.path, chat_template=chat_template, dtype=config.dtype,
+                                      device=config.device, progress=progress, log=log)
+                entry["model"] = str(trained.path / "model")
+                if config.tests:
+                    result = evaluate_stage(trained.path / "model", config.tests, folder / "evaluation", config.eval,
+                                            dtype=config.dtype, device=config.device, progress=progress, log=log)
+                    entry["summary"] = result.manifest["outputs"]
+            results[f"{method} @ {Budget.parse(budget)}"] = entry
+    atomic_write_json(run_dir / "results.json", results)
+    return results
 
 
 def read_metrics(eval_dir: str | Path) -> dict:

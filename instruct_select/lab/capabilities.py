@@ -283,7 +283,8 @@ def _fact(attribute: str) -> Callable[[random.Random, Context], Draft]:
         entity = rng.choice(ctx.world.entities)
         value = entity.get(attribute)
         values = ctx.world.values(attribute)
-        others = tuple(values[rng.randrange(len(values))] for _ in range(3))
+        # Three distinct wrong values (never the answer), so every question has distractors.
+        others = tuple(rng.sample([v for v in values if v != value], 3))
         return Draft({"name": entity.name}, value, f"knowledge:{attribute}:{entity.name}",
                      entity.fame, others)
     return build
