@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .errors import InstructSelectError
 
+FORMAT_HELP = ("data format: auto, messages, sharegpt, alpaca, prompt_completion, input_target, "
+               "question_answer or sni (default: auto-detect)")
 EPILOG = "Settings can also come from --config FILE.yaml and key=value overrides (e.g. epochs=3 lora.r=16)."
 
 
@@ -38,7 +40,7 @@ def cmd_select(args) -> None:
     from .pipeline import select_stage
 
     result = select_stage(args.pool, args.method, args.budget, args.out, seed=args.seed,
-                          tokenizer=args.tokenizer)
+                          tokenizer=args.tokenizer, data_format=args.format)
     print(f"selection written to {result.path}: {result.manifest['outputs']['n_selected']} examples "
           f"({result.manifest['outputs']['data']}, selection.tsv, diagnostics.json)")
 
@@ -49,7 +51,7 @@ def cmd_train(args) -> None:
     settings = _train_settings(args)
     result = train_stage(args.model, args.data, args.out, settings, selection_dir=args.selection,
                          chat_template=args.chat_template, dtype=args.dtype, device=args.device,
-                         progress=not args.quiet)
+                         data_format=args.format, progress=not args.quiet)
     print(f"model written to {Path(result.path) / 'model'}")
 
 
@@ -163,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tokenizer", default=None, help="tokenizer that counts tokens for a token budget")
+    p.add_argument("--format", default="auto", help=FORMAT_HELP)
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("train", help="fine-tune a model (LoRA or full) on a pool or a selection", epilog=EPILOG,
@@ -171,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="base model: local folder or hub id")
     p.add_argument("--data", required=True, help="training pool")
     p.add_argument("--selection", default=None, help="a selection folder: train on its ids only")
+    p.add_argument("--format", default="auto", help=FORMAT_HELP)
     p.add_argument("--out", required=True, help="output folder (model/, checkpoints/, manifest.json)")
     p.add_argument("--config", default=None, help="YAML with training settings (a 'train:' section or top level)")
     p.add_argument("--chat-template", default=None, help="'plain' or a Jinja template when the tokenizer has none")
@@ -208,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Load a pool or test file the way every stage does (format auto-detected) "
                        "and print what was found: format, counts per task, duplicates, skipped records.")
     p.add_argument("path")
-    p.add_argument("--format", default="auto")
+    p.add_argument("--format", default="auto", help=FORMAT_HELP)
     p.add_argument("--skip-invalid", action="store_true", help="count and skip invalid records instead of stopping")
     p.set_defaults(func=cmd_inspect)
 

@@ -42,12 +42,12 @@ def select_stage(pool_path: str | Path, method: str, budget: str, out_dir: str |
                  seed: int = 0, artifacts: dict[str, Any] | None = None,
                  artifact_fingerprints: dict[str, str] | None = None,
                  options: dict[str, Any] | None = None, tokenizer: str | Path | None = None,
-                 max_length: int = 2048, log=print):
+                 max_length: int = 2048, data_format: str = "auto", log=print):
     """Select from the pool at ``pool_path`` into ``out_dir``; returns the StageResult.
 
     A token budget counts each example's rendered tokens with ``tokenizer`` (required then).
     """
-    loaded = load_pool(pool_path)
+    loaded = load_pool(pool_path, format=data_format)
     parsed = Budget.parse(budget)
     ignores_budget = getattr(get_selector(method), "ignores_budget", False)
     settings = {"method": method, "budget": "all" if ignores_budget else str(parsed), "options": options or {}}
@@ -80,12 +80,12 @@ def _token_lengths(loaded, tokenizer: str | Path | None, max_length: int) -> dic
 def train_stage(model: str | Path, data_path: str | Path, out_dir: str | Path,
                 settings: TrainSettings, *, selection_dir: str | Path | None = None,
                 chat_template: str | None = None, dtype: str = "float32", device: str | None = None,
-                progress: bool = True, log=print):
+                data_format: str = "auto", progress: bool = True, log=print):
     """Fine-tune ``model`` on the pool at ``data_path`` (restricted to a selection if given)."""
     from .models.loading import load_base_model, load_tokenizer
     from .train.loop import save_trained, train_model
 
-    loaded = load_pool(data_path)
+    loaded = load_pool(data_path, format=data_format)
     examples = loaded.examples
     inputs = {"model": fingerprint_model(model), "data": loaded.fingerprint}
     if selection_dir is not None:
