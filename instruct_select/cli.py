@@ -39,8 +39,17 @@ def cmd_lab_build(args) -> None:
 def cmd_select(args) -> None:
     from .pipeline import select_stage
 
+    artifacts, fingerprints = {}, {}
+    if args.scores:
+        from .artifacts import fingerprint_model, require_finished
+        from .influence.attribution import AttributionMatrix
+
+        require_finished(args.scores, "attribution matrix")
+        artifacts["attribution"] = AttributionMatrix.load(args.scores)
+        fingerprints["attribution"] = fingerprint_model(args.scores)
     result = select_stage(args.pool, args.method, args.budget, args.out, seed=args.seed,
-                          tokenizer=args.tokenizer, data_format=args.format)
+                          tokenizer=args.tokenizer, data_format=args.format, artifacts=artifacts,
+                          artifact_fingerprints=fingerprints)
     print(f"selection written to {result.path}: {result.manifest['outputs']['n_selected']} examples "
           f"({result.manifest['outputs']['data']}, selection.tsv, diagnostics.json)")
 
@@ -165,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tokenizer", default=None, help="tokenizer that counts tokens for a token budget")
+    p.add_argument("--scores", default=None,
+                   help="an attribution-matrix folder (RUN/influence/scores) for less, bids and the ablations")
     p.add_argument("--format", default="auto", help=FORMAT_HELP)
     p.set_defaults(func=cmd_select)
 
