@@ -174,12 +174,17 @@ def run_stage(
     *,
     seed: int | None = None,
     log: Callable[[str], None] = print,
+    per_process: bool = False,
 ) -> StageResult:
     """Run ``build(stage_dir)`` unless an identical finished stage is already there.
 
     ``settings`` are the values that shape the output; ``inputs`` are fingerprints of what it
     reads. ``build`` writes its files into the folder (it may resume from what an interrupted
     run left) and returns extra facts for the manifest. The manifest is written last.
+
+    Under torch.distributed every process calls this for the same folder, builds its share, and the
+    main process writes the manifest between two barriers; ``per_process=True`` is for a folder
+    that belongs to this process alone (a shard), which writes its own manifest without waiting.
     """
     stage_dir = Path(stage_dir)
     wanted = {"stage": name, "settings": settings, "inputs": inputs, "seed": seed}
@@ -195,8 +200,11 @@ def run_stage(
             + "\n  ".join(diff)
             + f"\nUse another run directory, or delete {stage_dir} to redo it with the new settings."
         )
+    from .distributed import barrier, is_main
+
     stage_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    # Under torch.distributed every process builds its share; the main one writes the manifest.
     extra = build(stage_dir) or {}
     manifest = dict(wanted)
     manifest.update(
@@ -205,5 +213,11 @@ def run_stage(
         seconds=round(time.time() - start, 3),
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
-    atomic_write_json(stage_dir / MANIFEST, manifest)
+    if per_process:
+        atomic_write_json(stage_dir / MANIFEST, manifest)
+        return StageResult(stage_dir, manifest, skipped=False)
+    barrier()
+    if is_main():
+        atomic_write_json(stage_dir / MANIFEST, manifest)
+    barrier()
     return StageResult(stage_dir, manifest, skipped=False)

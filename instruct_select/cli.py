@@ -7,6 +7,7 @@ and exits with status 2; a traceback means a bug.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -15,6 +16,7 @@ from .errors import InstructSelectError
 
 FORMAT_HELP = ("data format: auto, messages, sharegpt, alpaca, prompt_completion, input_target, "
                "question_answer or sni (default: auto-detect)")
+DISTRIBUTED_COMMANDS = {"run", "train", "demo", "experiment"}
 EPILOG = "Settings can also come from --config FILE.yaml and key=value overrides (e.g. epochs=3 lora.r=16)."
 
 
@@ -250,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     if not sys.stderr.isatty():
         args.quiet = True
     try:
+        if args.command in DISTRIBUTED_COMMANDS:
+            from .distributed import init_from_environment, is_main
+
+            # Under torchrun every process runs the command on its shard; only rank 0 talks.
+            if init_from_environment() and not is_main():
+                args.quiet = True
+                sys.stdout = open(os.devnull, "w")
         args.func(args)
     except InstructSelectError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -12,6 +12,7 @@ from typing import Any
 from .artifacts import atomic_write_json, fingerprint_model, read_json, require_finished, run_stage
 from .config import EvalSettings, InfluenceSettings, RunConfig, TrainSettings, to_dict
 from .data.example import Example
+from .distributed import is_main
 from .errors import ConfigError, InputError
 from .select.base import get_selector
 from .select.budget import Budget
@@ -60,6 +61,8 @@ def select_stage(pool_path: str | Path, method: str, budget: str, out_dir: str |
                                  options=options,
                                  token_length=_token_lengths(loaded, tokenizer, max_length) if parsed.kind == "tokens" else None)
         log(f"[select] {method} @ {parsed}: {len(selection)} of {len(loaded.examples)} examples")
+        if not is_main():  # every process selects the same; one writes
+            return {}
         return write_selection(selection, loaded, folder)
 
     return run_stage(out_dir, "select", settings, inputs, build, seed=seed, log=log)

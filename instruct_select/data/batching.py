@@ -40,9 +40,9 @@ def token_budget_batches(
     return batches
 
 
-def collate(items: list[TokenizedExample], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch: input_ids, attention_mask and labels (-100 on padding)."""
-    width = max(len(item) for item in items)
+def collate(items: list[TokenizedExample], pad_token_id: int, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad a batch (to ``pad_to`` when given): input_ids, attention_mask, labels (-100 on padding)."""
+    width = max([len(item) for item in items] + [pad_to or 0])
     input_ids = torch.full((len(items), width), pad_token_id, dtype=torch.long)
     labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
     attention_mask = torch.zeros((len(items), width), dtype=torch.long)

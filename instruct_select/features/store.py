@@ -85,3 +85,49 @@ class FeatureStore:
     def block(self, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) as float32 (the only rows read into memory)."""
         return np.asarray(self.features[start:stop], dtype=np.float32)
+
+
+def ids_fingerprint(ids: list[str]) -> str:
+    from ..artifacts import fingerprint_json
+
+    return fingerprint_json(ids)
+
+
+def merge_shard_stores(out: str | Path, shard_paths: list[Path]) -> FeatureStore:
+    """Merge the stores of shards 0..N-1 (each holding ids[i::N]) into one store at ``out``.
+
+    Refuses, saying which, when a shard is missing or unfinished, when shards were made with
+    other settings, or when the merged ids are not exactly the ids the shards were cut from.
+    """
+    stores = [FeatureStore.open(p) for p in shard_paths]
+    if not stores:
+        raise ArtifactMismatchError(f"no shard stores to merge into {out}")
+    count = stores[0].meta.get("shard_count")
+    by_index = {s.meta.get("shard_index"): s for s in stores}
+    missing = [i for i in range(count or 0) if i not in by_index]
+    if count is None or missing or len(stores) != count:
+        raise ArtifactMismatchError(
+            f"cannot merge {out}: expected shards 0..{(count or 1) - 1} of {count}, "
+            f"missing {missing or 'none'}, found {sorted(by_index)}; run the missing shards first"
+        )
+    base = {k: v for k, v in stores[0].meta.items() if k not in ("shard_index", "rows")}
+    for store in stores:
+        other = {k: v for k, v in store.meta.items() if k not in ("shard_index", "rows")}
+        diff = _differences(base, other)
+        if diff:
+            raise ArtifactMismatchError(f"shard {store.path} was made with other settings: " + "; ".join(diff))
+        if not store.complete():
+            raise ArtifactMismatchError(f"shard {store.path} is unfinished ({len(store.pending_ids())} rows left); rerun it")
+    total = sum(len(s.ids) for s in stores)
+    ids: list[str] = [""] * total
+    for index, store in by_index.items():
+        ids[index::count] = store.ids
+    if len(set(ids)) != total or ids_fingerprint(ids) != base.get("ids_fingerprint"):
+        raise ArtifactMismatchError(f"the shards of {out} do not cover the expected ids exactly once")
+    meta = {k: v for k, v in base.items() if k not in ("shard_count", "ids_fingerprint", "dim", "dtype")}
+    merged = FeatureStore.open_or_create(out, ids, stores[0].dim, base["dtype"], meta)
+    for store in by_index.values():
+        for start in range(0, len(store.ids), 8192):
+            stop = min(len(store.ids), start + 8192)
+            merged.write(store.ids[start:stop], store.block(start, stop))
+    return merged

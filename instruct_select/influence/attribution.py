@@ -10,13 +10,15 @@ Output folder: ``scores.npy`` (N × |V|), ``rows.json`` (training ids), ``column
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..artifacts import atomic_path, atomic_write_json, read_json
+from ..artifacts import atomic_write_json, read_json
+from ..distributed import Shard, barrier, is_main, process_shard
 from ..errors import ArtifactMismatchError
 from ..features.store import FeatureStore
 
@@ -42,8 +44,13 @@ def _check_pair(train: FeatureStore, val: FeatureStore) -> None:
 
 
 def attribution_into(out: np.ndarray, train_stores: list[FeatureStore], val_stores: list[FeatureStore],
-                     weights: list[float], block_rows: int = 16384, progress: bool = True) -> None:
-    """Fill ``out`` (N × |V|) with Σ_e w_e · train_e @ val_eᵀ, reading ``block_rows`` rows at a time."""
+                     weights: list[float], block_rows: int = 16384, progress: bool = True,
+                     shard: Shard | None = None) -> None:
+    """Fill ``out`` (N × |V|) with Σ_e w_e · train_e @ val_eᵀ, reading ``block_rows`` rows at a time.
+
+    With ``shard`` (i of N), only every N-th row block is computed: processes sharing one output
+    file fill it together.
+    """
     if not (len(train_stores) == len(val_stores) == len(weights)):
         raise ArtifactMismatchError("need one training store, one validation store and one weight per checkpoint")
     n = len(train_stores[0].ids)
@@ -53,7 +60,8 @@ def attribution_into(out: np.ndarray, train_stores: list[FeatureStore], val_stor
     for t, v in zip(train_stores, val_stores):
         _check_pair(t, v)
     vals = [v.block(0, len(v.ids)) for v in val_stores]
-    for start in tqdm(range(0, n, block_rows), desc="scores", disable=not progress, leave=False):
+    starts = (shard or Shard()).take(list(range(0, n, block_rows)))
+    for start in tqdm(starts, desc="scores", disable=not progress, leave=False):
         stop = min(n, start + block_rows)
         acc = np.zeros((stop - start, vals[0].shape[0]), dtype=np.float32)
         for t, v, w in zip(train_stores, vals, weights):
@@ -63,18 +71,30 @@ def attribution_into(out: np.ndarray, train_stores: list[FeatureStore], val_stor
 
 def write_attribution(out_dir: Path, train_stores: list[FeatureStore], val_stores: list[FeatureStore],
                       weights: list[float], columns: list[dict], progress: bool = True) -> dict:
-    """Compute A into ``out_dir/scores.npy`` (atomically) with its row and column labels."""
+    """Compute A into ``out_dir/scores.npy`` with its row and column labels.
+
+    Every process of a torch.distributed run fills its share of row blocks of one partial file;
+    the main process then renames it into place, so no reader ever sees a half-written matrix.
+    """
     n, m = len(train_stores[0].ids), len(val_stores[0].ids)
-    with atomic_path(out_dir / "scores.npy") as tmp:
-        scores = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, m))
-        attribution_into(scores, train_stores, val_stores, weights, progress=progress)
-        # A training example with no response token has an all-zero feature: leave it out of selection.
-        zero_rows = [train_stores[0].ids[i] for i in _zero_rows(train_stores[0])]
-        scores.flush()
-        del scores
-    atomic_write_json(out_dir / "rows.json", train_stores[0].ids)
-    atomic_write_json(out_dir / "columns.json", columns)
-    atomic_write_json(out_dir / "excluded_rows.json", zero_rows)
+    partial = out_dir / "scores.npy.partial"
+    if is_main():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(n, m)).flush()
+    barrier()
+    scores = np.load(partial, mmap_mode="r+")
+    attribution_into(scores, train_stores, val_stores, weights, progress=progress, shard=process_shard())
+    scores.flush()
+    del scores
+    barrier()
+    # A training example with no response token has an all-zero feature: leave it out of selection.
+    zero_rows = [train_stores[0].ids[i] for i in _zero_rows(train_stores[0])]
+    if is_main():
+        os.replace(partial, out_dir / "scores.npy")
+        atomic_write_json(out_dir / "rows.json", train_stores[0].ids)
+        atomic_write_json(out_dir / "columns.json", columns)
+        atomic_write_json(out_dir / "excluded_rows.json", zero_rows)
+    barrier()
     return {"rows": n, "columns": m, "weights": weights, "excluded_rows": len(zero_rows)}
 
 

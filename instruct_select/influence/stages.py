@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from ..artifacts import fingerprint_path, require_finished, run_stage
+from ..artifacts import finished_manifest, fingerprint_path, require_finished, run_stage
+from ..distributed import Shard, barrier, is_main, process_shard
 from ..config import FeatureSettings, LoraSettings, from_dict
 from ..data.example import Example
 from ..errors import ArtifactMismatchError
 from ..features.extract import extract_features
 from ..features.optimizer_state import AdamMoments
-from ..features.store import FeatureStore
+from ..features.store import FeatureStore, ids_fingerprint, merge_shard_stores
 from ..train.checkpoint import Checkpoint, list_checkpoints, load_weights_into
 from .attribution import checkpoint_weights, write_attribution
 
@@ -41,37 +42,72 @@ def warmup_model(warmup_dir: Path, checkpoint: Checkpoint, device: str | None = 
 
 def features_stage(warmup_dir: str | Path, examples: list[Example], data_fingerprint: str, split: str,
                    transform: str, settings: FeatureSettings, out_dir: str | Path, *,
-                   device: str | None = None, progress: bool = True, log=print) -> list[Path]:
-    """Features of ``examples`` at every warmup checkpoint; returns the store folders in epoch order."""
+                   device: str | None = None, shard: Shard | None = None, progress: bool = True,
+                   log=print) -> list[Path]:
+    """Features of ``examples`` at every warmup checkpoint; returns the store folders in epoch order.
+
+    ``shard`` (default: this process's rank of the torch.distributed world) takes every N-th
+    example into ``FOLDER/shard-i-of-N``. Under torch.distributed the main process then merges
+    the shards into FOLDER; independent ``--shard`` jobs leave that to ``instruct-select merge``,
+    and the folders they return are unfinished until then.
+    """
     warmup_dir = Path(warmup_dir)
     checkpoints = list_checkpoints(warmup_dir)
     if not checkpoints:
         raise ArtifactMismatchError(f"{warmup_dir} has no checkpoints; run the warmup with save_checkpoints=true")
+    collective = shard is None
+    shard = shard or process_shard()
     folders = []
-    ids = [e.id for e in examples]
     for checkpoint in checkpoints:
         folder = Path(out_dir) / split / f"epoch-{checkpoint.epoch}"
         meta = {"model": fingerprint_path(warmup_dir), "checkpoint": f"epoch-{checkpoint.epoch}",
                 "checkpoint_fingerprint": fingerprint_path(checkpoint.path),
                 "projection_seed": settings.projection_seed, "transform": transform,
                 "data": data_fingerprint, "max_length": settings.max_length}
-
-        def build(folder: Path, checkpoint=checkpoint, meta=meta) -> dict:
-            model, tokenizer = warmup_model(warmup_dir, checkpoint, device)
-            moments = None
-            if transform == "adam":
-                from ..features.gradients import lora_modules
-
-                moments = AdamMoments(checkpoint, list(lora_modules(model)), next(model.parameters()).device)
-            store = FeatureStore.open_or_create(folder, ids, settings.dim, settings.dtype, meta)
-            return extract_features(model, tokenizer, examples, store, settings, moments=moments,
-                                    progress=progress, desc=f"{split} features @ epoch {checkpoint.epoch}")
-
-        run_stage(folder, "features", {**asdict(settings), "transform": transform, "split": split},
-                  {k: v for k, v in meta.items() if k in ("model", "checkpoint_fingerprint", "data")},
-                  build, log=log)
+        stage_settings = {**asdict(settings), "transform": transform, "split": split}
+        inputs = {k: v for k, v in meta.items() if k in ("model", "checkpoint_fingerprint", "data")}
         folders.append(folder)
+        if finished_manifest(folder) is not None or shard.count == 1:
+            run_stage(folder, "features", stage_settings, inputs,
+                      _extract_into(warmup_dir, checkpoint, examples, settings, meta, transform, device,
+                                    progress, f"{split} features @ epoch {checkpoint.epoch}"), log=log)
+            continue
+        shard_meta = {**meta, "shard_index": shard.index, "shard_count": shard.count,
+                      "ids_fingerprint": ids_fingerprint([e.id for e in examples])}
+        run_stage(folder / shard.name, "features-shard", {**stage_settings, "shard": shard.name}, inputs,
+                  _extract_into(warmup_dir, checkpoint, shard.take(examples), settings, shard_meta, transform,
+                                device, progress, f"{split} features @ epoch {checkpoint.epoch} ({shard.name})"),
+                  log=log, per_process=True)
+        if collective:
+            barrier()
+            run_stage(folder, "features", stage_settings, inputs, lambda f: merge_feature_shards(f), log=log)
     return folders
+
+
+def _extract_into(warmup_dir, checkpoint, examples, settings, meta, transform, device, progress, desc):
+    def build(folder: Path) -> dict:
+        model, tokenizer = warmup_model(warmup_dir, checkpoint, device)
+        moments = None
+        if transform == "adam":
+            from ..features.gradients import lora_modules
+
+            moments = AdamMoments(checkpoint, list(lora_modules(model)), next(model.parameters()).device)
+        store = FeatureStore.open_or_create(folder, [e.id for e in examples], settings.dim, settings.dtype, meta)
+        return extract_features(model, tokenizer, examples, store, settings, moments=moments,
+                                progress=progress, desc=desc)
+    return build
+
+
+def merge_feature_shards(folder: Path) -> dict:
+    """Merge FOLDER/shard-*-of-N into FOLDER (main process only; the others wait at the barrier)."""
+    if not is_main():
+        return {}
+    shards = sorted(p for p in Path(folder).glob("shard-*-of-*") if p.is_dir())
+    unfinished = [p.name for p in shards if finished_manifest(p) is None]
+    if unfinished:
+        raise ArtifactMismatchError(f"{folder}: shards {unfinished} are unfinished; rerun them before merging")
+    merged = merge_shard_stores(folder, shards)
+    return {"merged_shards": [p.name for p in shards], "rows": len(merged.ids)}
 
 
 def scores_stage(warmup_dir: str | Path, pool_folders: list[Path], validation_folders: list[Path],

@@ -21,7 +21,8 @@ from ..data.chat import RenderReport, tokenize_examples
 from ..data.example import Example
 from ..features.loss import model_per_example_loss
 from ..models.loading import add_lora, trainable_named_parameters
-from .checkpoint import Checkpoint, save_checkpoint
+from ..distributed import all_reduce_sum_, barrier, is_main, process_shard
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .schedule import lr_at
 
 
@@ -85,22 +86,22 @@ def train_model(
     step = 0
     tokens = 0
     bar = tqdm(total=total_steps, desc="train", disable=not progress, leave=False)
+    shard = process_shard()
     for epoch, batches in enumerate(epochs, start=1):
         lrs, losses = [], []
         for batch_indices in batches:
             lr = lr_at(step, total_steps, settings.learning_rate, settings.schedule, settings.warmup_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = collate([items[i] for i in batch_indices], pad_id)
-            loss = model_per_example_loss(model, batch).mean()
-            loss.backward()
+            loss_sum, batch_tokens = _accumulate_gradients(model, named, [items[i] for i in batch_indices],
+                                                           pad_id, shard)
             if settings.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_([p for _, p in named], settings.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             lrs.append(lr)
-            losses.append(loss.item())
-            tokens += int(batch["attention_mask"].sum())
+            losses.append(loss_sum / len(batch_indices))
+            tokens += batch_tokens
             step += 1
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
@@ -108,20 +109,54 @@ def train_model(
         log(f"[train] epoch {epoch}/{settings.epochs}: mean loss {epoch_losses[-1]:.4f}, "
             f"mean lr {sum(lrs) / len(lrs):.2e}, {len(batches)} steps")
         if out_dir is not None and settings.save_checkpoints:
-            checkpoints.append(
-                save_checkpoint(Path(out_dir) / "checkpoints" / f"epoch-{epoch}", model, optimizer,
-                                epoch=epoch, mean_lr=sum(lrs) / len(lrs), step=step)
-            )
+            path = Path(out_dir) / "checkpoints" / f"epoch-{epoch}"
+            if is_main():
+                save_checkpoint(path, model, optimizer, epoch=epoch, mean_lr=sum(lrs) / len(lrs), step=step)
+            barrier()
+            checkpoints.append(load_checkpoint(path))
     bar.close()
     model.eval()
     return TrainResult(model, checkpoints, report, step, len(items), tokens,
                        time.time() - start, epoch_losses)
 
 
+def _accumulate_gradients(model, named, batch_items, pad_id: int, shard) -> tuple[float, int]:
+    """Gradients of the batch's mean per-example loss, left in ``.grad``; (loss sum, tokens).
+
+    Under torch.distributed each process takes every N-th example of the same global batch,
+    padded to the global batch's width, and the gradient sums are all-reduced: the update equals
+    the single-process one up to floating-point summation order.
+    """
+    mine = shard.take(batch_items)
+    width = max(len(item) for item in batch_items)
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    tokens = torch.zeros((), dtype=torch.float64)
+    if mine:
+        batch = collate(mine, pad_id, pad_to=width)
+        losses = model_per_example_loss(model, batch)
+        (losses.sum() / len(batch_items)).backward()
+        loss_sum += losses.detach().double().sum().cpu()
+        tokens += float(batch["attention_mask"].sum())
+    if shard.count > 1:
+        for _, p in named:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            all_reduce_sum_(p.grad)
+        totals = torch.stack([loss_sum, tokens]).to(named[0][1].device)
+        all_reduce_sum_(totals)
+        loss_sum, tokens = totals[0].cpu(), totals[1].cpu()
+    return float(loss_sum), int(tokens)
+
+
 def save_trained(model, tokenizer, model_dir: str | Path) -> None:
-    """Write the adapter (or the full model) and the tokenizer, so the folder loads on its own."""
+    """Write the adapter (or the full model) and the tokenizer, so the folder loads on its own.
+
+    Under torch.distributed only the main process writes; the others wait until it is there.
+    """
     from ..artifacts import atomic_path
 
-    with atomic_path(model_dir) as tmp:
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
+    if is_main():
+        with atomic_path(model_dir) as tmp:
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+    barrier()

@@ -1,0 +1,127 @@
+"""Example embeddings for clustering the pool (learning-percentage selection, METHODS §3).
+
+Default encoder ("hidden"): the mean of the selection model's final hidden states over all of an
+example's rendered tokens (prompt and response), from the *base* model, so the clusters describe
+the pool, not what one training run made of it. Alternative: a local sentence-transformers model
+named by path, imported only when asked for (it is not a dependency of this package); it embeds
+the conversation as "role: content" lines.
+
+    out_dir/   a FeatureStore (dim = embedding size, float32) with a manifest; resumable
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..artifacts import fingerprint_json, fingerprint_model, require_finished, run_stage
+from ..data.batching import collate, token_budget_batches
+from ..data.chat import tokenize_example
+from ..data.example import Example
+from ..errors import ArtifactMismatchError, ConfigError
+from .store import FeatureStore
+
+HIDDEN = "hidden"
+
+
+@dataclass
+class Embeddings:
+    """``vectors[i]`` embeds example ``ids[i]``."""
+
+    ids: list[str]
+    vectors: np.ndarray  # (N, d) float32
+    meta: dict
+
+    def fingerprint(self) -> str:
+        return fingerprint_json({"ids": self.ids, "meta": self.meta})
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Embeddings":
+        require_finished(folder, "embeddings")
+        store = FeatureStore.open(folder)
+        if not store.complete():
+            raise ArtifactMismatchError(f"{folder} holds unfinished embeddings; rerun the embeddings stage")
+        return cls(store.ids, np.asarray(store.features, dtype=np.float32), store.meta)
+
+
+@torch.inference_mode()
+def fill_mean_hidden_states(model, tokenizer, examples: list[Example], store: FeatureStore, *, max_length: int,
+                            token_budget: int, max_batch_size: int, progress: bool = True) -> dict:
+    """Mean-pooled final hidden states of every pending example (every example has tokens)."""
+    model.eval()
+    pending = set(store.pending_ids())
+    items = [tokenize_example(tokenizer, e, max_length) for e in examples if e.id in pending]
+    # The backbone alone: its last_hidden_state is the normed final layer, without the vocab projection.
+    backbone = getattr(model, "base_model", model)
+    device = next(model.parameters()).device
+    for indices in tqdm(token_budget_batches(items, token_budget, max_batch_size), desc="embeddings",
+                        disable=not progress, leave=False):
+        batch = collate([items[i] for i in indices], tokenizer.pad_token_id)
+        mask = batch["attention_mask"].to(device)
+        states = backbone(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state.float()
+        pooled = (states * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1)
+        store.write([items[i].id for i in indices], pooled.cpu().numpy())
+    return {"computed": len(items)}
+
+
+def conversation_text(example: Example) -> str:
+    return "\n".join(f"{m['role']}: {m['content']}" for m in example.messages)
+
+
+def _sentence_encoder(path: str | Path, device: str | None):
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ConfigError(
+            f"encoder {str(path)!r} needs the sentence-transformers package, which is not installed; "
+            "install it (check with 'pip install --dry-run sentence-transformers' that it keeps your torch) "
+            f"or use encoder='{HIDDEN}'"
+        ) from None
+    if not Path(path).exists():
+        raise ConfigError(f"sentence-transformers model folder {path} does not exist; name a local model folder")
+    return SentenceTransformer(str(path), device=device)
+
+
+def fill_sentence_embeddings(encoder, examples: list[Example], store: FeatureStore, *, batch_size: int = 64,
+                             progress: bool = True) -> dict:
+    pending = set(store.pending_ids())
+    todo = [e for e in examples if e.id in pending]
+    for start in tqdm(range(0, len(todo), batch_size), desc="embeddings", disable=not progress, leave=False):
+        chunk = todo[start:start + batch_size]
+        vectors = encoder.encode([conversation_text(e) for e in chunk], convert_to_numpy=True)
+        store.write([e.id for e in chunk], np.asarray(vectors, dtype=np.float32))
+    return {"computed": len(todo)}
+
+
+def embeddings_stage(model_path: str | Path, examples: list[Example], data_fingerprint: str, out_dir: str | Path, *,
+                     encoder: str = HIDDEN, max_length: int = 256, token_budget: int = 8192, max_batch_size: int = 64,
+                     dtype: str = "float32", chat_template: str | None = None, device: str | None = None,
+                     progress: bool = True, log=print) -> Embeddings:
+    """Embed every example with ``encoder`` ("hidden": ``model_path``'s mean final states; else a path)."""
+    source = model_path if encoder == HIDDEN else encoder
+    settings = {"encoder": "hidden" if encoder == HIDDEN else "sentence-transformers",
+                "max_length": max_length if encoder == HIDDEN else None,
+                "chat_template": chat_template if encoder == HIDDEN else None,
+                "dtype": dtype if encoder == HIDDEN else None}
+    inputs = {"model": fingerprint_model(source), "data": data_fingerprint}
+    ids = [e.id for e in examples]
+
+    def build(folder: Path) -> dict:
+        meta = {**settings, **inputs}
+        if encoder == HIDDEN:
+            from ..models.loading import load_base_model, load_tokenizer
+
+            model = load_base_model(model_path, dtype, device)
+            store = FeatureStore.open_or_create(folder, ids, int(model.config.hidden_size), "float32", meta)
+            return fill_mean_hidden_states(model, load_tokenizer(model_path, chat_template), examples, store,
+                                           max_length=max_length, token_budget=token_budget,
+                                           max_batch_size=max_batch_size, progress=progress)
+        model = _sentence_encoder(encoder, device)
+        store = FeatureStore.open_or_create(folder, ids, int(model.get_sentence_embedding_dimension()), "float32", meta)
+        return fill_sentence_embeddings(model, examples, store, batch_size=max_batch_size, progress=progress)
+
+    run_stage(out_dir, "embeddings", settings, inputs, build, log=log)
+    return Embeddings.load(out_dir)

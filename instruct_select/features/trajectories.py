@@ -1,0 +1,188 @@
+"""Per-example loss trajectories: each pool example's response loss before and after every epoch.
+
+Learning percentage (METHODS §3) needs P_e(i) = exp(mean response-token loss of example i) for
+e = 0 (the base model) and after each epoch of training on the pool. The loss is the one loss
+(``features.loss.model_per_example_loss``), so masking and length normalisation match training.
+
+    out_dir/epoch-0/   the base model's loss of every example   (a FeatureStore, dim 1, float32)
+    out_dir/epoch-E/   the loss at the training run's checkpoint E (base model + its LoRA weights)
+
+Each epoch folder is a cached stage with a manifest (a rerun skips it) and a done-mask (an
+interrupted one resumes). Forward passes only, under ``torch.inference_mode``, in length-sorted
+token-budget batches. An example left with no response token after truncation has no loss: it is
+reported, stored as NaN, and listed in ``LossTrajectories.excluded`` so a selector leaves it out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..artifacts import fingerprint_json, fingerprint_model, fingerprint_path, require_finished, run_stage
+from ..data.batching import collate, token_budget_batches
+from ..data.chat import tokenize_examples
+from ..data.example import Example
+from ..errors import ArtifactMismatchError
+from ..train.checkpoint import Checkpoint, list_checkpoints, load_weights_into
+from .loss import model_per_example_loss
+from .store import FeatureStore
+
+
+@torch.inference_mode()
+def fill_loss_store(model, tokenizer, examples: list[Example], store: FeatureStore, *, max_length: int,
+                    token_budget: int, max_batch_size: int, progress: bool = True, desc: str = "losses",
+                    log=print) -> dict:
+    """Write the loss of every example still pending in ``store``; returns counts for the manifest."""
+    model.eval()
+    pending = set(store.pending_ids())
+    todo = [e for e in examples if e.id in pending]
+    if not todo:
+        return {"computed": 0, "no_response": [], "truncated": 0}
+    items, report = tokenize_examples(tokenizer, todo, max_length)
+    if report.no_response:
+        log(f"[losses] {report.summary()}")
+        store.write(report.no_response, np.full((len(report.no_response), 1), np.nan))
+    pad_id = tokenizer.pad_token_id
+    for indices in tqdm(token_budget_batches(items, token_budget, max_batch_size), desc=desc,
+                        disable=not progress, leave=False):
+        batch_items = [items[i] for i in indices]
+        losses = model_per_example_loss(model, collate(batch_items, pad_id))
+        store.write([it.id for it in batch_items], losses.float().cpu().numpy()[:, None])
+    return {"computed": len(items), "no_response": report.no_response, "truncated": report.truncated}
+
+
+class _ModelAtEpoch:
+    """Loads the base model once, then moves it from epoch to epoch (epochs must come in order).
+
+    Epoch 0 is the plain base model; later epochs wrap it once with the run's LoRA layers (or,
+    for a full fine-tune, overwrite its weights) and copy each checkpoint's weights in by name.
+    """
+
+    def __init__(self, model_path: str | Path, train_manifest: dict, device: str | None):
+        self.model_path, self.train, self.device = model_path, train_manifest["settings"], device
+        self.model = None
+        self.wrapped = False
+
+    def get(self, checkpoint: Checkpoint | None):
+        from ..config import LoraSettings, from_dict
+        from ..models.loading import add_lora, load_base_model
+
+        if self.model is None:
+            self.model = load_base_model(self.model_path, self.train.get("dtype", "float32"), self.device)
+        if checkpoint is None:
+            if self.wrapped:
+                raise RuntimeError("epoch 0 requested after a checkpoint was loaded")  # a bug
+            return self.model
+        if not self.wrapped and not self.train["train"].get("full_finetune"):
+            self.model = add_lora(self.model, from_dict(LoraSettings, self.train["train"]["lora"]))
+        self.wrapped = True
+        load_weights_into(self.model, checkpoint)
+        return self.model
+
+
+def _check_train_run(model_path: str | Path, train_dir: Path) -> tuple[dict, list[Checkpoint]]:
+    manifest = require_finished(train_dir, "training run")
+    if manifest["inputs"].get("model") != fingerprint_model(model_path):
+        raise ArtifactMismatchError(
+            f"{train_dir} was trained from another model than {model_path} "
+            f"(it names {manifest['outputs'].get('base_model')!r}); pass the model it was trained from"
+        )
+    checkpoints = list_checkpoints(train_dir)
+    if not checkpoints:
+        raise ArtifactMismatchError(f"{train_dir} has no per-epoch checkpoints; train with save_checkpoints=true")
+    return manifest, checkpoints
+
+
+def loss_trajectories_stage(model_path: str | Path, train_dir: str | Path, examples: list[Example],
+                            data_fingerprint: str, out_dir: str | Path, *, max_length: int, token_budget: int,
+                            max_batch_size: int, device: str | None = None, progress: bool = True,
+                            log=print) -> "LossTrajectories":
+    """Loss of every example at epoch 0 (base model) and at each checkpoint of ``train_dir``."""
+    from ..models.loading import load_tokenizer
+
+    train_dir, out_dir = Path(train_dir), Path(out_dir)
+    manifest, checkpoints = _check_train_run(model_path, train_dir)
+    ids = [e.id for e in examples]
+    shared = {"model": fingerprint_model(model_path), "train_run": fingerprint_path(train_dir),
+              "data": data_fingerprint}
+    models = _ModelAtEpoch(model_path, manifest, device)
+    tokenizer = None
+    for checkpoint in [None, *checkpoints]:
+        epoch = 0 if checkpoint is None else checkpoint.epoch
+        meta = {**shared, "checkpoint": f"epoch-{epoch}", "max_length": max_length}
+
+        def build(folder: Path, checkpoint=checkpoint, meta=meta, epoch=epoch) -> dict:
+            nonlocal tokenizer
+            tokenizer = tokenizer or load_tokenizer(train_dir / "model")
+            store = FeatureStore.open_or_create(folder, ids, 1, "float32", meta)
+            return fill_loss_store(models.get(checkpoint), tokenizer, examples, store, max_length=max_length,
+                                   token_budget=token_budget, max_batch_size=max_batch_size,
+                                   progress=progress, desc=f"losses @ epoch {epoch}", log=log)
+
+        run_stage(out_dir / f"epoch-{epoch}", "loss-trajectory", {"max_length": max_length,
+                  "checkpoint": meta["checkpoint"]}, shared, build, log=log)
+    return LossTrajectories.load(out_dir)
+
+
+@dataclass
+class LossTrajectories:
+    """Losses of N examples at epochs 0..n: ``losses[i, e]`` is example ``ids[i]`` at epoch e.
+
+    ``excluded`` lists the ids with no loss (no response token after truncation): their rows are
+    NaN and no selector may rank them.
+    """
+
+    ids: list[str]
+    losses: np.ndarray  # (N, n + 1) float64
+    excluded: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> int:
+        """n: the number of training epochs (columns minus the base model's)."""
+        return self.losses.shape[1] - 1
+
+    @property
+    def perplexities(self) -> np.ndarray:
+        """exp(loss), in float64 so that large losses do not overflow."""
+        return np.exp(self.losses)
+
+    def fingerprint(self) -> str:
+        return fingerprint_json({"ids": self.ids, "meta": self.meta})
+
+    @classmethod
+    def from_losses(cls, ids: list[str], losses: np.ndarray, meta: dict | None = None) -> "LossTrajectories":
+        losses = np.asarray(losses, dtype=np.float64)
+        if losses.ndim != 2 or losses.shape[0] != len(ids) or losses.shape[1] < 2:
+            raise ArtifactMismatchError(f"loss trajectories must be (N, epochs + 1 >= 2), got {losses.shape}")
+        excluded = [ids[i] for i in np.flatnonzero(np.isnan(losses).any(axis=1))]
+        return cls(list(ids), losses, excluded, meta or {})
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> "LossTrajectories":
+        """Read every finished epoch folder of ``out_dir`` (epochs 0..n, all present)."""
+        out_dir = Path(out_dir)
+        folders = {int(p.name[len("epoch-"):]): p for p in out_dir.glob("epoch-*")
+                   if p.is_dir() and p.name[len("epoch-"):].isdigit()}
+        epochs = sorted(folders)
+        if not epochs or epochs != list(range(len(epochs))) or len(epochs) < 2:
+            raise ArtifactMismatchError(
+                f"{out_dir} holds loss epochs {epochs}; learning percentage needs epoch 0 and at least "
+                "one trained epoch with none missing: rerun the loss-trajectories stage")
+        columns, ids, metas = [], None, []
+        for epoch in epochs:
+            require_finished(folders[epoch], f"loss trajectory for epoch {epoch}")
+            store = FeatureStore.open(folders[epoch])
+            if ids is not None and store.ids != ids:
+                raise ArtifactMismatchError(f"{folders[epoch]} holds losses for other examples than epoch 0")
+            ids = store.ids
+            columns.append(np.asarray(store.features[:, 0], dtype=np.float64))
+            metas.append(store.meta)
+        if len({(m.get("train_run"), m.get("data")) for m in metas}) != 1:
+            raise ArtifactMismatchError(f"the epoch folders in {out_dir} come from different training runs; "
+                                        "delete the folder and recompute")
+        meta = {k: metas[0][k] for k in ("model", "train_run", "data", "max_length") if k in metas[0]}
+        return cls.from_losses(ids, np.stack(columns, axis=1), meta)

@@ -1,0 +1,201 @@
+"""Domain influence on the reference loss: I_j = −∇L_refᵀ H⁻¹ ∇L_{D_j}, with H from K-FAC / EK-FAC.
+
+∇L_{D_j} is the SUM of the domain's per-example gradients over the current mixture (a repeated
+example counts as often as it appears), so a domain's size matters. ∇L_ref is the gradient of the
+MEAN reference loss. Both are restricted to the chosen layers' weights, and H is block-diagonal
+over those layers.
+
+By linearity I_j = Σ_{i∈D_j} c_i s_i with s_i = −⟨H⁻¹∇L_ref, ∇L_i⟩ and c_i the example's count,
+so H⁻¹∇L_ref is computed once per layer and each example's score needs no per-example gradient:
+⟨U, Σ_t g_t a_tᵀ⟩ = Σ_t g_tᵀ U a_t. Unique examples are scored once. ``domain_gradient_sums`` forms
+the domain gradients explicitly (a check for small models; it agrees with the scores' sums).
+
+H is the Fisher of the MEAN per-example training loss (see ``kfac``); the Hessian of the summed
+objective is N times it, which scales every I_j by the same positive N and so leaves
+β = −m·I/max|I| unchanged (see ``update`` for the sign).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.chat import TokenizedExample
+from .kfac import (KronEigen, accumulate_ekfac, accumulate_factors, all_reduce_, attach_ekfac,
+                   eigenbases, for_each_batch, inverse_hvp, layer_damping, new_ekfac_stats,
+                   new_factor_stats, select_layers, shard)
+
+
+@dataclass
+class PassSettings:
+    """How the statistics passes batch and label their data."""
+
+    pad_id: int
+    token_budget: int = 4096
+    batch_size: int = 16
+    fisher: str = "true"  # "true" | "empirical"
+    seed: int = 0
+    progress: bool = False
+
+    @property
+    def labels(self) -> str:
+        return "sampled" if self.fisher == "true" else "data"
+
+
+@dataclass
+class DomainInfluence:
+    """influences: I_j per domain; scores: s_i per unique example id (one copy); damping: the
+    absolute damping used per layer."""
+
+    influences: dict[str, float]
+    scores: dict[str, float]
+    reference_loss: float
+    damping: dict[str, float]
+    layers: list[str]
+    counts: dict[str, float] = field(default_factory=dict)
+
+
+def _weights(chosen: list[TokenizedExample], counts: dict[str, float] | None) -> torch.Tensor:
+    return torch.tensor([1.0 if counts is None else float(counts[x.id]) for x in chosen])
+
+
+def _bar(cfg: PassSettings, total: int, desc: str):
+    return tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False)
+
+
+def fit_kfac(model, modules, items: list[TokenizedExample], cfg: PassSettings, *,
+             counts: dict[str, float] | None = None, ekfac: bool = True) -> dict[str, KronEigen]:
+    """Factors over ``items`` (weighted by ``counts``), their eigenbases, and EK-FAC's diagonal."""
+    local = shard(items)
+    stats = new_factor_stats(modules)
+    with _bar(cfg, len(local), "K-FAC factors") as bar:
+        for_each_batch(model, local, modules, cfg.pad_id, cfg.token_budget, cfg.batch_size,
+                       lambda chosen, losses, io, batch: accumulate_factors(stats, io, batch, _weights(chosen, counts)),
+                       labels=cfg.labels, seed=cfg.seed, progress=bar.update)
+    eigens = eigenbases(all_reduce_(stats))
+    if ekfac:
+        diag = new_ekfac_stats(modules)
+        with _bar(cfg, len(local), "EK-FAC eigenvalues") as bar:
+            for_each_batch(model, local, modules, cfg.pad_id, cfg.token_budget, cfg.batch_size,
+                           lambda chosen, losses, io, batch: accumulate_ekfac(diag, io, eigens, _weights(chosen, counts)),
+                           labels=cfg.labels, seed=cfg.seed, progress=bar.update)
+        attach_ekfac(eigens, all_reduce_(diag))
+    return eigens
+
+
+def gradient_sum(model, modules, items: list[TokenizedExample], cfg: PassSettings, *,
+                 counts: dict[str, float] | None = None) -> tuple[dict[str, torch.Tensor], float, float]:
+    """(Σ_i c_i ∇W L_i per layer, Σ_i c_i L_i, Σ_i c_i) over every process, with the data's labels."""
+    stats = {n: {"grad": torch.zeros_like(m.weight, dtype=torch.float32)} for n, m in modules.items()}
+    device = next(iter(modules.values())).weight.device
+    totals = {"": {"loss": torch.zeros((), dtype=torch.float64, device=device),
+                   "count": torch.zeros((), dtype=torch.float64, device=device)}}
+
+    def visit(chosen, losses, io, batch):
+        w = _weights(chosen, counts).to(device)
+        for name, (a, g) in io.items():
+            stats[name]["grad"] += torch.einsum("b,bto,bti->oi", w, g.float(), a.float())
+        totals[""]["loss"] += (w.double() * losses.double()).sum()
+        totals[""]["count"] += w.double().sum()
+
+    for_each_batch(model, shard(items), modules, cfg.pad_id, cfg.token_budget, cfg.batch_size, visit)
+    all_reduce_(stats)
+    all_reduce_(totals)
+    return ({n: s["grad"] for n, s in stats.items()}, float(totals[""]["loss"]), float(totals[""]["count"]))
+
+
+def reference_gradient(model, modules, items: list[TokenizedExample], cfg: PassSettings
+                       ) -> tuple[dict[str, torch.Tensor], float]:
+    """∇ of the MEAN reference loss per layer, and that mean loss."""
+    grads, loss, count = gradient_sum(model, modules, items, cfg)
+    return {n: g / count for n, g in grads.items()}, loss / count
+
+
+def precondition(eigens: dict[str, KronEigen], grads: dict[str, torch.Tensor], damping: float,
+                 relative: bool) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """H⁻¹∇ per layer (K-FAC blocks, damped) and the absolute damping each layer used."""
+    used = {n: layer_damping(e, damping, relative) for n, e in eigens.items()}
+    return {n: inverse_hvp(eigens[n], grads[n], used[n]) for n in eigens}, used
+
+
+def example_scores(model, modules, items: list[TokenizedExample], preconditioned: dict[str, torch.Tensor],
+                   cfg: PassSettings) -> dict[str, float]:
+    """s_i = −⟨H⁻¹∇L_ref, ∇L_i⟩ for every item (gathered from every process)."""
+    scores: dict[str, float] = {}
+
+    def visit(chosen, losses, io, batch):
+        total = torch.zeros(len(chosen), dtype=torch.float64, device=losses.device)
+        for name, (a, g) in io.items():
+            u = preconditioned[name].to(a.device)
+            total += torch.einsum("bto,bto->b", g.float(), a.float() @ u.T).double().to(total.device)
+        scores.update({x.id: -float(v) for x, v in zip(chosen, total)})
+
+    local = shard(items)
+    with _bar(cfg, len(local), "influence scores") as bar:
+        for_each_batch(model, local, modules, cfg.pad_id, cfg.token_budget, cfg.batch_size, visit,
+                       progress=bar.update)
+    return _gather(scores)
+
+
+def _gather(scores: dict[str, float]) -> dict[str, float]:
+    from .kfac import _dist
+
+    dist = _dist()
+    if dist is None:
+        return scores
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, scores)
+    return {k: v for part in parts for k, v in part.items()}
+
+
+def domain_influences(scores: dict[str, float], domain_of: dict[str, str],
+                      counts: dict[str, float] | None = None) -> dict[str, float]:
+    """I_j = Σ_{i∈D_j} c_i s_i: a SUM, so a domain twice as large weighs twice as much."""
+    totals: dict[str, float] = {}
+    for id_, score in sorted(scores.items()):
+        weight = 1.0 if counts is None else float(counts[id_])
+        totals[domain_of[id_]] = totals.get(domain_of[id_], 0.0) + weight * score
+    return dict(sorted(totals.items()))
+
+
+def domain_gradient_sums(model, modules, items: list[TokenizedExample], domain_of: dict[str, str],
+                         cfg: PassSettings, counts: dict[str, float] | None = None
+                         ) -> dict[str, dict[str, torch.Tensor]]:
+    """∇L_{D_j} = Σ_{i∈D_j} c_i ∇W L_i per domain and layer, explicitly."""
+    groups: dict[str, list[TokenizedExample]] = {}
+    for item in items:
+        groups.setdefault(domain_of[item.id], []).append(item)
+    return {d: gradient_sum(model, modules, group, cfg, counts=counts)[0] for d, group in sorted(groups.items())}
+
+
+def compute_influences(model, items: list[TokenizedExample], domain_of: dict[str, str],
+                       reference: list[TokenizedExample], cfg: PassSettings, *, layers: list[str],
+                       damping: float, relative: bool, ekfac: bool = True,
+                       counts: dict[str, float] | None = None,
+                       fit_items: list[TokenizedExample] | None = None,
+                       layers_per_pass: int = 0) -> DomainInfluence:
+    """Every domain's influence on the mean reference loss, layer group by layer group.
+
+    ``items`` are the mixture's unique examples, ``counts`` how often each appears; ``fit_items``
+    (default: ``items``) fit the factors. A group's factors are dropped before the next group's
+    are fitted, which bounds memory on large models.
+    """
+    modules = select_layers(model, layers)
+    names = list(modules)
+    size = layers_per_pass or len(names)
+    scores = {x.id: 0.0 for x in items}
+    used: dict[str, float] = {}
+    reference_loss = float("nan")
+    model.eval()
+    for start in range(0, len(names), size):
+        group = {n: modules[n] for n in names[start:start + size]}
+        eigens = fit_kfac(model, group, fit_items or items, cfg, counts=counts, ekfac=ekfac)
+        grads, reference_loss = reference_gradient(model, group, reference, cfg)
+        preconditioned, damping_used = precondition(eigens, grads, damping, relative)
+        del eigens, grads
+        used.update(damping_used)
+        for id_, value in example_scores(model, group, items, preconditioned, cfg).items():
+            scores[id_] += value
+    return DomainInfluence(domain_influences(scores, domain_of, counts), scores, reference_loss,
+                           used, names, dict(counts or {}))

@@ -1,0 +1,134 @@
+"""IDEAL's typed settings, and the YAML recipe format ``load_ideal_config`` reads.
+
+A recipe is one flat YAML mapping: the five paths of ``IdealPaths`` (model, pool, reference,
+tests, run_dir), an optional ``kind: ideal`` marker (lets a command line tell an IDEAL recipe from
+a selection ``RunConfig``), and every field of ``IdealSettings`` (``train`` and ``eval`` nested as
+in ``RunConfig``). Unknown keys are refused by name; ``key=value`` overrides apply as for every
+other config (``apply_overrides``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import EvalSettings, TrainSettings, apply_overrides, from_dict, load_yaml
+from ..errors import ConfigError
+
+FISHERS = ("true", "empirical")
+PATH_KEYS = ("model", "pool", "reference", "tests", "run_dir")
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass
+class IdealSettings:
+    """Everything that shapes an IDEAL run besides its paths."""
+
+    rounds: int = _help("update rounds R; each trains on the current mixture and resizes the domains", default=2)
+    m: float = _help("largest relative volume change per round: beta = -m * I / max|I| (paper: 0.15)", default=0.15)
+    damping: float = _help("damping added to the K-FAC eigenvalues before dividing", default=0.1)
+    damping_relative: bool = _help(
+        "damping is a multiple of each layer's mean eigenvalue (scale-free across layers); "
+        "false: an absolute value", default=True)
+    layers: list[str] = _help(
+        "linear layers whose weights carry the influence: a module name, a suffix of one "
+        "(gate_proj matches every model.layers.N.mlp.gate_proj) or a glob", default_factory=lambda: [
+            "gate_proj", "up_proj", "down_proj"])
+    layers_per_pass: int = _help(
+        "fit this many layers' factors per pass over the data (bounds GPU memory on large "
+        "models); 0: all in one pass", default=0)
+    fisher: str = _help("true: labels sampled from the model (seeded per example); empirical: the "
+                        "data's labels", default="true")
+    ekfac: bool = _help("EK-FAC: refit the eigenvalues in the Kronecker eigenbasis", default=True)
+    fit_examples: int = _help("at most this many mixture examples fit the factors (seeded); 0: all",
+                              default=0)
+    reference_size: int = _help("at most this many reference examples, an even share per target "
+                                "task (seeded; paper: ~500); 0: all", default=0)
+    reference_tasks: list[str] = _help("target tasks taken from the reference folder; empty: all",
+                                       default_factory=list)
+    domain_field: str = _help("record field naming an example's domain; absent: the example's task",
+                              default="domain")
+    domain_map: dict[str, str] = _help("label -> domain ('*' catches the rest)", default_factory=dict)
+    domain_map_file: str = _help("JSON or YAML file holding domain_map instead", default="")
+    min_volume: int = _help("no domain shrinks below this many examples", default=1)
+    train_final: bool = _help("train (and evaluate) on the last round's mixture", default=True)
+    seed: int = _help("seed for label sampling, subsets and resampling", default=0)
+    dtype: str = _help("model dtype: float32 | bfloat16 | float16", default="float32")
+    device: str = _help("cpu, cuda, cuda:N or auto", default="auto")
+    chat_template: str = _help("'' (the tokenizer's), 'plain', or a Jinja template", default="")
+    stats_token_budget: int = _help("padded tokens per statistics batch; 0: train.token_budget",
+                                    default=0)
+    stats_batch_size: int = _help("most examples per statistics batch; 0: train.max_batch_size",
+                                  default=0)
+    train: TrainSettings = _help("training on each round's mixture", default_factory=TrainSettings)
+    eval: EvalSettings = _help("evaluation of each round's model (when tests are given)",
+                               default_factory=EvalSettings)
+
+    def __post_init__(self) -> None:
+        _check(self.rounds >= 1, f"rounds must be >= 1, got {self.rounds}")
+        _check(0 < self.m < 1, f"m must be in (0, 1) so that no domain vanishes, got {self.m}")
+        _check(self.damping >= 0, f"damping must be >= 0, got {self.damping}")
+        _check(len(self.layers) > 0, "layers must name at least one linear layer (e.g. gate_proj)")
+        _check(self.layers_per_pass >= 0, "layers_per_pass must be >= 0 (0: all layers in one pass)")
+        _check(self.fisher in FISHERS, f"fisher must be one of {', '.join(FISHERS)}, got {self.fisher!r}")
+        _check(self.fit_examples >= 0 and self.reference_size >= 0,
+               "fit_examples and reference_size must be >= 0 (0: all)")
+        _check(self.min_volume >= 1, f"min_volume must be >= 1, got {self.min_volume}")
+        _check(self.dtype in ("float32", "bfloat16", "float16"),
+               f"dtype {self.dtype!r} is not float32, bfloat16 or float16")
+        _check(not (self.domain_map and self.domain_map_file),
+               "give domain_map or domain_map_file, not both")
+        _check(isinstance(self.domain_map, dict)
+               and all(isinstance(k, str) and isinstance(v, str) for k, v in self.domain_map.items()),
+               "domain_map must map label strings to domain strings, e.g. {gsm8k: math}")
+        _check(self.stats_token_budget in (0,) or self.stats_token_budget >= self.train.max_length,
+               "stats_token_budget must be 0 or at least train.max_length")
+        _check(self.stats_batch_size >= 0, "stats_batch_size must be >= 0")
+
+    @property
+    def token_budget(self) -> int:
+        return self.stats_token_budget or self.train.token_budget
+
+    @property
+    def batch_size(self) -> int:
+        return self.stats_batch_size or self.train.max_batch_size
+
+    def influence_settings(self) -> dict[str, Any]:
+        """The settings that shape a round's influences and volumes (training is fingerprinted
+        through the model it makes), recorded in each round's manifest."""
+        keys = ("m", "damping", "damping_relative", "layers", "fisher", "ekfac", "fit_examples",
+                "reference_size", "reference_tasks", "domain_field", "min_volume", "seed", "dtype")
+        values = {k: getattr(self, k) for k in keys}
+        values["max_length"] = self.train.max_length
+        return values
+
+
+@dataclass
+class IdealPaths:
+    model: str = _help("base model: local folder or hub id")
+    pool: str = _help("the training mixture: a file or folder in any supported format")
+    reference: str = _help("reference set: a folder with one file per target task (e.g. validation)")
+    tests: str = _help("test folder to evaluate each round's model; '' skips", default="")
+    run_dir: str = _help("where every stage writes (IDEAL's rounds go to RUN_DIR/ideal/)",
+                         default="runs/ideal")
+
+
+def load_ideal_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()
+                      ) -> tuple[IdealPaths, IdealSettings]:
+    """Read a recipe (see the module docstring) into its paths and its settings."""
+    data = apply_overrides(load_yaml(path), list(overrides))
+    kind = data.pop("kind", "ideal")
+    _check(kind == "ideal", f"{path}: kind is {kind!r}; an IDEAL recipe has kind: ideal")
+    missing = [k for k in ("model", "pool", "reference") if not data.get(k)]
+    _check(not missing, f"{path}: {', '.join(missing)} required (the model, the training mixture and "
+                        "the reference set)")
+    paths = from_dict(IdealPaths, {k: str(data.pop(k)) for k in PATH_KEYS if k in data})
+    return paths, from_dict(IdealSettings, data)

@@ -1,0 +1,295 @@
+"""Learning percentage (Mekala, Nguyen, Shang, 2024; METHODS §3): keep the hardest share of every cluster.
+
+From an example's perplexities P_0 (base model), P_1 (after epoch 1) and P_n (after the last epoch):
+
+    LP(1)  = (P_0 − P_1) / (P_0 − P_n)     the share of all learning that happened in epoch 1
+    LP_app = (P_0 − P_1) / P_0             the one-epoch approximation
+
+A low value means most learning happened late: a hard example.
+
+Examples the training did not move. Let band = tolerance · P_0 (``lp_tolerance``, default 1e-3).
+  - learned:   P_0 − P_n >  band; LP as above.
+  - unmoved:   |P_0 − P_n| ≤ band (LP(1) would be 0/0 or noise over noise);
+  - regressed: P_0 − P_n < −band (perplexity rose: the ratio's sign no longer means anything).
+The status comes from the trajectory, so it is the same for both variants. Unmoved and regressed
+examples are never ordered by their value: in every cluster they come after all learned examples
+(unmoved, then regressed, then by id), for lp-hard and lp-easy alike, so they are taken only when a
+cluster's quota exceeds its learned members. Their reported score is the LP with its denominator
+clamped to the band, (P_0 − P_1) / max(P_0 − P_n, band) for LP(1), which is always finite (P_0 ≥ 1).
+Examples with no loss (no response token after truncation: NaN trajectories) are left out of the
+pool entirely. All three are counted in the diagnostics; no NaN or inf reaches a ranking.
+
+Selection. Candidates (every pool example with a finite trajectory) are sorted by id, their
+embeddings L2-normalised and clustered with the seeded k-means of ``select/kmeans.py``; k is
+``clusters`` or, by default, max(1, round(sqrt(N / 2))) for N candidates (the paper uses k=1000 for
+52K; this rule gives about 160 there and keeps clusters of a few dozen on small pools). The budget
+B is split over clusters in proportion to their sizes, exactly: cluster c gets floor(B · n_c / N),
+and the B − Σ floor units left go one each to the clusters with the largest remainders
+(B · n_c mod N, compared exactly in integers), ties to the lower cluster index. So the selection
+holds exactly B examples (the paper's "at least one per cluster" overshoots; this never does).
+
+| name      | order inside each cluster                                              |
+|-----------|------------------------------------------------------------------------|
+| lp-hard   | lowest LP first (learned), then unmoved, then regressed                |
+| lp-easy   | highest LP first (learned), then unmoved, then regressed               |
+| lp-random | uniform at random (seeded), same quotas; statuses ignored              |
+
+The returned ranking is the selection itself (exactly ``limit`` ids), ordered globally by the same
+key, so a token budget keeps the hardest (easiest) first. Options: ``lp_variant`` ("lp1" or
+"lp_app"), ``clusters``, ``lp_tolerance``; ``seed`` seeds k-means and lp-random.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ArtifactMismatchError, ConfigError, InputError
+from .base import Ranking, SelectionContext, register
+from .kmeans import kmeans
+
+VARIANTS = ("lp1", "lp_app")
+LEARNED, UNMOVED, REGRESSED = 0, 1, 2
+STATUS_NAMES = ("learned", "unmoved", "regressed")
+DEFAULT_TOLERANCE = 1e-3
+QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+@dataclass
+class LearningPercentages:
+    ids: list[str]  # sorted; only examples with a finite trajectory
+    values: np.ndarray  # (N,) finite float64
+    status: np.ndarray  # (N,) int8: LEARNED, UNMOVED or REGRESSED
+    excluded: list[str]  # ids with no usable trajectory (NaN or inf)
+    variant: str
+
+    def counts(self) -> dict[str, int]:
+        counts = {name: int(np.sum(self.status == code)) for code, name in enumerate(STATUS_NAMES)}
+        return {**counts, "excluded_no_loss": len(self.excluded)}
+
+
+def lp_values(p0: np.ndarray, p1: np.ndarray, pn: np.ndarray, variant: str = "lp1",
+              tolerance: float = DEFAULT_TOLERANCE) -> tuple[np.ndarray, np.ndarray]:
+    """(values, status) from perplexity arrays; see the module docstring for the rules."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"lp_variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    if not tolerance > 0:
+        raise ConfigError(f"lp_tolerance must be > 0 (it keeps LP(1) from dividing by zero), got {tolerance}")
+    p0, p1, pn = (np.asarray(a, dtype=np.float64) for a in (p0, p1, pn))
+    moved, band = p0 - pn, tolerance * p0
+    status = np.where(moved > band, LEARNED, np.where(moved < -band, REGRESSED, UNMOVED)).astype(np.int8)
+    denominator = p0 if variant == "lp_app" else np.maximum(moved, band)
+    return (p0 - p1) / denominator, status
+
+
+def learning_percentages(trajectories, variant: str = "lp1", tolerance: float = DEFAULT_TOLERANCE) -> LearningPercentages:
+    """LP of every example of a ``LossTrajectories`` with a finite trajectory, in id order."""
+    if variant == "lp1" and trajectories.epochs < 2:
+        raise ConfigError("LP(1) needs at least 2 trained epochs (with one, it is 1 for every example); "
+                          "train longer or use lp_variant='lp_app'")
+    order = sorted(range(len(trajectories.ids)), key=lambda i: trajectories.ids[i])
+    p = trajectories.perplexities[order]
+    finite = np.isfinite(p).all(axis=1)
+    ids = [trajectories.ids[i] for i in order]
+    values, status = lp_values(p[finite, 0], p[finite, 1], p[finite, -1], variant, tolerance)
+    return LearningPercentages([i for i, ok in zip(ids, finite) if ok], values, status,
+                               [i for i, ok in zip(ids, finite) if not ok], variant)
+
+
+def cluster_quotas(sizes, total: int) -> np.ndarray:
+    """Split ``total`` over clusters proportionally to ``sizes`` by largest remainder (ties: lower index)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    n = int(sizes.sum())
+    if not 0 <= total <= n:
+        raise InputError(f"cannot select {total} of {n} examples")
+    numerators = sizes * total
+    quotas = numerators // max(n, 1)
+    remainders = numerators % max(n, 1)
+    left = total - int(quotas.sum())
+    order = np.lexsort((np.arange(len(sizes)), -remainders))  # largest remainder, then lowest index
+    quotas[order[:left]] += 1
+    return quotas
+
+
+def default_clusters(n: int) -> int:
+    return max(1, round((n / 2) ** 0.5))
+
+
+def take_by_quota(labels: np.ndarray, quotas: np.ndarray, tier: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Rows in global (tier, key, row) order, keeping each cluster's first ``quotas[c]`` rows."""
+    order = np.lexsort((np.arange(len(labels)), key, tier))
+    taken = np.zeros(len(quotas), dtype=np.int64)
+    keep = []
+    for row in order:
+        c = labels[row]
+        if taken[c] < quotas[c]:
+            taken[c] += 1
+            keep.append(row)
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _embedding_rows(embeddings, ids: list[str]) -> np.ndarray:
+    """The rows of ``embeddings`` (an ``Embeddings`` or an (ids, array) pair) for ``ids``, normalised."""
+    emb_ids, vectors = (embeddings.ids, embeddings.vectors) if hasattr(embeddings, "vectors") else embeddings
+    row_of = {id_: i for i, id_ in enumerate(emb_ids)}
+    missing = [i for i in ids if i not in row_of]
+    if missing:
+        raise ArtifactMismatchError(f"the embeddings lack {len(missing)} pool examples (e.g. {missing[0]!r}): "
+                                    "they were computed for another pool; recompute them")
+    x = np.asarray(vectors, dtype=np.float64)[[row_of[i] for i in ids]]
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _checked_lp(ctx: SelectionContext) -> LearningPercentages:
+    trajectories = ctx.need("loss_trajectories")
+    pool_ids = {e.id for e in ctx.pool}
+    if set(trajectories.ids) != pool_ids:
+        extra = sorted(set(trajectories.ids) ^ pool_ids)[0]
+        raise ArtifactMismatchError(f"the loss trajectories cover other examples than the pool (e.g. {extra!r}); "
+                                    "recompute them for this pool")
+    return learning_percentages(trajectories, ctx.options.get("lp_variant", "lp1"),
+                                float(ctx.options.get("lp_tolerance", DEFAULT_TOLERANCE)))
+
+
+def _lp_summary(lp: LearningPercentages, task_of: dict[str, str]) -> dict[str, dict]:
+    by_task: dict[str, list[int]] = defaultdict(list)
+    for row, id_ in enumerate(lp.ids):
+        by_task[str(task_of[id_])].append(row)
+    summary = {}
+    for task, rows in sorted(by_task.items()):
+        rows = np.asarray(rows)
+        learned = lp.values[rows][lp.status[rows] == LEARNED]
+        entry = {"n": int(len(rows)), **{f"n_{s}": int(np.sum(lp.status[rows] == c)) for c, s in enumerate(STATUS_NAMES)}}
+        if len(learned):
+            entry["lp_quantiles"] = {f"q{round(q * 100)}": float(v) for q, v in zip(QUANTILES, np.quantile(learned, QUANTILES))}
+        summary[task] = entry
+    return summary
+
+
+class _LearningPercentageSelector:
+    needs = ("loss_trajectories", "embeddings")
+
+    def order_key(self, lp: LearningPercentages, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(tier, key): rows are taken by ascending tier, then ascending key."""
+        raise NotImplementedError
+
+    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
+        lp = _checked_lp(ctx)
+        n = len(lp.ids)
+        if limit > n:
+            raise InputError(
+                f"the budget asks for {limit} examples but only {n} of {len(ctx.pool)} have a loss trajectory "
+                f"({len(lp.excluded)} have no response token after truncation, e.g. {lp.excluded[:3]}); "
+                "lower the budget or raise max_length")
+        k = int(ctx.options.get("clusters") or default_clusters(n))
+        if not 1 <= k <= n:
+            raise ConfigError(f"clusters must be between 1 and the {n} scorable examples, got {k}")
+        clustering = kmeans(_embedding_rows(ctx.need("embeddings"), lp.ids), k, seed=ctx.seed)
+        sizes = clustering.sizes()
+        quotas = cluster_quotas(sizes, limit)
+        tier, key = self.order_key(lp, ctx.seed)
+        rows = take_by_quota(clustering.labels, quotas, tier, key)
+        task_of = {e.id: e.task for e in ctx.pool}
+        diagnostics = {
+            "lp_variant": lp.variant, "lp_tolerance": float(ctx.options.get("lp_tolerance", DEFAULT_TOLERANCE)),
+            "status_counts": lp.counts(), "excluded_no_loss_ids": lp.excluded[:20],
+            "selected_status_counts": {s: int(np.sum(lp.status[rows] == c)) for c, s in enumerate(STATUS_NAMES)},
+            "clusters": k, "cluster_sizes": sizes.tolist(), "cluster_quotas": quotas.tolist(),
+            "kmeans": {"inertia": clustering.inertia, "iterations": clustering.iterations, "seed": ctx.seed},
+            "rounding": "per-cluster quotas by largest remainder of budget x size / N, ties to the lower cluster",
+            "lp_by_task": _lp_summary(lp, task_of),
+        }
+        return Ranking([lp.ids[r] for r in rows], lp.values[rows].astype(float).tolist(), diagnostics)
+
+
+@register
+class LpHardSelector(_LearningPercentageSelector):
+    name = "lp-hard"
+    description = "learning percentage: the hardest (lowest LP) share of every k-means cluster"
+
+    def order_key(self, lp, seed):
+        return lp.status, lp.values
+
+
+@register
+class LpEasySelector(_LearningPercentageSelector):
+    name = "lp-easy"
+    description = "learning percentage: the easiest (highest LP) share of every k-means cluster"
+
+    def order_key(self, lp, seed):
+        return lp.status, -lp.values
+
+
+@register
+class LpRandomSelector(_LearningPercentageSelector):
+    name = "lp-random"
+    description = "random members of every k-means cluster, with lp-hard's per-cluster quotas"
+
+    def order_key(self, lp, seed):
+        # A stream apart from k-means' (same seed) so the two draws are independent.
+        return np.zeros(len(lp.ids), dtype=np.int8), np.random.default_rng([seed, 1]).permutation(len(lp.ids))
+
+
+# --------------------------------------------------------------------------------------------
+# Agreement between two models' LP rankings (METHODS §3.4)
+
+
+def _inversions(ranks: np.ndarray) -> int:
+    """Pairs i < j with ranks[i] > ranks[j]: bottom-up merge sort, one vectorised pass per level."""
+    values = np.asarray(ranks, dtype=np.int64).copy()
+    n, m = len(values), int(values.max()) + 1 if len(values) else 1
+    positions, total, width = np.arange(n), 0, 1
+    while width < n:
+        block = positions // width
+        pair, is_right = block // 2, (block % 2) == 1
+        keys = pair * m + values  # sorted inside every block, blocks in order
+        left = keys[~is_right]
+        right_pair = pair[is_right]
+        end_of_left = np.searchsorted(left, right_pair * m + m - 1, side="right")
+        total += int((end_of_left - np.searchsorted(left, keys[is_right], side="right")).sum())
+        values = values[np.argsort(keys, kind="stable")]  # merge each pair of blocks
+        width *= 2
+    return total
+
+
+def _tied_pairs(sorted_values: np.ndarray) -> int:
+    _, counts = np.unique(sorted_values, return_counts=True)
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def kendall_tau(a, b) -> float:
+    """Kendall's τ-b between two score vectors (ties handled as τ-b does), in O(n log n)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ConfigError(f"Kendall τ needs two equally long vectors of at least 2 values, got {a.shape} and {b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ConfigError("Kendall τ: the values hold NaN or inf")
+    n = len(a)
+    order = np.lexsort((b, a))
+    a_sorted, b_sorted = a[order], b[order]
+    pairs = n * (n - 1) // 2
+    ties_a, ties_b = _tied_pairs(a_sorted), _tied_pairs(b_sorted)
+    joint = np.unique(np.stack([a_sorted, b_sorted]), axis=1, return_counts=True)[1]
+    ties_both = int((joint * (joint - 1) // 2).sum())
+    discordant = _inversions(np.unique(b_sorted, return_inverse=True)[1])
+    denominator = ((pairs - ties_a) * (pairs - ties_b)) ** 0.5
+    if denominator == 0:
+        raise ConfigError("Kendall τ is undefined when one of the rankings is constant")
+    return float((pairs - ties_a - ties_b + ties_both - 2 * discordant) / denominator)
+
+
+def lp_agreement(trajectories_a, trajectories_b, variant: str = "lp1",
+                 tolerance: float = DEFAULT_TOLERANCE) -> dict:
+    """Kendall τ between two models' LP over the examples both learned (others counted, not ranked)."""
+    lp_a = learning_percentages(trajectories_a, variant, tolerance)
+    lp_b = learning_percentages(trajectories_b, variant, tolerance)
+    row_b = {id_: i for i, id_ in enumerate(lp_b.ids)}
+    common = [(i, row_b[id_]) for i, id_ in enumerate(lp_a.ids) if id_ in row_b]
+    both = [(i, j) for i, j in common if lp_a.status[i] == LEARNED and lp_b.status[j] == LEARNED]
+    if len(both) < 2:
+        raise InputError(f"only {len(both)} examples were learned by both models: no ranking to compare")
+    rows_a, rows_b = (np.asarray(x) for x in zip(*both))
+    return {"tau": kendall_tau(lp_a.values[rows_a], lp_b.values[rows_b]), "n": len(both), "variant": variant,
+            "left_out": {"no_loss_under_one_model": len(set(trajectories_a.ids) | set(trajectories_b.ids)) - len(common),
+                         "not_learned_by_both": len(common) - len(both)}}
