@@ -88,12 +88,23 @@ def cmd_run(args) -> None:
     if args.dry_run:
         print(f"{args.config}: valid; methods {config.methods} at budgets {config.budgets} into {config.run_dir}")
         return
-    results = run_config(config, progress=not args.quiet)
+    from .distributed import Shard
+
+    results = run_config(config, shard=Shard.parse(args.shard) if args.shard else None,
+                         stop_after=args.stop_after, progress=not args.quiet)
     rows = {label: entry["summary"] for label, entry in results.items() if entry["summary"]}
     if rows:
         print(capability_table(rows))
     for label, entry in results.items():
         print(f"{label}: selection {entry['selection']}" + (f", model {entry['model']}" if entry["model"] else ""))
+
+
+def cmd_merge(args) -> None:
+    from .influence.stages import merge_all_shards
+
+    merged = merge_all_shards(args.features_dir)
+    for folder in merged:
+        print(f"merged {folder}")
 
 
 def cmd_methods(args) -> None:
@@ -236,7 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML file with a RunConfig (see configs/)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. budgets=[10%%] influence.features.dim=4096")
     p.add_argument("--dry-run", action="store_true", help="validate the config and stop")
+    p.add_argument("--shard", default=None, metavar="i/N",
+                   help="an independent job's share of the gradient features (needs a finished warmup); "
+                   "then `instruct-select merge RUN/influence/features`")
+    p.add_argument("--stop-after", choices=["warmup", "features"], default=None,
+                   help="stop after this stage (e.g. the warmup, before launching --shard jobs)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("merge", help="merge the feature shards of independent --shard jobs",
+                       description="Check that every shard of every checkpoint is present, finished, made with the "
+                       "same settings and covers each id exactly once, then merge them into the stores the "
+                       "next stages read.")
+    p.add_argument("features_dir", help="RUN/influence/features")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("methods", help="list the selection methods and what each needs",
                        description="Every registered selection method, one line each, with the artifacts it "

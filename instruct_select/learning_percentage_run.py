@@ -62,12 +62,15 @@ class LPSettings:
 
 
 def model_trajectories(model: str | Path, pool_path: str | Path, out_dir: str | Path, settings: LPSettings, *,
-                       device: str | None = None, progress: bool = True, log=print) -> LossTrajectories:
-    """Train ``model`` on the whole pool (n epochs, checkpoints kept) and return its loss trajectories."""
+                       loaded=None, device: str | None = None, progress: bool = True, log=print) -> LossTrajectories:
+    """Train ``model`` on the whole pool (n epochs, checkpoints kept) and return its loss trajectories.
+
+    ``loaded``: the pool already loaded from ``pool_path`` (saves reading it twice).
+    """
     out_dir = Path(out_dir)
     train = settings.selection_train_settings()
-    loaded = load_pool(pool_path)
-    train_stage(model, pool_path, out_dir / "train", train, progress=progress, log=log)
+    loaded = load_pool(pool_path) if loaded is None else loaded
+    train_stage(model, pool_path, out_dir / "train", train, device=device, progress=progress, log=log)
     return loss_trajectories_stage(model, out_dir / "train", loaded.examples, loaded.fingerprint, out_dir / "losses",
                                    max_length=train.max_length, token_budget=max(settings.token_budget, train.max_length),
                                    max_batch_size=settings.max_batch_size, device=device, progress=progress, log=log)
@@ -78,8 +81,9 @@ def selection_artifacts(model: str | Path, pool_path: str | Path, out_dir: str |
                         log=print) -> tuple[dict[str, Any], dict[str, str]]:
     """{"loss_trajectories": LossTrajectories, "embeddings": Embeddings} and their fingerprints."""
     out_dir = Path(out_dir)
-    trajectories = model_trajectories(model, pool_path, out_dir, settings, device=device, progress=progress, log=log)
     loaded = load_pool(pool_path)
+    trajectories = model_trajectories(model, pool_path, out_dir, settings, loaded=loaded, device=device,
+                                      progress=progress, log=log)
     max_length = settings.selection_train_settings().max_length
     embeddings = embeddings_stage(model, loaded.examples, loaded.fingerprint, out_dir / "embeddings",
                                   encoder=settings.encoder, max_length=max_length,

@@ -9,10 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_write_json, fingerprint_model, read_json, require_finished, run_stage
+from .artifacts import (
+    atomic_write_json, finished_manifest, fingerprint_model, read_json, require_finished, run_stage,
+)
 from .config import EvalSettings, InfluenceSettings, RunConfig, TrainSettings, to_dict
 from .data.example import Example
-from .distributed import is_main
+from .distributed import Shard, is_main, local_device
 from .errors import ConfigError, InputError
 from .select.base import get_selector
 from .select.budget import Budget
@@ -148,11 +150,14 @@ def _sets_fingerprint(test_sets: dict[str, list[Example]]) -> str:
 
 def prepare_artifacts(needs: set[str], pool_path: str | Path, validation_path: str | Path, model: str | Path,
                       run_dir: str | Path, settings: InfluenceSettings, *, device: str | None = None,
-                      dtype: str = "float32", chat_template: str | None = None,
-                      progress: bool = True, log=print) -> tuple[dict[str, Any], dict[str, str]]:
+                      dtype: str = "float32", chat_template: str | None = None, shard: Shard | None = None,
+                      stop_after: str | None = None, progress: bool = True,
+                      log=print) -> tuple[dict[str, Any], dict[str, str]]:
     """Compute what the selectors need ("attribution", "hidden_states") into ``run_dir``.
 
     Returns the artifacts and their fingerprints (recorded in each selection's manifest).
+    ``shard`` (an independent job's i/N) computes only that shard's features and stops, as does
+    ``stop_after="warmup"`` after the warmup; both return no artifacts.
     """
     from .influence.attribution import AttributionMatrix
     from .influence.stages import features_stage, scores_stage
@@ -174,14 +179,26 @@ def prepare_artifacts(needs: set[str], pool_path: str | Path, validation_path: s
                                      seed=settings.warmup.seed, log=log).path
     if not str(validation_path):
         raise ConfigError("influence-based methods need validation data: set validation to a folder with one file per task")
+    if shard is not None and shard.count > 1 and finished_manifest(warmup_dir) is None:
+        raise ConfigError(f"shard jobs need a finished warmup in {warmup_dir}: run the same command once with "
+                          "--stop-after warmup (no --shard) first")
     train_stage(model, pool_path, warmup_dir, settings.warmup, selection_dir=selection_dir, device=device,
                 dtype=dtype, chat_template=chat_template, progress=progress, log=log)
+    if stop_after == "warmup":
+        return artifacts, fingerprints
     if "attribution" in needs:
         features = run_dir / "features"
         pool_folders = features_stage(warmup_dir, pool.examples, pool.fingerprint, "pool", "adam",
-                                      settings.features, features, device=device, progress=progress, log=log)
+                                      settings.features, features, device=device, shard=shard,
+                                      progress=progress, log=log)
         val_folders = features_stage(warmup_dir, validation.examples, validation.fingerprint, "validation", "sgd",
-                                     settings.features, features, device=device, progress=progress, log=log)
+                                     settings.features, features, device=device, shard=shard,
+                                     progress=progress, log=log)
+        if shard is not None and shard.count > 1:
+            log(f"[features] {shard.name} done; when every shard is done: instruct-select merge {features}")
+            return artifacts, fingerprints
+        if stop_after == "features":
+            return artifacts, fingerprints
         scores = scores_stage(warmup_dir, pool_folders, val_folders, validation.examples, run_dir / "scores",
                               progress=progress, log=log)
         artifacts["attribution"] = AttributionMatrix.load(scores.path)
@@ -207,18 +224,23 @@ def _hidden_states(warmup_dir: Path, pool, validation, settings: InfluenceSettin
     return states, fingerprint_json([fingerprint_model(warmup_dir), pool.fingerprint, validation.fingerprint])
 
 
-def run_config(config: RunConfig, *, progress: bool = True, log=print) -> dict[str, dict]:
+def run_config(config: RunConfig, *, shard: Shard | None = None, stop_after: str | None = None,
+               progress: bool = True, log=print) -> dict[str, dict]:
     """Everything a RunConfig asks for: artifacts, each method x budget selection, fine-tuning, evaluation.
 
-    Returns {"method @ budget": {"selection": path, "model": path or None, "summary": {...} or None}}.
+    Returns {"method @ budget": {"selection": path, "model": path or None, "summary": {...} or None}};
+    empty when ``shard`` or ``stop_after`` ends the run early.
     """
     run_dir = Path(config.run_dir)
     chat_template = config.chat_template or None
     needs = {need for method in config.methods for need in get_selector(method).needs}
+    device = local_device() or config.device
     artifacts, fingerprints = prepare_artifacts(needs, config.pool, config.validation, config.model,
-                                                run_dir / "influence", config.influence, device=config.device,
-                                                dtype=config.dtype, chat_template=chat_template,
-                                                progress=progress, log=log)
+                                                run_dir / "influence", config.influence, device=device,
+                                                dtype=config.dtype, chat_template=chat_template, shard=shard,
+                                                stop_after=stop_after, progress=progress, log=log)
+    if (shard is not None and shard.count > 1) or stop_after:
+        return {}
     results: dict[str, dict] = {}
     for budget in config.budgets:
         for method in config.methods:
@@ -231,11 +253,11 @@ def run_config(config: RunConfig, *, progress: bool = True, log=print) -> dict[s
             if config.finetune:
                 trained = train_stage(config.model, config.pool, folder / "train", config.train,
                                       selection_dir=selection.path, chat_template=chat_template, dtype=config.dtype,
-                                      device=config.device, progress=progress, log=log)
+                                      device=device, progress=progress, log=log)
                 entry["model"] = str(trained.path / "model")
                 if config.tests:
                     result = evaluate_stage(trained.path / "model", config.tests, folder / "evaluation", config.eval,
-                                            dtype=config.dtype, device=config.device, progress=progress, log=log)
+                                            dtype=config.dtype, device=device, progress=progress, log=log)
                     entry["summary"] = result.manifest["outputs"]
             results[f"{method} @ {Budget.parse(budget)}"] = entry
     atomic_write_json(run_dir / "results.json", results)

@@ -47,7 +47,7 @@ def _outputs(run_dir):
     return features, scores, selections
 
 
-def test_two_processes_equal_one(tiny_lab, tmp_path):
+def test_two_processes_and_shard_jobs_equal_one_process(tiny_lab, tmp_path):
     outputs = []
     for nproc in (1, 2):
         run_dir = tmp_path / f"run{nproc}"
@@ -55,7 +55,28 @@ def test_two_processes_equal_one(tiny_lab, tmp_path):
         config.write_text(yaml.safe_dump(_config(tiny_lab, run_dir)))
         _run(["run", str(config)], nproc, tmp_path)
         outputs.append(_outputs(run_dir))
-    (f1, s1, sel1), (f2, s2, sel2) = outputs
+    # Independent jobs: warmup once, two shard jobs, a merge, then the rest.
+    config = tmp_path / "c3.yaml"
+    config.write_text(yaml.safe_dump(_config(tiny_lab, tmp_path / "run3")))
+    _run(["run", str(config), "--stop-after", "warmup"], 1, tmp_path)
+    _run(["run", str(config), "--shard", "1/2"], 1, tmp_path)
+    features = tmp_path / "run3" / "influence" / "features"
+    incomplete = subprocess.run([sys.executable, "-m", "instruct_select", "merge", str(features)],
+                                capture_output=True, text=True)
+    assert incomplete.returncode == 2 and "missing [0]" in incomplete.stderr
+    _run(["run", str(config), "--shard", "0/2"], 1, tmp_path)
+    _run(["merge", str(features)], 1, tmp_path)
+    _run(["run", str(config)], 1, tmp_path)
+    outputs.append(_outputs(tmp_path / "run3"))
+    for other in outputs[1:]:
+        _assert_same(outputs[0], other)
+    for run in ("run2", "run3"):
+        merged = json.loads((tmp_path / run / "influence" / "features" / "pool" / "epoch-1" / "manifest.json").read_text())
+        assert merged["outputs"]["merged_shards"] == ["shard-0-of-2", "shard-1-of-2"]
+
+
+def _assert_same(first, second):
+    (f1, s1, sel1), (f2, s2, sel2) = first, second
     assert f1.keys() == f2.keys() and len(f1) == 4  # pool and validation at 2 checkpoints
     for name in f1:
         np.testing.assert_allclose(f2[name], f1[name], atol=1e-6, rtol=0)
@@ -66,8 +87,6 @@ def test_two_processes_equal_one(tiny_lab, tmp_path):
         rows2 = [line.split("\t") for line in sel2[name].splitlines()[1:]]
         assert [r[:3] for r in rows1] == [r[:3] for r in rows2]  # same ids, same order
         np.testing.assert_allclose([float(r[3]) for r in rows1], [float(r[3]) for r in rows2], atol=1e-5)
-    merged = json.loads((tmp_path / "run2" / "influence" / "features" / "pool" / "epoch-1" / "manifest.json").read_text())
-    assert merged["outputs"]["merged_shards"] == ["shard-0-of-2", "shard-1-of-2"]
 
 
 def test_shard_parsing():

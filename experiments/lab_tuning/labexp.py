@@ -108,7 +108,7 @@ def ev(model):
     t = time.time()
     r = evaluate_capabilities(model, tok, tests, max_new_tokens=16, batch_size=128, progress=False)
     scores = {c: round(v["score"], 2) for c, v in r["capabilities"].items()}
-    subs = {c: {s: round(x["score"], 2) for s, x in v.get("subtasks", {}).items()} for c, v in r["capabilities"].items()}
+    subs = {c: {s: round(x["score"], 2) for s, x in v.get("by_subtask", {}).items()} for c, v in r["capabilities"].items()}
     return scores, round(r["summary"]["macro"], 3), subs, round(time.time() - t)
 
 

@@ -34,13 +34,13 @@ class PassSettings:
     pad_id: int
     token_budget: int = 4096
     batch_size: int = 16
-    fisher: str = "true"  # "true" | "empirical"
+    fisher: str = "sampled"  # "sampled" (the true Fisher) | "empirical"
     seed: int = 0
     progress: bool = False
 
     @property
     def labels(self) -> str:
-        return "sampled" if self.fisher == "true" else "data"
+        return "sampled" if self.fisher == "sampled" else "data"
 
 
 @dataclass
@@ -78,7 +78,7 @@ def fit_kfac(model, modules, items: list[TokenizedExample], cfg: PassSettings, *
         diag = new_ekfac_stats(modules)
         with _bar(cfg, len(local), "EK-FAC eigenvalues") as bar:
             for_each_batch(model, local, modules, cfg.pad_id, cfg.token_budget, cfg.batch_size,
-                           lambda chosen, losses, io, batch: accumulate_ekfac(diag, io, eigens, _weights(chosen, counts)),
+                           lambda chosen, losses, io, batch: accumulate_ekfac(diag, io, batch, eigens, _weights(chosen, counts)),
                            labels=cfg.labels, seed=cfg.seed, progress=bar.update)
         attach_ekfac(eigens, all_reduce_(diag))
     return eigens

@@ -5,9 +5,14 @@ For a linear layer y = x Wᵀ (W: out × in) the gradient of example i's loss is
 flattened row by row (vec(W) = W.flatten()), vec(g aᵀ) = g ⊗ a, so the Fisher of the mean
 per-example loss is approximated by
 
-    F ≈ G ⊗ A,   A = Σ_{i,t} a aᵀ / (number of counted tokens),   G = Σ_{i,t} g gᵀ / (number of examples)
+    F ≈ G ⊗ A,   A = Σ_{i,t} a aᵀ / (number of counted tokens),   G = Σ_i T_i Σ_t g gᵀ / (number of examples)
 
-(K-FAC "expand" for weights shared across positions: cross-position terms are dropped). Counted
+(K-FAC "expand" for weights shared across positions: cross-position terms are dropped). T_i is
+example i's number of labelled tokens: its loss is a token MEAN, whose gradient is 1/T_i of a
+token's and whose Gauss-Newton Hessian is (1/T_i) Σ_t J_tᵀ∇²ℓ_t J_t = T_i·E[∇L_i ∇L_iᵀ]; the
+factor makes the Fisher approximate the Hessian of the training loss (every example weighing the
+same, as in training) rather than 1/T_i of it. Without it K-FAC's influences came out about ten
+times the exact ones on a tiny model (same signs; see tests/test_ideal.py). Counted
 tokens are the response-relevant ones: real (not padding) tokens up to the last position that
 predicts a labelled token. Positions after it carry no gradient; the prompt does (through
 attention), so it is counted, and nothing is cut at a fixed position.
@@ -17,10 +22,10 @@ With A = Q_A Λ_A Q_Aᵀ and G = Q_G Λ_G Q_Gᵀ, (G ⊗ A + λI)⁻¹ vec(V) is
     Q_G [ (Q_Gᵀ V Q_A) / (λ_G λ_Aᵀ + λ) ] Q_Aᵀ
 
 — a division by the eigenvalues (the inverse), never a multiplication. EK-FAC replaces λ_G λ_Aᵀ
-by the mean over examples of (Q_Gᵀ ∇W L_i Q_A)², elementwise: the exact diagonal of the
-per-example Fisher in the Kronecker eigenbasis.
+by the mean over examples of T_i·(Q_Gᵀ ∇W L_i Q_A)², elementwise: the exact diagonal of the
+(T_i-scaled) per-example Fisher in the Kronecker eigenbasis.
 
-Fisher: ``"true"`` backpropagates the loss of labels sampled from the model's own predictive
+Fisher: ``"sampled"`` (the true Fisher) backpropagates the loss of labels sampled from the model's own predictive
 distribution at the labelled positions (the Gauss-Newton matrix of cross-entropy in expectation;
 kronfluence's default); ``"empirical"`` uses the data's labels (IDEAL's public code). Sampling is
 seeded per example id, so it does not depend on batching or sharding.
@@ -140,6 +145,11 @@ def relevant_tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return ((positions <= last) & (batch["attention_mask"] == 1)).float()
 
 
+def label_counts(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B,) number of labelled (predicted) tokens per row: T_i in the Fisher's scale."""
+    return (batch["labels"][:, 1:] != IGNORE_INDEX).sum(dim=1).float()
+
+
 def batch_io(model, batch: dict[str, torch.Tensor], modules: dict[str, torch.nn.Linear], *,
              labels: str = "data", ids: list[str] | None = None, seed: int = 0):
     """Per-example losses and, per layer, (input a, ∂(Σ losses)/∂output g), both (B, T, ·).
@@ -207,7 +217,8 @@ def accumulate_factors(stats: Stats, io, batch, weights: torch.Tensor) -> None:
         a, g = a.float(), g.float()
         s["a_sum"] += torch.einsum("bti,btj->ij", a * mask[..., None], a)
         s["a_count"] += mask.sum().double()
-        s["g_sum"] += torch.einsum("bto,btp->op", g * w[:, None, None], g)
+        scale = w * label_counts(batch).to(g.device)  # T_i: see the module docstring
+        s["g_sum"] += torch.einsum("bto,btp->op", g * scale[:, None, None], g)
         s["g_count"] += w.sum().double()
 
 
@@ -246,18 +257,18 @@ def new_ekfac_stats(modules: dict[str, torch.nn.Linear]) -> Stats:
             for name, m in modules.items()}
 
 
-def accumulate_ekfac(stats: Stats, io, eigens: dict[str, KronEigen], weights: torch.Tensor,
+def accumulate_ekfac(stats: Stats, io, batch, eigens: dict[str, KronEigen], weights: torch.Tensor,
                      chunk_elements: int = 1 << 26) -> None:
-    """Add Σ_i w_i (Q_Gᵀ ∇W L_i Q_A)² for one batch; examples in chunks to bound memory."""
+    """Add Σ_i w_i T_i (Q_Gᵀ ∇W L_i Q_A)² for one batch; examples in chunks to bound memory."""
     for name, (a, g) in io.items():
         e, s = eigens[name], stats[name]
         ra, rg = a.float() @ e.q_a, g.float() @ e.q_g  # rotate before the product: cheaper
-        w = weights.to(ra.device).float()
+        w = weights.to(ra.device).float() * label_counts(batch).to(ra.device)
         step = max(1, chunk_elements // (rg.shape[-1] * ra.shape[-1]))
         for start in range(0, ra.shape[0], step):
             per_example = torch.einsum("bto,bti->boi", rg[start:start + step], ra[start:start + step])
             s["diag_sum"] += torch.einsum("b,boi->oi", w[start:start + step], per_example.square())
-        s["count"] += w.sum().double()
+        s["count"] += weights.sum().double().to(ra.device)
 
 
 def attach_ekfac(eigens: dict[str, KronEigen], stats: Stats) -> None:

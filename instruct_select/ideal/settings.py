@@ -15,7 +15,7 @@ from typing import Any
 from ..config import EvalSettings, TrainSettings, apply_overrides, from_dict, load_yaml
 from ..errors import ConfigError
 
-FISHERS = ("true", "empirical")
+FISHERS = ("sampled", "empirical")
 PATH_KEYS = ("model", "pool", "reference", "tests", "run_dir")
 
 
@@ -45,8 +45,8 @@ class IdealSettings:
     layers_per_pass: int = _help(
         "fit this many layers' factors per pass over the data (bounds GPU memory on large "
         "models); 0: all in one pass", default=0)
-    fisher: str = _help("true: labels sampled from the model (seeded per example); empirical: the "
-                        "data's labels", default="true")
+    fisher: str = _help("sampled: the true Fisher, labels drawn from the model (seeded per example); "
+                        "empirical: the data's labels", default="sampled")
     ekfac: bool = _help("EK-FAC: refit the eigenvalues in the Kronecker eigenbasis", default=True)
     fit_examples: int = _help("at most this many mixture examples fit the factors (seeded); 0: all",
                               default=0)

@@ -127,3 +127,27 @@ def scores_stage(warmup_dir: str | Path, pool_folders: list[Path], validation_fo
     inputs = {f"pool/{p.name}": fingerprint_path(p) for p in pool_folders}
     inputs.update({f"validation/{p.name}": fingerprint_path(p) for p in validation_folders})
     return run_stage(out_dir, "scores", {"weights": weights}, inputs, build, log=log)
+
+
+def merge_all_shards(features_dir: str | Path, log=print) -> list[Path]:
+    """Merge every checkpoint folder under ``features_dir`` that independent shard jobs filled.
+
+    Each merged folder gets the manifest an unsharded run would have written (same settings and
+    inputs), so later stages cannot tell the difference.
+    """
+    merged = []
+    for folder in sorted(Path(features_dir).glob("*/epoch-*")):
+        shards = sorted(folder.glob("shard-*-of-*"))
+        if not shards or finished_manifest(folder) is not None:
+            continue
+        manifests = [finished_manifest(p) for p in shards]
+        if any(m is None for m in manifests):
+            raise ArtifactMismatchError(
+                f"{folder}: shard(s) {[p.name for p, m in zip(shards, manifests) if m is None]} are unfinished; "
+                "rerun those jobs, then merge again")
+        settings = {k: v for k, v in manifests[0]["settings"].items() if k != "shard"}
+        run_stage(folder, "features", settings, manifests[0]["inputs"], merge_feature_shards, log=log)
+        merged.append(folder)
+    if not merged:
+        log(f"[merge] nothing to merge under {features_dir}")
+    return merged

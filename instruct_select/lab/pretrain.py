@@ -53,10 +53,15 @@ MODEL_SIZES: dict[str, LabModelSpec] = {
 
 
 def corpus_blocks(documents: list[str], tokenizer, block: int) -> torch.Tensor:
-    """All documents tokenised, joined by the end token, cut into (n_blocks, block) ids."""
+    """All documents tokenised, each framed as ``<|bos|> text <|end|>``, cut into (n_blocks, block).
+
+    The begin token matters: a chat prompt starts with it, so the base model must have seen text
+    follow it (a tiny model is easily thrown by a first token it never saw).
+    """
     encoded = tokenizer(documents, add_special_tokens=False)["input_ids"]
     stream: list[int] = []
     for ids in encoded:
+        stream.append(tokenizer.bos_token_id)
         stream.extend(ids)
         stream.append(tokenizer.eos_token_id)
     n = len(stream) // block

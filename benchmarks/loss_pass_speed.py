@@ -1,0 +1,77 @@
+"""The cost of one loss pass over the pool relative to one training epoch on the same data, in one run.
+
+    python benchmarks/loss_pass_speed.py [--lab runs/lab] [--size large] [--examples 1024] [--tiny]
+
+Learning percentage needs n + 1 loss passes over the pool (before training and after each epoch)
+on top of the n training epochs, so a pass must be cheap: goal ratio ≤ 0.5. This times (a) one
+LoRA training epoch over the examples with the lab preset (no checkpoint written) and (b) one
+loss pass of the trained model over the same examples as the loss-trajectories stage runs it
+(forward only, inference mode, length-sorted token-budget batches, rows written to a feature
+store), and prints (b)/(a). Both include tokenisation. --lab reads an already built lab (build it
+with ``instruct-select lab``); --tiny builds a tiny lab in a temporary folder instead.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from instruct_select.data.loading import load_examples
+from instruct_select.features.store import FeatureStore
+from instruct_select.features.trajectories import fill_loss_store
+from instruct_select.lab.build import LabPaths, LabSettings, build_lab
+from instruct_select.lab.presets import lab_train_settings
+from instruct_select.models.loading import load_base_model, load_tokenizer
+from instruct_select.train.loop import train_model
+
+
+def tiny_lab(root: Path) -> LabPaths:
+    from instruct_select.lab.pool import LabDataConfig
+    from instruct_select.lab.pretrain import LabModelSpec
+
+    settings = LabSettings(seed=0, vocab_size=400, sizes=("small",),
+                           data=LabDataConfig(pool_size=240, validation_per_capability=4, test_per_capability=6,
+                                              corpus_chars=60_000),
+                           specs={"small": LabModelSpec(hidden=32, layers=1, heads=2, epochs=0.5, block=64,
+                                                        batch_size=8)})
+    return build_lab(root, settings, progress=False, log=lambda m: None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lab", default="runs/lab")
+    parser.add_argument("--size", default="large")
+    parser.add_argument("--examples", type=int, default=1024, help="first N pool examples (0: all)")
+    parser.add_argument("--token-budget", type=int, default=8192, help="loss-pass batch budget (the stage's default)")
+    parser.add_argument("--tiny", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = tiny_lab(Path(tmp) / "lab") if args.tiny else LabPaths(Path(args.lab))
+        size = "small" if args.tiny else args.size
+        if not (lab.model(size) / "config.json").is_file():
+            raise SystemExit(f"no lab model at {lab.model(size)}: build the lab first, or pass --tiny")
+        examples = load_examples(lab.pool).examples
+        examples = examples[: args.examples] if args.examples else examples
+        tokenizer = load_tokenizer(lab.model(size))
+        settings = lab_train_settings(seed=0, epochs=1, save_checkpoints=False)
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        result = train_model(load_base_model(lab.model(size)), tokenizer, examples, settings, None,
+                             progress=False, log=lambda m: None)
+        epoch = time.perf_counter() - start
+        store = FeatureStore.open_or_create(Path(tmp) / "losses", [e.id for e in examples], 1, "float32", {})
+        start = time.perf_counter()
+        fill_loss_store(result.model, tokenizer, examples, store, max_length=settings.max_length,
+                        token_budget=args.token_budget, max_batch_size=64, progress=False, log=lambda m: None)
+        loss_pass = time.perf_counter() - start
+    print(f"lab model '{size}', {len(examples)} examples, {result.tokens} tokens, {torch.get_num_threads()} threads")
+    print(f"  one training epoch (LoRA, token budget {settings.token_budget}): {epoch:.2f} s")
+    print(f"  one loss pass (inference, token budget {args.token_budget}):     {loss_pass:.2f} s")
+    print(f"  ratio loss pass / epoch: {loss_pass / epoch:.2f} (goal <= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
