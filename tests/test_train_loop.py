@@ -112,3 +112,34 @@ def test_batches_respect_budget_and_are_order_independent(tiny_tokenizer):
     again = token_budget_batches(shuffled, 100, 8, seed=3, epoch=1)
     assert [[items[i].id for i in b] for b in batches] == [[shuffled[i].id for i in b] for b in again]
     assert token_budget_batches(items, 100, 8, seed=3, epoch=2) != batches
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch):
+    import instruct_select.train.loop as loop
+
+    settings = _settings(epochs=3, lora=LoraSettings(r=4, alpha=8, dropout=0.1))
+    full = train_model(load_base_model(tiny_model_dir), tiny_tokenizer, _examples(), settings, tmp_path / "a",
+                       progress=False, log=lambda m: None)
+    real_save = loop.save_checkpoint
+
+    def crash_after_first(path, *args, **kwargs):
+        result = real_save(path, *args, **kwargs)
+        if kwargs["epoch"] == 1:
+            raise KeyboardInterrupt("killed")
+        return result
+
+    monkeypatch.setattr(loop, "save_checkpoint", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(load_base_model(tiny_model_dir), tiny_tokenizer, _examples(), settings, tmp_path / "b",
+                    progress=False, log=lambda m: None)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    messages = []
+    resumed = train_model(load_base_model(tiny_model_dir), tiny_tokenizer, _examples(), settings, tmp_path / "b",
+                          progress=False, log=messages.append)
+    assert any("resuming" in m and "after epoch 1" in m for m in messages)
+    want = dict(full.model.named_parameters())
+    for name, p in resumed.model.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(p, want[name], rtol=0, atol=0)
+    assert resumed.epoch_losses == pytest.approx(full.epoch_losses)
+    assert [c.mean_lr for c in resumed.checkpoints] == [c.mean_lr for c in full.checkpoints]

@@ -8,7 +8,7 @@ parameter list in. A checkpoint folder appears whole (written aside, then rename
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from ..errors import ArtifactMismatchError
 INFO = "checkpoint.json"
 MOMENTS = "optimizer_moments.safetensors"
 WEIGHTS = "trainable_weights.safetensors"
+RNG = "rng_state.safetensors"
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Checkpoint:
     beta2: float
     eps: float
     step: int
+    extra: dict = field(default_factory=dict)
 
     def moments(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(exp_avg, exp_avg_sq), each keyed by parameter name."""
@@ -38,6 +40,11 @@ class Checkpoint:
         exp_avg = {k[len("exp_avg/"):]: v for k, v in tensors.items() if k.startswith("exp_avg/")}
         exp_avg_sq = {k[len("exp_avg_sq/"):]: v for k, v in tensors.items() if k.startswith("exp_avg_sq/")}
         return exp_avg, exp_avg_sq
+
+    def rng_state(self) -> torch.Tensor | None:
+        """The CPU random-number state after this epoch (dropout), for an exact resume."""
+        path = self.path / RNG
+        return load_file(str(path))["cpu"] if path.is_file() else None
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Trainable weights keyed by parameter name (the names of ``model.named_parameters()``)."""
@@ -65,6 +72,7 @@ def save_checkpoint(path: Path, model, optimizer, *, epoch: int, mean_lr: float,
         tmp.mkdir()
         save_file({n: p.detach().cpu().contiguous() for n, p in named}, str(tmp / WEIGHTS))
         save_file(tensors, str(tmp / MOMENTS))
+        save_file({"cpu": torch.get_rng_state()}, str(tmp / RNG))
         (tmp / INFO).write_text(json.dumps(info, indent=2) + "\n")
     return load_checkpoint(path)
 
@@ -74,8 +82,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not (path / INFO).is_file():
         raise ArtifactMismatchError(f"{path} is not a finished checkpoint (no {INFO})")
     info = json.loads((path / INFO).read_text())
+    known = {"epoch", "mean_lr", "beta1", "beta2", "eps", "step"}
     return Checkpoint(path, info["epoch"], info["mean_lr"], info["beta1"], info["beta2"],
-                      info["eps"], info["step"])
+                      info["eps"], info["step"], {k: v for k, v in info.items() if k not in known})
 
 
 def list_checkpoints(train_dir: str | Path) -> list[Checkpoint]:
@@ -83,6 +92,19 @@ def list_checkpoints(train_dir: str | Path) -> list[Checkpoint]:
     root = Path(train_dir) / "checkpoints"
     found = [load_checkpoint(p) for p in sorted(root.glob("epoch-*")) if (p / INFO).is_file()]
     return sorted(found, key=lambda c: c.epoch)
+
+
+def restore_optimizer(optimizer, named: list[tuple[str, torch.nn.Parameter]], checkpoint: Checkpoint) -> None:
+    """Put a checkpoint's moments and step back into a fresh AdamW, matched by parameter name."""
+    exp_avg, exp_avg_sq = checkpoint.moments()
+    for name, param in named:
+        if name not in exp_avg:
+            raise ArtifactMismatchError(f"checkpoint {checkpoint.path} holds no moments for {name}")
+        optimizer.state[param] = {
+            "step": torch.tensor(float(checkpoint.step)),
+            "exp_avg": exp_avg[name].to(param.device, param.dtype),
+            "exp_avg_sq": exp_avg_sq[name].to(param.device, param.dtype),
+        }
 
 
 def load_weights_into(model, checkpoint: Checkpoint) -> None:

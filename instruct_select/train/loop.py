@@ -22,7 +22,10 @@ from ..data.example import Example
 from ..features.loss import model_per_example_loss
 from ..models.loading import add_lora, trainable_named_parameters
 from ..distributed import all_reduce_sum_, barrier, is_main, process_shard
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..errors import ArtifactMismatchError
+from .checkpoint import (
+    Checkpoint, list_checkpoints, load_checkpoint, load_weights_into, restore_optimizer, save_checkpoint,
+)
 from .schedule import lr_at
 
 
@@ -81,13 +84,15 @@ def train_model(
     ]
     total_steps = sum(len(b) for b in epochs)
     pad_id = tokenizer.pad_token_id
-    checkpoints: list[Checkpoint] = []
-    epoch_losses: list[float] = []
-    step = 0
+    checkpoints = _resume(model, optimizer, named, out_dir, settings, log) if out_dir is not None else []
+    epoch_losses: list[float] = [c.extra.get("mean_loss", float("nan")) for c in checkpoints]
+    step = checkpoints[-1].step if checkpoints else 0
     tokens = 0
-    bar = tqdm(total=total_steps, desc="train", disable=not progress, leave=False)
+    bar = tqdm(total=total_steps, initial=step, desc="train", disable=not progress, leave=False)
     shard = process_shard()
     for epoch, batches in enumerate(epochs, start=1):
+        if epoch <= len(checkpoints):
+            continue  # finished before an interruption; its state was restored above
         lrs, losses = [], []
         for batch_indices in batches:
             lr = lr_at(step, total_steps, settings.learning_rate, settings.schedule, settings.warmup_ratio)
@@ -111,13 +116,38 @@ def train_model(
         if out_dir is not None and settings.save_checkpoints:
             path = Path(out_dir) / "checkpoints" / f"epoch-{epoch}"
             if is_main():
-                save_checkpoint(path, model, optimizer, epoch=epoch, mean_lr=sum(lrs) / len(lrs), step=step)
+                save_checkpoint(path, model, optimizer, epoch=epoch, mean_lr=sum(lrs) / len(lrs), step=step,
+                                extra={"mean_loss": epoch_losses[-1]})
             barrier()
             checkpoints.append(load_checkpoint(path))
     bar.close()
     model.eval()
     return TrainResult(model, checkpoints, report, step, len(items), tokens,
                        time.time() - start, epoch_losses)
+
+
+def _resume(model, optimizer, named, out_dir, settings: TrainSettings, log) -> list[Checkpoint]:
+    """Restore the last finished epoch of an interrupted run in ``out_dir`` (weights, moments, RNG).
+
+    Epochs are the unit of resumption: an epoch cut short is redone from its start, which gives
+    the same result because batch order and dropout come from the seed and the saved RNG state.
+    """
+    if not settings.save_checkpoints:
+        return []
+    done = list_checkpoints(out_dir)
+    if not done:
+        return []
+    if [c.epoch for c in done] != list(range(1, len(done) + 1)) or len(done) > settings.epochs:
+        raise ArtifactMismatchError(f"{out_dir} holds checkpoints {[c.epoch for c in done]} that do not fit "
+                                    f"a {settings.epochs}-epoch run; delete the folder to start again")
+    last = done[-1]
+    load_weights_into(model, last)
+    restore_optimizer(optimizer, named, last)
+    state = last.rng_state()
+    if state is not None:
+        torch.set_rng_state(state)
+    log(f"[train] resuming {out_dir} after epoch {last.epoch}")
+    return done
 
 
 def _accumulate_gradients(model, named, batch_items, pad_id: int, shard) -> tuple[float, int]:
