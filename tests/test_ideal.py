@@ -28,6 +28,15 @@ from instruct_select.ideal.update import (entry_counts, influence_to_beta, mixtu
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ideal_llama31_8b.yaml"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread is many times faster than two contending on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ------------------------------------------------------------------------------------------
 # A tiny language model: embedding -> up -> tanh -> down (logits), positions independent.
 
@@ -409,7 +418,7 @@ def test_run_ideal_one_round_on_the_tiny_lab(tiny_lab, tmp_path):
     from instruct_select.lab.presets import lab_eval_settings, lab_train_settings
 
     train = lab_train_settings(epochs=1, token_budget=2048, save_checkpoints=False)
-    settings = IdealSettings(rounds=1, device="cpu", train=train, eval=lab_eval_settings(), train_final=False,
+    settings = IdealSettings(rounds=1, device="cpu", train=train, eval=lab_eval_settings(),
                              stats_token_budget=8192, fit_examples=120, reference_size=10)
     quiet = dict(progress=False, log=lambda m: None)
     result = run_ideal(tiny_lab.pool, tiny_lab.validation, tiny_lab.model("small"), tmp_path, settings,
@@ -421,7 +430,8 @@ def test_run_ideal_one_round_on_the_tiny_lab(tiny_lab, tmp_path):
     assert volumes["after"] == round_1["volumes"]["after"] != volumes["before"]
     assert json.loads((folder / "influences.json").read_text())["influences"] == round_1["influences"]
     assert round_1["metrics"]["summary"]["n_capabilities"] == 5
-    assert result["final"] is None  # train_final=False: the last mixture is written, not trained on
+    assert result["final"]["metrics"]["summary"]["n_capabilities"] == 5
+    assert result["final"]["mixture"] == round_1["mixture"]
     mixture = load_examples(mixture_for_selection(tmp_path))  # loads back as a pool: unique ids
     assert Counter(e.task for e in mixture.examples) == volumes["after"]
     original = load_examples(tiny_lab.pool).by_id()

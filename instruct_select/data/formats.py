@@ -50,6 +50,10 @@ def detect_format(record: Mapping[str, Any], document: Mapping[str, Any] | None)
                 return "messages"
             if "from" in turns[0]:
                 return "sharegpt"
+    if "messages" in record:
+        # A "messages" field that is not a list of turns: treat it as that format, so the
+        # conversion reports what is wrong with it instead of "cannot tell the format".
+        return "messages"
     keys = set(record)
     for fmt, needed in (("alpaca", {"instruction", "output"}),
                         ("input_target", {"input", "target"}),
