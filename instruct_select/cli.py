@@ -16,7 +16,7 @@ from .errors import InstructSelectError
 
 FORMAT_HELP = ("data format: auto, messages, sharegpt, alpaca, prompt_completion, input_target, "
                "question_answer or sni (default: auto-detect)")
-DISTRIBUTED_COMMANDS = {"run", "train", "demo", "experiment"}
+DISTRIBUTED_COMMANDS = {"run", "train", "demo", "experiment", "ideal"}
 EPILOG = "Settings can also come from --config FILE.yaml and key=value overrides (e.g. epochs=3 lora.r=16)."
 
 
@@ -81,10 +81,14 @@ def cmd_evaluate(args) -> None:
 
 def cmd_run(args) -> None:
     from .config import RunConfig, apply_overrides, from_dict, load_yaml
+    from .errors import ConfigError
     from .pipeline import run_config
     from .report.tables import capability_table
 
-    config = from_dict(RunConfig, apply_overrides(load_yaml(args.config), args.overrides))
+    data = apply_overrides(load_yaml(args.config), args.overrides)
+    if data.get("kind") == "ideal":
+        raise ConfigError(f"{args.config} is an IDEAL recipe (kind: ideal): run it with `instruct-select ideal {args.config}`")
+    config = from_dict(RunConfig, data)
     if args.dry_run:
         print(f"{args.config}: valid; methods {config.methods} at budgets {config.budgets} into {config.run_dir}")
         return
@@ -97,6 +101,20 @@ def cmd_run(args) -> None:
         print(capability_table(rows))
     for label, entry in results.items():
         print(f"{label}: selection {entry['selection']}" + (f", model {entry['model']}" if entry["model"] else ""))
+
+
+def cmd_ideal(args) -> None:
+    from .ideal import load_ideal_config, run_ideal
+
+    paths, settings = load_ideal_config(args.config, args.overrides)
+    if args.dry_run:
+        print(f"{args.config}: valid; {settings.rounds} rounds, m={settings.m}, layers {settings.layers}")
+        return
+    result = run_ideal(paths.pool, paths.reference, paths.model, paths.run_dir, settings,
+                       tests=paths.tests or None, progress=not args.quiet)
+    for entry in result["rounds"]:
+        print(f"round {entry['round']}: volumes {entry['volumes_after']}")
+    print(f"IDEAL run written to {paths.run_dir}/ideal")
 
 
 def cmd_merge(args) -> None:
@@ -253,6 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after", choices=["warmup", "features"], default=None,
                    help="stop after this stage (e.g. the warmup, before launching --shard jobs)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ideal", help="IDEAL: adjust how much each domain contributes to the mixture",
+                       description="Train on the mixture, measure each domain's influence on a reference loss "
+                       "through a K-FAC/EK-FAC inverse Hessian, grow the domains that help and shrink the others, "
+                       "retrain; R rounds. Writes volumes, influences and each round's mixture in the input's "
+                       "format. See configs/ideal_*.yaml.", epilog=EPILOG)
+    p.add_argument("config", help="an IDEAL recipe (kind: ideal), e.g. configs/ideal_llama31_8b.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rounds=1 m=0.3")
+    p.add_argument("--dry-run", action="store_true", help="validate the recipe and stop")
+    p.set_defaults(func=cmd_ideal)
 
     p = sub.add_parser("merge", help="merge the feature shards of independent --shard jobs",
                        description="Check that every shard of every checkpoint is present, finished, made with the "

@@ -11,7 +11,9 @@ from instruct_select.cli import main
 from instruct_select.config import RunConfig, apply_overrides, from_dict, load_yaml
 from instruct_select.errors import ConfigError
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+ALL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = [p for p in ALL_CONFIGS if load_yaml(p).get("kind") != "ideal"]
+IDEAL_CONFIGS = [p for p in ALL_CONFIGS if load_yaml(p).get("kind") == "ideal"]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -19,6 +21,13 @@ def test_config_validates(path):
     config = from_dict(RunConfig, load_yaml(path))
     assert config.methods and config.budgets
     assert main(["run", str(path), "--dry-run"]) == 0
+
+
+@pytest.mark.parametrize("path", IDEAL_CONFIGS, ids=[p.name for p in IDEAL_CONFIGS])
+def test_ideal_recipe_validates_and_run_points_to_ideal(path, capsys):
+    assert main(["ideal", str(path), "--dry-run"]) == 0
+    assert main(["run", str(path), "--dry-run"]) == 2
+    assert "instruct-select ideal" in capsys.readouterr().err
 
 
 def test_real_model_recipe_has_the_papers_settings():

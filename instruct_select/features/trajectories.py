@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..artifacts import fingerprint_json, fingerprint_model, fingerprint_path, require_finished, run_stage
 from ..data.batching import collate, token_budget_batches
-from ..data.chat import tokenize_examples
+from ..data.chat import RenderReport, TokenizedExample, tokenize_examples
 from ..data.example import Example
 from ..errors import ArtifactMismatchError
 from ..train.checkpoint import Checkpoint, list_checkpoints, load_weights_into
@@ -33,25 +33,32 @@ from .store import FeatureStore
 
 @torch.inference_mode()
 def fill_loss_store(model, tokenizer, examples: list[Example], store: FeatureStore, *, max_length: int,
-                    token_budget: int, max_batch_size: int, progress: bool = True, desc: str = "losses",
-                    log=print) -> dict:
-    """Write the loss of every example still pending in ``store``; returns counts for the manifest."""
+                    token_budget: int, max_batch_size: int, tokenized: tuple[list[TokenizedExample], RenderReport]
+                    | None = None, progress: bool = True, desc: str = "losses", log=print) -> dict:
+    """Write the loss of every example still pending in ``store``; returns counts for the manifest.
+
+    ``tokenized``: ``tokenize_examples(tokenizer, examples, max_length)`` done once by the caller, so
+    that n + 1 passes over the same pool tokenise it once (else it is done here and reported).
+    """
     model.eval()
     pending = set(store.pending_ids())
-    todo = [e for e in examples if e.id in pending]
-    if not todo:
+    if not pending:
         return {"computed": 0, "no_response": [], "truncated": 0}
-    items, report = tokenize_examples(tokenizer, todo, max_length)
-    if report.no_response:
-        log(f"[losses] {report.summary()}")
-        store.write(report.no_response, np.full((len(report.no_response), 1), np.nan))
+    if tokenized is None:
+        tokenized = tokenize_examples(tokenizer, [e for e in examples if e.id in pending], max_length)
+        if tokenized[1].no_response:
+            log(f"[losses] {tokenized[1].summary()}")
+    items = [it for it in tokenized[0] if it.id in pending]
+    no_response = [i for i in tokenized[1].no_response if i in pending]
+    if no_response:
+        store.write(no_response, np.full((len(no_response), 1), np.nan))
     pad_id = tokenizer.pad_token_id
     for indices in tqdm(token_budget_batches(items, token_budget, max_batch_size), desc=desc,
                         disable=not progress, leave=False):
         batch_items = [items[i] for i in indices]
         losses = model_per_example_loss(model, collate(batch_items, pad_id))
         store.write([it.id for it in batch_items], losses.float().cpu().numpy()[:, None])
-    return {"computed": len(items), "no_response": report.no_response, "truncated": report.truncated}
+    return {"computed": len(items), "no_response": no_response, "truncated": sum(it.truncated for it in items)}
 
 
 class _ModelAtEpoch:
@@ -109,17 +116,21 @@ def loss_trajectories_stage(model_path: str | Path, train_dir: str | Path, examp
     shared = {"model": fingerprint_model(model_path), "train_run": fingerprint_path(train_dir),
               "data": data_fingerprint}
     models = _ModelAtEpoch(model_path, manifest, device)
-    tokenizer = None
+    tokenizer, tokenized = None, None  # loaded and tokenised once, on the first epoch that needs them
     for checkpoint in [None, *checkpoints]:
         epoch = 0 if checkpoint is None else checkpoint.epoch
         meta = {**shared, "checkpoint": f"epoch-{epoch}", "max_length": max_length}
 
         def build(folder: Path, checkpoint=checkpoint, meta=meta, epoch=epoch) -> dict:
-            nonlocal tokenizer
-            tokenizer = tokenizer or load_tokenizer(train_dir / "model")
+            nonlocal tokenizer, tokenized
+            if tokenized is None:
+                tokenizer = load_tokenizer(train_dir / "model")
+                tokenized = tokenize_examples(tokenizer, examples, max_length)
+                if tokenized[1].no_response or tokenized[1].truncated:
+                    log(f"[losses] {tokenized[1].summary()}")
             store = FeatureStore.open_or_create(folder, ids, 1, "float32", meta)
             return fill_loss_store(models.get(checkpoint), tokenizer, examples, store, max_length=max_length,
-                                   token_budget=token_budget, max_batch_size=max_batch_size,
+                                   token_budget=token_budget, max_batch_size=max_batch_size, tokenized=tokenized,
                                    progress=progress, desc=f"losses @ epoch {epoch}", log=log)
 
         run_stage(out_dir / f"epoch-{epoch}", "loss-trajectory", {"max_length": max_length,

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.chat import TokenizedExample
+from ..distributed import is_distributed, world_size
 from .kfac import (KronEigen, accumulate_ekfac, accumulate_factors, all_reduce_, attach_ekfac,
                    eigenbases, for_each_batch, inverse_hvp, layer_damping, new_ekfac_stats,
                    new_factor_stats, select_layers, shard)
@@ -89,20 +90,19 @@ def gradient_sum(model, modules, items: list[TokenizedExample], cfg: PassSetting
     """(Σ_i c_i ∇W L_i per layer, Σ_i c_i L_i, Σ_i c_i) over every process, with the data's labels."""
     stats = {n: {"grad": torch.zeros_like(m.weight, dtype=torch.float32)} for n, m in modules.items()}
     device = next(iter(modules.values())).weight.device
-    totals = {"": {"loss": torch.zeros((), dtype=torch.float64, device=device),
-                   "count": torch.zeros((), dtype=torch.float64, device=device)}}
+    totals = {"loss": torch.zeros((), dtype=torch.float64, device=device),
+              "count": torch.zeros((), dtype=torch.float64, device=device)}
 
     def visit(chosen, losses, io, batch):
         w = _weights(chosen, counts).to(device)
         for name, (a, g) in io.items():
             stats[name]["grad"] += torch.einsum("b,bto,bti->oi", w, g.float(), a.float())
-        totals[""]["loss"] += (w.double() * losses.double()).sum()
-        totals[""]["count"] += w.double().sum()
+        totals["loss"] += (w.double() * losses.double()).sum()
+        totals["count"] += w.double().sum()
 
     for_each_batch(model, shard(items), modules, cfg.pad_id, cfg.token_budget, cfg.batch_size, visit)
-    all_reduce_(stats)
-    all_reduce_(totals)
-    return ({n: s["grad"] for n, s in stats.items()}, float(totals[""]["loss"]), float(totals[""]["count"]))
+    all_reduce_({**stats, "totals": totals})
+    return {n: s["grad"] for n, s in stats.items()}, float(totals["loss"]), float(totals["count"])
 
 
 def reference_gradient(model, modules, items: list[TokenizedExample], cfg: PassSettings
@@ -139,13 +139,11 @@ def example_scores(model, modules, items: list[TokenizedExample], preconditioned
 
 
 def _gather(scores: dict[str, float]) -> dict[str, float]:
-    from .kfac import _dist
-
-    dist = _dist()
-    if dist is None:
+    """Every process's per-example scores, merged by id (each process scored its own shard)."""
+    if not is_distributed():
         return scores
-    parts: list = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, scores)
+    parts: list = [None] * world_size()
+    torch.distributed.all_gather_object(parts, scores)
     return {k: v for part in parts for k, v in part.items()}
 
 

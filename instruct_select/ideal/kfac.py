@@ -45,6 +45,7 @@ import torch
 
 from ..data.batching import collate, token_budget_batches
 from ..data.chat import IGNORE_INDEX, TokenizedExample
+from ..distributed import all_reduce_sum_, process_shard
 from ..errors import ConfigError
 from ..features.loss import per_example_loss
 
@@ -83,35 +84,22 @@ def gradients_through(modules: dict[str, torch.nn.Linear], model: torch.nn.Modul
             p.requires_grad_(flag)
 
 
-def _dist():
-    import torch.distributed as dist
-
-    return dist if dist.is_available() and dist.is_initialized() else None
-
-
 def shard(items: list) -> list:
     """This process's share of ``items`` (all of them when not distributed)."""
-    dist = _dist()
-    return items if dist is None else items[dist.get_rank()::dist.get_world_size()]
+    return process_shard().take(items)
 
 
 def all_reduce_(stats: Stats) -> Stats:
     """Sum every statistic over processes, in place (a no-op in a single process)."""
-    dist = _dist()
-    if dist is not None:
-        for layer in stats.values():
-            for tensor in layer.values():
-                dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    for layer in stats.values():
+        for tensor in layer.values():
+            all_reduce_sum_(tensor)
     return stats
 
 
 def merge(*parts: Stats) -> Stats:
     """What the all-reduce does across processes: the elementwise sum of shards' statistics."""
     return {name: {k: sum(p[name][k] for p in parts) for k in parts[0][name]} for name in parts[0]}
-
-
-def batches(items: list[TokenizedExample], token_budget: int, batch_size: int) -> list[list[int]]:
-    return token_budget_batches(items, token_budget, batch_size)  # no seed: sorted, deterministic
 
 
 # ------------------------------------------------------------------------------------------
@@ -126,11 +114,12 @@ def sample_labels(logits: torch.Tensor, labels: torch.Tensor, ids: list[str], se
     """Labels drawn from the model's predictive distribution at the labelled positions."""
     sampled = labels.clone()
     predicting = labels[:, 1:] != IGNORE_INDEX
-    probs = torch.softmax(logits[:, :-1].detach().float(), dim=-1)
     for row, id_ in enumerate(ids):
         positions = predicting[row].nonzero().squeeze(1)
+        # One row at a time: a float32 softmax over (batch, time, 128k vocabulary) would not fit.
+        probs = torch.softmax(logits[row, positions].detach().float(), dim=-1)
         generator = torch.Generator(device=probs.device).manual_seed(_seed_of(seed, id_))
-        draw = torch.multinomial(probs[row, positions], 1, generator=generator).squeeze(1)
+        draw = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         sampled[row, positions + 1] = draw.to(sampled.dtype)
     return sampled
 
@@ -183,7 +172,7 @@ def for_each_batch(model, items: list[TokenizedExample], modules, pad_id: int, t
                    batch_size: int, visit: Callable, *, labels: str = "data", seed: int = 0,
                    progress: Callable | None = None) -> None:
     """Call ``visit(batch_items, losses, io, batch)`` for each batch of ``items``."""
-    for indices in batches(items, token_budget, batch_size):
+    for indices in token_budget_batches(items, token_budget, batch_size):  # no seed: sorted, deterministic
         chosen = [items[i] for i in indices]
         batch = collate(chosen, pad_id)
         losses, io = batch_io(model, batch, modules, labels=labels, ids=[x.id for x in chosen], seed=seed)

@@ -19,6 +19,10 @@ weights of the model training produced, so a LoRA adapter is merged into a fresh
 of its base (``merge_and_unload``) before the statistics; the chosen layers need not carry
 adapters.
 
+Processes: the statistics passes (``influence``, ``kfac``) shard the examples over a
+torch.distributed process group when one is initialised and all-reduce every sum; the training,
+evaluation and file writing this module orchestrates are single-process.
+
 Composing with a selection method (e.g. BIDS inside the new mixture): ``mixture_for_selection``
 returns the final mixture's file. It loads as an ordinary pool (repeats have their own ids), so
 ``pipeline.prepare_artifacts`` / ``select_stage`` / ``train_stage`` run on it unchanged;

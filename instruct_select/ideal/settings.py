@@ -89,7 +89,7 @@ class IdealSettings:
         _check(isinstance(self.domain_map, dict)
                and all(isinstance(k, str) and isinstance(v, str) for k, v in self.domain_map.items()),
                "domain_map must map label strings to domain strings, e.g. {gsm8k: math}")
-        _check(self.stats_token_budget in (0,) or self.stats_token_budget >= self.train.max_length,
+        _check(self.stats_token_budget == 0 or self.stats_token_budget >= self.train.max_length,
                "stats_token_budget must be 0 or at least train.max_length")
         _check(self.stats_batch_size >= 0, "stats_batch_size must be >= 0")
 

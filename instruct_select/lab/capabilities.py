@@ -34,14 +34,17 @@ _SOFT_RETRIES = 4
 class Difficulty:
     """The knobs that set how hard the questions are; each item draws a level up to these."""
 
-    max_operand: int = 30    # math: operands up to this (a level-1 item uses a third of it)
+    # Defaults sized for a ~1M-parameter model pretrained for about a minute on two CPU cores:
+    # small operands whose sums the corpus states often enough to be memorised, short programs,
+    # short chains. Raise them for a larger model.
+    max_operand: int = 10    # math: operands up to this (a level-1 item uses a third of it)
     math_terms: int = 3      # math multi_step: at most this many operands (at least 3)
-    program_steps: int = 3   # code: at most this many assignments / loop repeats - 1
-    code_max_const: int = 9  # code: constants up to this
-    chain_length: int = 4    # logic: at most this many people in a comparison chain (at least 3)
+    program_steps: int = 2   # code: at most this many assignments / loop repeats - 1
+    code_max_const: int = 5  # code: constants up to this
+    chain_length: int = 3    # logic: at most this many people in a comparison chain (at least 3)
     bool_ops: int = 2        # logic: at most this many and/or operators
     list_length: int = 3     # format: at most this many words in a list (at least 2)
-    max_repeat: int = 4      # format: repeat a word at most this many times (at least 2)
+    max_repeat: int = 3      # format: repeat a word at most this many times (at least 2)
 
     def __post_init__(self) -> None:
         least = {"max_operand": 3, "math_terms": 3, "program_steps": 1, "code_max_const": 2,

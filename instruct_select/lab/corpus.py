@@ -22,7 +22,7 @@ from instruct_select.lab.world import Entity, World
 # Share of the corpus characters each section gets; knowledge needs the most repetition.
 SHARES = (("knowledge", 0.45), ("math", 0.15), ("code", 0.15), ("logic", 0.12), ("format", 0.13))
 # Per-round mention rate by fame tier (1, 2, 3): long-tail facts are seen about a third as often.
-FAME_RATES = (1.0, 0.6, 0.35)
+FAME_RATES = (1.0, 0.7, 0.45)
 
 _FACT_PHRASES = {
     "city": ("{n} lives in {v}.", "{n} is from {v}.", "The home of {n} is the city of {v}.",
@@ -169,7 +169,7 @@ def skill_documents(rng: random.Random, section: str, world: World, difficulty: 
 
 
 def build_corpus(world: World, difficulty: Difficulty, seed: int,
-                 chars: int = 1_200_000) -> list[str]:
+                 chars: int = 800_000) -> list[str]:
     """The pretraining documents (about ``chars`` characters), interleaved in a seeded order."""
     docs: list[str] = []
     for section, share in SHARES:

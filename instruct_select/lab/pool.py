@@ -69,10 +69,10 @@ class LabDataConfig:
     system_share: float = _help("share with a system message", default=0.05)
     validation_per_capability: int = _help("validation examples per capability", default=16)
     test_per_capability: int = _help("test examples per capability", default=100)
-    num_entities: int = _help("entities in the world (6 facts each)", default=64)
-    num_cities: int = _help("cities the entities live in", default=12)
+    num_entities: int = _help("entities in the world (6 facts each)", default=40)
+    num_cities: int = _help("cities the entities live in", default=8)
     corpus_chars: int = _help("approximate pretraining corpus size in characters",
-                              default=1_200_000)
+                              default=800_000)
     difficulty: Difficulty = _help("question difficulty knobs", default_factory=Difficulty)
 
     def __post_init__(self) -> None:

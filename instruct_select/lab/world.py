@@ -144,7 +144,7 @@ def _unique_names(rng: random.Random, count: int, syllables: tuple[int, int],
     raise ConfigError(f"could not invent {count} distinct names; ask for fewer entities")
 
 
-def build_world(seed: int, num_entities: int = 64, num_cities: int = 12) -> World:
+def build_world(seed: int, num_entities: int = 40, num_cities: int = 8) -> World:
     """The world for ``seed``: ``num_entities`` entities, each with every attribute set."""
     if not 4 <= num_entities <= 1000:
         raise ConfigError(f"num_entities={num_entities} must be between 4 and 1000")
