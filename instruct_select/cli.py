@@ -113,7 +113,7 @@ def cmd_ideal(args) -> None:
     result = run_ideal(paths.pool, paths.reference, paths.model, paths.run_dir, settings,
                        tests=paths.tests or None, progress=not args.quiet)
     for entry in result["rounds"]:
-        print(f"round {entry['round']}: volumes {entry['volumes_after']}")
+        print(f"round {entry['round']}: volumes {entry['volumes']['before']} -> {entry['volumes']['after']}")
     print(f"IDEAL run written to {paths.run_dir}/ideal")
 
 
