@@ -6,8 +6,8 @@ Learning percentage needs n + 1 loss passes over the pool (before training and a
 on top of the n training epochs, so a pass must be cheap: goal ratio ≤ 0.5. This times (a) one
 LoRA training epoch over the examples with the lab preset (no checkpoint written) and (b) one
 loss pass of the trained model over the same examples as the loss-trajectories stage runs it
-(forward only, inference mode, length-sorted token-budget batches, rows written to a feature
-store), and prints (b)/(a). Tokenisation is left out of both: a training run and the loss-trajectories
+(LoRA merged into the float32 weights, forward only, inference mode, length-sorted token-budget
+batches, rows written to a feature store), and prints (b)/(a). Tokenisation is left out of both: a training run and the loss-trajectories
 stage each tokenise the pool once, not once per epoch. --lab reads an already built lab (build it
 with ``instruct-select lab``); --tiny builds a tiny lab in a temporary folder instead.
 """
@@ -47,7 +47,8 @@ def main() -> None:
     parser.add_argument("--lab", default="runs/lab")
     parser.add_argument("--size", default="large")
     parser.add_argument("--examples", type=int, default=512, help="first N pool examples (0: all)")
-    parser.add_argument("--token-budget", type=int, default=8192, help="loss-pass batch budget (the stage's default)")
+    parser.add_argument("--token-budget", type=int, default=0,
+                        help="loss-pass batch budget (0: the training budget, the stage's default)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats; the best of each is kept")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--tiny", action="store_true")
@@ -63,6 +64,7 @@ def main() -> None:
         examples = examples[: args.examples] if args.examples else examples
         tokenizer = load_tokenizer(lab.model(size))
         settings = lab_train_settings(seed=0, epochs=1, save_checkpoints=False)
+        budget = args.token_budget or settings.token_budget
         start = time.perf_counter()
         tokenized = tokenize_examples(tokenizer, examples, settings.max_length)
         tokenize = time.perf_counter() - start
@@ -76,15 +78,16 @@ def main() -> None:
             store = FeatureStore.open_or_create(Path(tmp) / f"losses-{repeat}", [e.id for e in examples], 1,
                                                 "float32", {})
             start = time.perf_counter()
-            fill_loss_store(result.model, tokenizer, examples, store, max_length=settings.max_length,
-                            token_budget=args.token_budget, max_batch_size=64, tokenized=tokenized,
+            model = result.model.merge_and_unload()  # what the stage does in float32
+            fill_loss_store(model, tokenizer, examples, store, max_length=settings.max_length,
+                            token_budget=budget, max_batch_size=64, tokenized=tokenized,
                             progress=False, log=lambda m: None)
             passes.append(time.perf_counter() - start)
     print(f"lab model '{size}', {len(examples)} examples, {result.tokens} tokens, {torch.get_num_threads()} threads, "
           f"best of {args.repeats}; tokenising them once: {tokenize:.2f} s (excluded from both below)")
     print(f"  one training epoch (LoRA, token budget {settings.token_budget}): {min(epochs):.2f} s "
           f"(all: {', '.join(f'{t:.2f}' for t in epochs)})")
-    print(f"  one loss pass (inference, token budget {args.token_budget}):     {min(passes):.2f} s "
+    print(f"  one loss pass (inference, token budget {budget}):     {min(passes):.2f} s "
           f"(all: {', '.join(f'{t:.2f}' for t in passes)})")
     print(f"  ratio loss pass / epoch: {min(passes) / min(epochs):.2f} (goal <= 0.5)")
 

@@ -39,8 +39,14 @@ class LPSettings:
     selection_train: TrainSettings | None = None  # None: lab preset, ``epochs`` epochs, seed 0
     train: TrainSettings | None = None  # the target's fine-tuning; None: lab preset with the run's seed
     eval: EvalSettings | None = None
-    token_budget: int = 8192  # loss and embedding passes (no gradients: larger batches than training)
+    # Loss and embedding passes. None: the selection run's training budget, which on a CPU is also the
+    # fastest (larger padded batches are slower there); on a GPU a larger budget may pay.
+    token_budget: int | None = None
     max_batch_size: int = 64
+
+    def pass_token_budget(self) -> int:
+        train = self.selection_train_settings()
+        return max(self.token_budget or train.token_budget, train.max_length)
 
     def selection_train_settings(self) -> TrainSettings:
         from .lab.presets import lab_train_settings
@@ -72,7 +78,7 @@ def model_trajectories(model: str | Path, pool_path: str | Path, out_dir: str | 
     loaded = load_pool(pool_path) if loaded is None else loaded
     train_stage(model, pool_path, out_dir / "train", train, device=device, progress=progress, log=log)
     return loss_trajectories_stage(model, out_dir / "train", loaded.examples, loaded.fingerprint, out_dir / "losses",
-                                   max_length=train.max_length, token_budget=max(settings.token_budget, train.max_length),
+                                   max_length=train.max_length, token_budget=settings.pass_token_budget(),
                                    max_batch_size=settings.max_batch_size, device=device, progress=progress, log=log)
 
 
@@ -87,7 +93,7 @@ def selection_artifacts(model: str | Path, pool_path: str | Path, out_dir: str |
     max_length = settings.selection_train_settings().max_length
     embeddings = embeddings_stage(model, loaded.examples, loaded.fingerprint, out_dir / "embeddings",
                                   encoder=settings.encoder, max_length=max_length,
-                                  token_budget=max(settings.token_budget, max_length),
+                                  token_budget=settings.pass_token_budget(),
                                   max_batch_size=settings.max_batch_size, device=device, progress=progress, log=log)
     artifacts = {"loss_trajectories": trajectories, "embeddings": embeddings}
     return artifacts, {name: value.fingerprint() for name, value in artifacts.items()}

@@ -313,7 +313,7 @@ def test_chat_template_prefix_property(tokenizer):
                                              add_generation_prompt=True)
             full = tok.apply_chat_template(e.messages[: i + 1], tokenize=False)
             assert full.startswith(prompt) and full.startswith("<|bos|>")
-            assert full[len(prompt):] == m["content"] + "<|end|>\n"
+            assert full[len(prompt):] == " " + m["content"] + "<|end|>\n"
             p_ids, f_ids = tok(prompt)["input_ids"], tok(full)["input_ids"]
             assert f_ids[: len(p_ids)] == p_ids
             assert f_ids[-2] == tok.eos_token_id

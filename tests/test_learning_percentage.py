@@ -82,24 +82,26 @@ def test_unmoved_regressed_and_missing_examples_are_counted_not_divided(lp):
 
 
 def test_untrained_tail_is_ranked_last_for_hard_and_easy(lp):
-    perplexities = {"h1": (10, 9, 2), "h2": (10, 8, 2), "e1": (10, 3, 2), "flat": (3, 3, 3), "up": (2, 3, 4),
-                    "gone": (2, 2, 2)}
+    # flat2's clamped value (0.01 / 0.003) would put it before flat in lp-easy: the tail goes by id.
+    perplexities = {"h1": (10, 9, 2), "h2": (10, 8, 2), "e1": (10, 3, 2), "flat": (3, 3, 3), "flat2": (3, 2.99, 3),
+                    "up": (2, 3, 4), "gone": (2, 2, 2)}
     traj = _trajectories(perplexities)
     traj.losses[traj.ids.index("gone")] = np.nan
     traj = LossTrajectories.from_losses(traj.ids, traj.losses)
     pool = _pool(list(perplexities))
-    artifacts = {"loss_trajectories": traj, "embeddings": (traj.ids, np.ones((6, 3)))}
-    hard = _run_selector("lp-hard", pool, 5, artifacts=artifacts, options={"clusters": 1})
-    easy = _run_selector("lp-easy", pool, 5, artifacts=artifacts, options={"clusters": 1})
-    assert hard.ids == ["h1", "h2", "e1", "flat", "up"]
-    assert easy.ids == ["e1", "h2", "h1", "flat", "up"]
+    artifacts = {"loss_trajectories": traj, "embeddings": (traj.ids, np.ones((7, 3)))}
+    hard = _run_selector("lp-hard", pool, 6, artifacts=artifacts, options={"clusters": 1})
+    easy = _run_selector("lp-easy", pool, 6, artifacts=artifacts, options={"clusters": 1})
+    assert hard.ids == ["h1", "h2", "e1", "flat", "flat2", "up"]
+    assert easy.ids == ["e1", "h2", "h1", "flat", "flat2", "up"]
     assert all(math.isfinite(s) for s in hard.scores + easy.scores)
-    assert hard.diagnostics["status_counts"] == {"learned": 3, "unmoved": 1, "regressed": 1, "excluded_no_loss": 1}
+    assert hard.diagnostics["status_counts"] == {"learned": 3, "unmoved": 2, "regressed": 1, "excluded_no_loss": 1}
     assert hard.diagnostics["excluded_no_loss_ids"] == ["gone"]
-    assert hard.diagnostics["selected_status_counts"] == {"learned": 3, "unmoved": 1, "regressed": 1}
+    assert hard.diagnostics["selected_status_counts"] == {"learned": 3, "unmoved": 2, "regressed": 1}
     assert "gone" not in hard.ids + easy.ids
-    with pytest.raises(InputError, match="only 5 of 6 have a loss trajectory"):
-        _run_selector("lp-hard", pool, 6, artifacts=artifacts, options={"clusters": 1})
+    assert _run_selector("lp-hard", pool, 3, artifacts=artifacts, options={"clusters": 1}).ids == ["h1", "h2", "e1"]
+    with pytest.raises(InputError, match="only 6 of 7 have a loss trajectory"):
+        _run_selector("lp-hard", pool, 7, artifacts=artifacts, options={"clusters": 1})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -309,6 +311,7 @@ def test_trajectories_follow_the_checkpoints_and_resume(tiny_model_dir, tiny_tra
     np.testing.assert_allclose(full.losses[:, 2], store.features[:, 0], rtol=1e-5)
 
     # Interrupt after the first batch of epoch 0, then rerun: it resumes and ends equal.
+    monkeypatch.setattr("instruct_select.features.trajectories.WRITE_EVERY_SECONDS", 0.0)  # write every batch
     calls = {"n": 0}
     original = FeatureStore.write
 
@@ -331,18 +334,44 @@ def test_trajectories_follow_the_checkpoints_and_resume(tiny_model_dir, tiny_tra
     assert sum("already done" in m for m in messages) == 3
 
 
+def test_merged_and_separate_adapters_give_the_same_losses(tiny_model_dir, tiny_train_run, tmp_path):
+    """float32 merges LoRA into the weights; other dtypes keep the adapter apart: same losses."""
+    from instruct_select.features.trajectories import _ModelAtEpoch
+    from instruct_select.models.loading import load_tokenizer
+    from instruct_select.pipeline import load_pool
+    from instruct_select.train.checkpoint import list_checkpoints
+
+    examples = load_pool(tiny_train_run / "pool.jsonl").examples
+    tokenizer = load_tokenizer(tiny_train_run / "train" / "model")
+    manifest = json.loads((tiny_train_run / "train" / "manifest.json").read_text())
+    results = {}
+    for merge in (True, False):
+        models = _ModelAtEpoch(tiny_model_dir, manifest, None, merge=merge)
+        columns = []
+        for epoch, checkpoint in enumerate([None, *list_checkpoints(tiny_train_run / "train")]):
+            store = FeatureStore.open_or_create(tmp_path / f"{merge}-{epoch}", [e.id for e in examples], 1, "float32", {})
+            fill_loss_store(models.get(checkpoint), tokenizer, examples, store, max_length=48, token_budget=96,
+                            max_batch_size=2, progress=False, log=lambda m: None)
+            columns.append(np.asarray(store.features[:, 0]))
+        results[merge] = np.stack(columns, axis=1)
+    np.testing.assert_allclose(results[True], results[False], rtol=1e-5)
+    assert np.all(np.abs(results[True][:, 1] - results[True][:, 0]) > 1e-3)  # the checkpoints did change the model
+
+
 # ------------------------------------------------------------------------------------------------
 # End to end on the tiny lab
 
 
 def test_lp_hard_end_to_end_on_tiny_lab(tiny_lab, tmp_path, lp):
     from instruct_select.lab.presets import lab_train_settings
-    from instruct_select.learning_percentage_run import LPSettings, selection_artifacts
+    from instruct_select.learning_percentage_run import LPSettings, run_learning_percentage_on_lab, selection_artifacts
     from instruct_select.pipeline import load_pool
+    from instruct_select.select.selection import read_selected_ids
 
     settings = LPSettings(epochs=2, selection_train=lab_train_settings(epochs=2, token_budget=2048, max_length=128,
                                                                        lora=LoraSettings(r=4, alpha=8)))
-    artifacts, fingerprints = selection_artifacts(tiny_lab.model("small"), tiny_lab.pool, tmp_path / "sel", settings,
+    artifacts, fingerprints = selection_artifacts(tiny_lab.model("small"), tiny_lab.pool,
+                                                  tmp_path / "run" / "selectors" / "small", settings,
                                                   progress=False, log=lambda m: None)
     pool = load_pool(tiny_lab.pool).examples
     trajectories = artifacts["loss_trajectories"]
@@ -355,3 +384,11 @@ def test_lp_hard_end_to_end_on_tiny_lab(tiny_lab, tmp_path, lp):
     # Hardest first: the selection's LP sits below the pool's median LP.
     values = lp.learning_percentages(trajectories)
     assert np.median(selection.scores) < np.median(values.values[values.status == lp.LEARNED])
+    # The orchestration reuses those artifacts, writes the same selection, and compares LP rankings.
+    messages = []
+    result = run_learning_percentage_on_lab(tiny_lab, tmp_path / "run", selection_size="small", target_size="small",
+                                            settings=settings, finetune=False, kendall=True, progress=False,
+                                            log=messages.append)
+    assert read_selected_ids(result["selection"]) == selection.ids
+    assert result["agreement"]["tau"] == pytest.approx(1.0)  # the same model against itself
+    assert sum("already done" in m or "reusing" in m for m in messages) >= 5  # train, 3 loss epochs, embeddings

@@ -34,6 +34,10 @@ from instruct_select.train.loop import train_model
 name = sys.argv[1]
 cfg = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 out = Path("/tmp/exp") / name
+if cfg.get("reuse"):  # same data and tokenizer as the reused experiment
+    import shutil
+    if not (out / "tok").exists():
+        shutil.copytree(cfg["reuse"], out, dirs_exist_ok=True)
 out.mkdir(parents=True, exist_ok=True)
 T = {}
 data_kw = dict(cfg.get("data", {}))
@@ -41,7 +45,7 @@ if "difficulty" in cfg:
     data_kw["difficulty"] = Difficulty(**cfg["difficulty"])
 dcfg = LabDataConfig(**data_kw)
 t = time.time()
-summary = write_lab_data(out, dcfg, 0)
+summary = write_lab_data(out, dcfg, 0)  # same seed and config as a reused run: identical files
 T["data"] = time.time() - t
 t = time.time()
 train_lab_tokenizer(read_corpus(out / "corpus.txt"), pool_texts(out / "pool.jsonl"),
@@ -117,7 +121,13 @@ results = {"config": cfg, "summary": summary}
 for size in cfg.get("sizes", ["small", "large"]):
     spec = dataclasses.replace(MODEL_SIZES[size], **cfg.get("spec", {}), **cfg.get("spec_" + size, {}))
     t = time.time()
-    model, facts = pretrain(docs, tok, spec, 0, progress=False)
+    saved = Path(cfg["reuse"]) / f"model_{size}" if cfg.get("reuse") else out / f"model_{size}"
+    if cfg.get("reuse") and saved.exists():  # skip pretraining: fine-tuning sweeps on a saved base
+        from transformers import AutoModelForCausalLM
+        model, facts = AutoModelForCausalLM.from_pretrained(str(saved)), {"reused": str(saved)}
+    else:
+        model, facts = pretrain(docs, tok, spec, 0, progress=False)
+        model.save_pretrained(str(out / f"model_{size}"))
     T["pretrain_" + size] = time.time() - t
     print(name, size, spec, facts, f"{T['pretrain_' + size]:.0f}s", flush=True)
     print(name, size, "probe", probe(model), flush=True)

@@ -14,6 +14,7 @@ reported, stored as NaN, and listed in ``LossTrajectories.excluded`` so a select
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from ..errors import ArtifactMismatchError
 from ..train.checkpoint import Checkpoint, list_checkpoints, load_weights_into
 from .loss import model_per_example_loss
 from .store import FeatureStore
+
+WRITE_EVERY_SECONDS = 2.0
 
 
 @torch.inference_mode()
@@ -53,39 +56,72 @@ def fill_loss_store(model, tokenizer, examples: list[Example], store: FeatureSto
     if no_response:
         store.write(no_response, np.full((len(no_response), 1), np.nan))
     pad_id = tokenizer.pad_token_id
+    done_ids: list[str] = []
+    done_values: list[np.ndarray] = []
+    last_write = time.monotonic()
     for indices in tqdm(token_budget_batches(items, token_budget, max_batch_size), desc=desc,
                         disable=not progress, leave=False):
         batch_items = [items[i] for i in indices]
         losses = model_per_example_loss(model, collate(batch_items, pad_id))
-        store.write([it.id for it in batch_items], losses.float().cpu().numpy()[:, None])
+        done_ids.extend(it.id for it in batch_items)
+        done_values.append(losses.float().cpu().numpy())
+        # Each store write flushes to disk (milliseconds); on small models that rivals a batch's
+        # forward pass, so rows are written every few seconds: an interruption loses only those.
+        if time.monotonic() - last_write >= WRITE_EVERY_SECONDS:
+            store.write(done_ids, np.concatenate(done_values)[:, None])
+            done_ids, done_values, last_write = [], [], time.monotonic()
+    if done_ids:
+        store.write(done_ids, np.concatenate(done_values)[:, None])
     return {"computed": len(items), "no_response": no_response, "truncated": sum(it.truncated for it in items)}
 
 
 class _ModelAtEpoch:
-    """Loads the base model once, then moves it from epoch to epoch (epochs must come in order).
+    """The model at each epoch of a training run: epoch 0 is the base model, epoch E the base model
+    with checkpoint E's trainable weights copied in by name. Epochs must be asked for in order.
 
-    Epoch 0 is the plain base model; later epochs wrap it once with the run's LoRA layers (or,
-    for a full fine-tune, overwrite its weights) and copy each checkpoint's weights in by name.
+    In float32 each LoRA epoch is a fresh base model with the adapter merged into its weights: the
+    forward pass is about a quarter faster on the lab's models, and a fresh load keeps every epoch
+    independent of the ones before it (a resumed run computes exactly what an uninterrupted one
+    does). In bfloat16/float16 merging would round the small LoRA update into the base weights,
+    so the adapter stays a separate layer, added once and refilled per checkpoint.
     """
 
-    def __init__(self, model_path: str | Path, train_manifest: dict, device: str | None):
-        self.model_path, self.train, self.device = model_path, train_manifest["settings"], device
+    def __init__(self, model_path: str | Path, train_manifest: dict, device: str | None, merge: bool | None = None):
+        self.model_path, self.device = model_path, device
+        self.dtype = train_manifest["settings"].get("dtype", "float32")
+        self.train = train_manifest["settings"]["train"]
+        self.merge = self.dtype == "float32" if merge is None else merge
         self.model = None
-        self.wrapped = False
+        self.lora_added = False
+        self.past_epoch_0 = False
+
+    def _base(self):
+        from ..models.loading import load_base_model
+
+        return load_base_model(self.model_path, self.dtype, self.device)
 
     def get(self, checkpoint: Checkpoint | None):
         from ..config import LoraSettings, from_dict
-        from ..models.loading import add_lora, load_base_model
+        from ..models.loading import add_lora
 
-        if self.model is None:
-            self.model = load_base_model(self.model_path, self.train.get("dtype", "float32"), self.device)
         if checkpoint is None:
-            if self.wrapped:
+            if self.past_epoch_0:
                 raise RuntimeError("epoch 0 requested after a checkpoint was loaded")  # a bug
+            self.model = self._base() if self.model is None else self.model
             return self.model
-        if not self.wrapped and not self.train["train"].get("full_finetune"):
-            self.model = add_lora(self.model, from_dict(LoraSettings, self.train["train"]["lora"]))
-        self.wrapped = True
+        self.past_epoch_0 = True
+        lora = from_dict(LoraSettings, self.train["lora"])
+        if self.train.get("full_finetune"):
+            self.model = self._base() if self.model is None else self.model
+        elif self.merge:
+            self.model = None  # release the previous epoch's model before loading the next
+            model = add_lora(self._base(), lora)
+            load_weights_into(model, checkpoint)
+            self.model = model.merge_and_unload()
+            return self.model
+        elif not self.lora_added:
+            self.model = add_lora(self._base() if self.model is None else self.model, lora)
+            self.lora_added = True
         load_weights_into(self.model, checkpoint)
         return self.model
 

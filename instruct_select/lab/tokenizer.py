@@ -3,9 +3,10 @@
 Byte level with no normaliser, so ``decode(encode(text)) == text`` for any text; digits are split
 one per token before BPE, so numbers are spelt digit by digit and arithmetic has a regular shape.
 The special tokens frame a chat: ``<|bos|>`` starts a conversation, each turn is
-``<|role|>\\n content <|end|>\\n``, and ``<|end|>`` is the eos token, so greedy generation stops
-at the end of the assistant's turn. The tokenizer adds no special tokens by itself
-(no post-processor): the chat template writes ``<|bos|>``, and pretraining code prepends it.
+``<|role|>\\n content<|end|>\\n`` (one space before the content), and ``<|end|>`` is the eos
+token, so greedy generation stops at the end of the assistant's turn. The tokenizer adds no
+special tokens by itself (no post-processor): the chat template writes ``<|bos|>``, and
+pretraining frames every document as ``<|bos|> text <|end|>``.
 """
 from __future__ import annotations
 
@@ -23,8 +24,12 @@ SPECIAL_TOKENS = (BOS, END, PAD, *ROLE_TOKENS)
 
 # Rendering messages[:i] with add_generation_prompt=True is a prefix of rendering messages[:i+1]
 # when message i is the assistant's, so a prompt rendered for generation lines up with training.
+#
+# Each content follows one space, as a word follows one in the corpus: byte-level BPE spells
+# " Velkar" and "Velkar" with different tokens, and the base model learnt its facts and sums in the
+# spaced form ("... lives in Velkar."), so an answer written that way is one it already knows.
 CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n"
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n {{ m['content'] }}<|end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 

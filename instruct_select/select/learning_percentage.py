@@ -14,10 +14,11 @@ Examples the training did not move. Let band = tolerance · P_0 (``lp_tolerance`
 The status comes from the trajectory, so it is the same for both variants. Unmoved and regressed
 examples are never ordered by their value: in every cluster they come after all learned examples
 (unmoved, then regressed, then by id), for lp-hard and lp-easy alike, so they are taken only when a
-cluster's quota exceeds its learned members. Their reported score is the LP with its denominator
-clamped to the band, (P_0 − P_1) / max(P_0 − P_n, band) for LP(1), which is always finite (P_0 ≥ 1).
-Examples with no loss (no response token after truncation: NaN trajectories) are left out of the
-pool entirely. All three are counted in the diagnostics; no NaN or inf reaches a ranking.
+cluster's quota exceeds its learned members. Their reported LP(1) score has its denominator
+clamped to the band, (P_0 − P_1) / max(P_0 − P_n, band); LP_app's denominator P_0 ≥ 1 needs no
+clamp; both are always finite. Examples with no loss (no response token after truncation: NaN
+trajectories) are left out entirely, and a budget larger than what remains is refused. All three
+kinds are counted in the diagnostics; no NaN or inf reaches a ranking.
 
 Selection. Candidates (every pool example with a finite trajectory) are sorted by id, their
 embeddings L2-normalised and clustered with the seeded k-means of ``select/kmeans.py``; k is
@@ -167,6 +168,11 @@ def _lp_summary(lp: LearningPercentages, task_of: dict[str, str]) -> dict[str, d
     return summary
 
 
+def _learned_only(lp: LearningPercentages, key: np.ndarray) -> np.ndarray:
+    """``key`` for learned rows, 0 for the others: unmoved and regressed rows are ordered by id alone."""
+    return np.where(lp.status == LEARNED, key, 0.0)
+
+
 class _LearningPercentageSelector:
     needs = ("loss_trajectories", "embeddings")
 
@@ -209,7 +215,7 @@ class LpHardSelector(_LearningPercentageSelector):
     description = "learning percentage: the hardest (lowest LP) share of every k-means cluster"
 
     def order_key(self, lp, seed):
-        return lp.status, lp.values
+        return lp.status, _learned_only(lp, lp.values)
 
 
 @register
@@ -218,7 +224,7 @@ class LpEasySelector(_LearningPercentageSelector):
     description = "learning percentage: the easiest (highest LP) share of every k-means cluster"
 
     def order_key(self, lp, seed):
-        return lp.status, -lp.values
+        return lp.status, _learned_only(lp, -lp.values)
 
 
 @register
