@@ -124,6 +124,46 @@ class InfluenceSettings:
 
 
 @dataclass
+class LPSettings:
+    """How the selection model is trained and how LP selects; ``None`` fields take the lab presets."""
+
+    epochs: int = 3  # the paper's n
+    variant: str = "lp1"  # "lp1" or "lp_app"
+    clusters: int | None = None  # None: max(1, round(sqrt(N / 2)))
+    tolerance: float = 1e-3  # select.learning_percentage.DEFAULT_TOLERANCE
+    encoder: str = "hidden"  # mean-pooled hidden states, or a local sentence-transformers folder
+    selection_train: TrainSettings | None = None  # None: lab preset, ``epochs`` epochs, seed 0
+    train: TrainSettings | None = None  # the target's fine-tuning; None: lab preset with the run's seed
+    eval: EvalSettings | None = None
+    # Loss and embedding passes. None: the selection run's training budget, which on a CPU is also the
+    # fastest (larger padded batches are slower there); on a GPU a larger budget may pay.
+    token_budget: int | None = None
+    max_batch_size: int = 64
+
+    def pass_token_budget(self) -> int:
+        train = self.selection_train_settings()
+        return max(self.token_budget or train.token_budget, train.max_length)
+
+    def selection_train_settings(self) -> TrainSettings:
+        from .lab.presets import lab_train_settings
+
+        return self.selection_train or lab_train_settings(seed=0, epochs=self.epochs)
+
+    def target_train_settings(self, seed: int) -> TrainSettings:
+        from .lab.presets import lab_train_settings
+
+        return self.train or lab_train_settings(seed=seed)
+
+    def eval_settings(self) -> EvalSettings:
+        from .lab.presets import lab_eval_settings
+
+        return self.eval or lab_eval_settings()
+
+    def options(self) -> dict[str, Any]:
+        return {"lp_variant": self.variant, "clusters": self.clusters, "lp_tolerance": self.tolerance}
+
+
+@dataclass
 class RunConfig:
     """A whole selection run on a real model: ``instruct-select run CONFIG.yaml``."""
 
@@ -139,6 +179,8 @@ class RunConfig:
     device: str = _help("cpu, cuda, cuda:N or auto", default="auto")
     chat_template: str = _help("'' (the tokenizer's), 'plain', or a Jinja template", default="")
     influence: InfluenceSettings = _help("warmup and gradient features", default_factory=InfluenceSettings)
+    learning_percentage: LPSettings = _help("selection model for lp-hard / lp-easy / lp-random",
+                                            default_factory=LPSettings)
     train: TrainSettings = _help("fine-tuning on each selection", default_factory=TrainSettings)
     finetune: bool = _help("fine-tune on each selection after selecting", default=True)
     eval: EvalSettings = _help("evaluation of each fine-tuned model", default_factory=EvalSettings)

@@ -13,58 +13,17 @@ by every budget and seed; the run's seed varies k-means, lp-random and the targe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .artifacts import atomic_write_json
-from .config import EvalSettings, TrainSettings
-from .features.embeddings import HIDDEN, embeddings_stage
+from .config import EvalSettings, LPSettings, TrainSettings
+from .features.embeddings import embeddings_stage
 from .features.trajectories import LossTrajectories, loss_trajectories_stage
 from .pipeline import evaluate_stage, load_pool, select_stage, train_stage
 from .select.base import get_selector
 from .select.budget import Budget
-from .select.learning_percentage import DEFAULT_TOLERANCE, lp_agreement
-
-
-@dataclass
-class LPSettings:
-    """How the selection model is trained and how LP selects; ``None`` fields take the lab presets."""
-
-    epochs: int = 3  # the paper's n
-    variant: str = "lp1"  # "lp1" or "lp_app"
-    clusters: int | None = None  # None: max(1, round(sqrt(N / 2)))
-    tolerance: float = DEFAULT_TOLERANCE
-    encoder: str = HIDDEN  # or a local sentence-transformers folder
-    selection_train: TrainSettings | None = None  # None: lab preset, ``epochs`` epochs, seed 0
-    train: TrainSettings | None = None  # the target's fine-tuning; None: lab preset with the run's seed
-    eval: EvalSettings | None = None
-    # Loss and embedding passes. None: the selection run's training budget, which on a CPU is also the
-    # fastest (larger padded batches are slower there); on a GPU a larger budget may pay.
-    token_budget: int | None = None
-    max_batch_size: int = 64
-
-    def pass_token_budget(self) -> int:
-        train = self.selection_train_settings()
-        return max(self.token_budget or train.token_budget, train.max_length)
-
-    def selection_train_settings(self) -> TrainSettings:
-        from .lab.presets import lab_train_settings
-
-        return self.selection_train or lab_train_settings(seed=0, epochs=self.epochs)
-
-    def target_train_settings(self, seed: int) -> TrainSettings:
-        from .lab.presets import lab_train_settings
-
-        return self.train or lab_train_settings(seed=seed)
-
-    def eval_settings(self) -> EvalSettings:
-        from .lab.presets import lab_eval_settings
-
-        return self.eval or lab_eval_settings()
-
-    def options(self) -> dict[str, Any]:
-        return {"lp_variant": self.variant, "clusters": self.clusters, "lp_tolerance": self.tolerance}
+from .select.learning_percentage import lp_agreement
 
 
 def model_trajectories(model: str | Path, pool_path: str | Path, out_dir: str | Path, settings: LPSettings, *,

@@ -12,7 +12,7 @@ from typing import Any
 from .artifacts import (
     atomic_write_json, finished_manifest, fingerprint_model, read_json, require_finished, run_stage,
 )
-from .config import EvalSettings, InfluenceSettings, RunConfig, TrainSettings, to_dict
+from .config import EvalSettings, InfluenceSettings, LPSettings, RunConfig, TrainSettings, to_dict
 from .data.example import Example
 from .distributed import Shard, is_main, local_device
 from .errors import ConfigError, InputError
@@ -149,11 +149,13 @@ def _sets_fingerprint(test_sets: dict[str, list[Example]]) -> str:
 
 
 def prepare_artifacts(needs: set[str], pool_path: str | Path, validation_path: str | Path, model: str | Path,
-                      run_dir: str | Path, settings: InfluenceSettings, *, device: str | None = None,
+                      run_dir: str | Path, settings: InfluenceSettings, *, lp: LPSettings | None = None,
+                      device: str | None = None,
                       dtype: str = "float32", chat_template: str | None = None, shard: Shard | None = None,
                       stop_after: str | None = None, progress: bool = True,
                       log=print) -> tuple[dict[str, Any], dict[str, str]]:
-    """Compute what the selectors need ("attribution", "hidden_states") into ``run_dir``.
+    """Compute what the selectors need into ``run_dir``: "attribution" and "hidden_states" (from
+    the influence warmup), "loss_trajectories" and "embeddings" (learning percentage, ``lp``).
 
     Returns the artifacts and their fingerprints (recorded in each selection's manifest).
     ``shard`` (an independent job's i/N) computes only that shard's features and stops, as does
@@ -162,11 +164,17 @@ def prepare_artifacts(needs: set[str], pool_path: str | Path, validation_path: s
     from .influence.attribution import AttributionMatrix
     from .influence.stages import features_stage, scores_stage
 
-    unknown = needs - {"attribution", "hidden_states"}
+    unknown = needs - {"attribution", "hidden_states", "loss_trajectories", "embeddings"}
     if unknown:
         raise ConfigError(f"no stage computes {sorted(unknown)}")
     artifacts: dict[str, Any] = {}
     fingerprints: dict[str, str] = {}
+    if needs & {"loss_trajectories", "embeddings"} and stop_after is None and (shard is None or shard.count == 1):
+        from .learning_percentage_run import selection_artifacts
+
+        artifacts, fingerprints = selection_artifacts(model, pool_path, Path(run_dir) / "learning_percentage",
+                                                      lp or LPSettings(), device=device, progress=progress, log=log)
+    needs = needs & {"attribution", "hidden_states"}
     if not needs:
         return artifacts, fingerprints
     run_dir = Path(run_dir)
@@ -236,7 +244,8 @@ def run_config(config: RunConfig, *, shard: Shard | None = None, stop_after: str
     needs = {need for method in config.methods for need in get_selector(method).needs}
     device = local_device() or config.device
     artifacts, fingerprints = prepare_artifacts(needs, config.pool, config.validation, config.model,
-                                                run_dir / "influence", config.influence, device=device,
+                                                run_dir / "influence", config.influence,
+                                                lp=config.learning_percentage, device=device,
                                                 dtype=config.dtype, chat_template=chat_template, shard=shard,
                                                 stop_after=stop_after, progress=progress, log=log)
     if (shard is not None and shard.count > 1) or stop_after:

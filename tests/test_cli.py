@@ -63,7 +63,8 @@ def test_cli_select_matches_python_api(tmp_path):
 def test_methods_are_listed(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
-    for name in ("random", "less", "bids", "instance-max", "sum", "normalized", "task-balanced", "rds", "full"):
+    for name in ("random", "less", "bids", "instance-max", "sum", "normalized", "task-balanced", "rds", "full",
+                 "lp-hard", "lp-easy", "lp-random"):
         assert name in out
 
 

@@ -54,7 +54,7 @@ def test_run_config_end_to_end_on_tiny_lab(tiny_lab, tmp_path):
 
     data = {
         "model": str(tiny_lab.model("small")), "pool": str(tiny_lab.pool), "validation": str(tiny_lab.validation),
-        "tests": str(tiny_lab.test), "run_dir": str(tmp_path / "run"), "methods": ["random", "bids"],
+        "tests": str(tiny_lab.test), "run_dir": str(tmp_path / "run"), "methods": ["random", "bids", "lp-hard"],
         "budgets": ["10%"], "dtype": "float32", "device": "cpu",
         "influence": {"warmup": {"epochs": 2, "learning_rate": 3e-3, "token_budget": 2048, "max_length": 128,
                                  "lora": {"r": 4, "alpha": 8}},
@@ -62,12 +62,14 @@ def test_run_config_end_to_end_on_tiny_lab(tiny_lab, tmp_path):
         "train": {"epochs": 1, "token_budget": 2048, "max_length": 128, "save_checkpoints": False,
                   "lora": {"r": 4, "alpha": 8}},
         "eval": {"max_new_tokens": 4},
+        "learning_percentage": {"epochs": 2, "selection_train": {"epochs": 2, "token_budget": 2048, "max_length": 128,
+                                                                 "lora": {"r": 4, "alpha": 8}}},
     }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(data))
     assert main(["--quiet", "run", str(path)]) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(results) == {"random @ 10%", "bids @ 10%"}
+    assert set(results) == {"random @ 10%", "bids @ 10%", "lp-hard @ 10%"}
     assert results["bids @ 10%"]["summary"]["summary"]["n_capabilities"] == 5
     config = from_dict(RunConfig, apply_overrides(data, ["budgets=[20%]"]))
     assert config.budgets == ["20%"]

@@ -25,7 +25,14 @@ def _artifacts(pool, seed=0):
     matrix = AttributionMatrix(scores, [e.id for e in pool], columns, [])
     ids = [e.id for e in pool]
     states = {"pool": (ids, rng.normal(size=(len(pool), 6))), "validation": ([c["id"] for c in columns], rng.normal(size=(9, 6)))}
-    return {"attribution": matrix, "hidden_states": states}
+    from instruct_select.features.embeddings import Embeddings
+    from instruct_select.features.trajectories import LossTrajectories
+
+    n = len(pool)
+    losses = np.column_stack([np.full(n, 2.0), 2.0 - rng.uniform(0.1, 1.0, n), np.full(n, 0.5)])
+    return {"attribution": matrix, "hidden_states": states,
+            "loss_trajectories": LossTrajectories.from_losses(ids, losses),
+            "embeddings": Embeddings(ids, rng.normal(size=(n, 6)).astype(np.float32), {})}
 
 
 @pytest.mark.parametrize("method", sorted(available_selectors()))

@@ -1,2 +1,2 @@
 """Imports every selection method so that each registers itself. A new method: one file, one line here."""
-from . import bids, influence, rds, simple  # noqa: F401
+from . import bids, influence, learning_percentage, rds, simple  # noqa: F401
