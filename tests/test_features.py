@@ -112,7 +112,7 @@ def test_projection_preserves_inner_products_at_default_size():
 
 
 def test_feature_store_resumes_to_same_result(lora_model, tiny_tokenizer, tmp_path):
-    settings = FeatureSettings(dim=32, dtype="float32", token_budget=64, max_batch_size=2)
+    settings = FeatureSettings(dim=32, dtype="float32", token_budget=64, max_batch_size=2, max_length=64)
     examples = _examples()
     ids = [e.id for e in examples]
     full = FeatureStore.open_or_create(tmp_path / "full", ids, 32, "float32", {"model": "m"})
