@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import atomic_write_json
-from .config import EvalSettings, LPSettings, TrainSettings
+from .config import LPSettings
 from .features.embeddings import embeddings_stage
 from .features.trajectories import LossTrajectories, loss_trajectories_stage
 from .pipeline import evaluate_stage, load_pool, select_stage, train_stage

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import instruct_select
-from instruct_select.cli import build_parser, main
+from instruct_select.cli import main
 
 
 def _run(*args, cwd=None):

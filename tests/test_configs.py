@@ -50,8 +50,6 @@ def test_bad_config_is_a_clear_error(tmp_path):
 
 
 def test_run_config_end_to_end_on_tiny_lab(tiny_lab, tmp_path):
-    from instruct_select.pipeline import run_config
-
     data = {
         "model": str(tiny_lab.model("small")), "pool": str(tiny_lab.pool), "validation": str(tiny_lab.validation),
         "tests": str(tiny_lab.test), "run_dir": str(tmp_path / "run"), "methods": ["random", "bids", "lp-hard"],

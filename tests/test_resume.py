@@ -9,7 +9,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 import yaml
 
 from test_distributed import _config, _outputs

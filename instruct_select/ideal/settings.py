@@ -8,24 +8,14 @@ other config (``apply_overrides``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import EvalSettings, TrainSettings, apply_overrides, from_dict, load_yaml
-from ..errors import ConfigError
+from ..config import EvalSettings, TrainSettings, _check, _help, apply_overrides, from_dict, load_yaml
 
 FISHERS = ("sampled", "empirical")
 PATH_KEYS = ("model", "pool", "reference", "tests", "run_dir")
-
-
-def _help(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from instruct_select.lab.capabilities import Difficulty
 from instruct_select.lab.world import Entity, World
 
 # Share of the corpus characters each section gets; knowledge needs the most repetition.
-SHARES = (("knowledge", 0.45), ("math", 0.15), ("code", 0.15), ("logic", 0.12), ("format", 0.13))
+SHARES = (("knowledge", 0.40), ("math", 0.15), ("code", 0.15), ("logic", 0.10), ("format", 0.20))
 # Per-round mention rate by fame tier (1, 2, 3): long-tail facts are seen about a third as often.
 FAME_RATES = (1.0, 0.7, 0.45)
 

@@ -50,7 +50,7 @@ class LabModelSpec:
 
 MODEL_SIZES: dict[str, LabModelSpec] = {
     "small": LabModelSpec(hidden=64, layers=2, heads=4),
-    "large": LabModelSpec(hidden=128, layers=4, heads=4),
+    "large": LabModelSpec(hidden=128, layers=4, heads=4, learning_rate=4e-3),
 }
 
 
