@@ -10,9 +10,16 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 stamp="$venv/.installed-$(cat "$root/pyproject.toml" | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-    "$venv/bin/pip" install --quiet --upgrade pip
-    "$venv/bin/pip" install --quiet "torch==${INSTRUCT_SELECT_TORCH:-2.13.0}"
-    "$venv/bin/pip" install --quiet -e "$root[dev]"
+    echo "setting up $venv (first run only: a few minutes)" >&2
+    log="$venv/install.log"
+    # Quiet unless something fails: then the whole log is shown.
+    if ! { "$venv/bin/pip" install --upgrade pip \
+           && "$venv/bin/pip" install "torch==${INSTRUCT_SELECT_TORCH:-2.13.0}" \
+           && "$venv/bin/pip" install -e "$root[dev]"; } > "$log" 2>&1; then
+        cat "$log" >&2
+        echo "setup failed; the log above is also in $log" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
 export PATH="$venv/bin:$PATH"

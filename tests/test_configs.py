@@ -71,3 +71,12 @@ def test_run_config_end_to_end_on_tiny_lab(tiny_lab, tmp_path):
     assert results["bids @ 10%"]["summary"]["summary"]["n_capabilities"] == 5
     config = from_dict(RunConfig, apply_overrides(data, ["budgets=[20%]"]))
     assert config.budgets == ["20%"]
+
+
+def test_lab_config_equals_the_lab_presets():
+    from instruct_select.lab.presets import lab_eval_settings, lab_influence_settings, lab_train_settings
+
+    config = from_dict(RunConfig, load_yaml(Path(__file__).resolve().parents[1] / "configs" / "lab.yaml"))
+    assert config.train == lab_train_settings()
+    assert config.influence == lab_influence_settings()
+    assert config.eval == lab_eval_settings()

@@ -1,0 +1,271 @@
+"""Finding what a run directory holds, for the report: selections, scores, results, IDEAL, LP.
+
+Every kind of run writes its own layout (``demo``, ``experiment``, ``run CONFIG``, ``ideal``,
+learning percentage), so nothing here assumes one: it looks for each artifact by its file names
+and reads what it finds into plain data. The plots never see a path, and a missing artifact is a
+``None`` or an empty list that the page reports as absent.
+
+    contents = collect_run("runs/demo")
+    contents.selections      # one SelectionInfo per */select/diagnostics.json
+    contents.results         # {budget: {method: [row per seed]}}, rows {"scores", "summary"}
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifacts import read_json
+from ..errors import InputError
+
+# The folder names the stages give a selection: "<method>-<budget>-seed<s>[-by-<label>]", "full-seed<s>".
+FOLDER_NAME = re.compile(r"^(?P<method>.+?)-(?P<budget>\d+(?:\.\d+)?(?:pct|tok)?)-seed(?P<seed>\d+)(?:-by-.+)?$")
+FULL_NAME = re.compile(r"^full-seed(?P<seed>\d+)$")
+# Folders never searched: model weights and feature stores hold no report artifacts and are large.
+SKIP_DIRS = {"model", "checkpoints", "features", "embeddings", ".git"}
+
+
+@dataclass
+class SelectionInfo:
+    """One selection folder's diagnostics (composition; AID and THI for influence-based methods)."""
+
+    label: str
+    method: str
+    budget: str
+    seed: int
+    path: Path
+    composition: dict[str, int]
+    pool_composition: dict[str, int]
+    influence: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        """What a plot calls it: ``method @ budget`` (the whole pool is just ``full``)."""
+        return self.method if self.method == "full" else f"{self.method} @ {self.budget}"
+
+    def ids(self) -> list[str]:
+        from ..select.selection import read_selected_ids
+
+        return read_selected_ids(self.path)
+
+
+@dataclass
+class RunContents:
+    """What ``collect_run`` found; ``searched`` says where, for the page's "absent" notes."""
+
+    root: Path
+    selections: list[SelectionInfo] = field(default_factory=list)
+    attribution_dir: Path | None = None
+    results: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
+    results_source: Path | None = None
+    base_row: dict | None = None
+    ideal_summary: dict | None = None
+    ideal_source: Path | None = None
+    loss_dirs: list[Path] = field(default_factory=list)
+
+
+def collect_run(run_dir: str | Path) -> RunContents:
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise InputError(f"{root} is not a folder: give the run directory of a demo, an experiment, "
+                         "`instruct-select run` or `instruct-select ideal` (e.g. runs/demo)")
+    found = RunContents(root=root)
+    files = _walk(root)
+    found.selections = _selections([p for p in files if p.name == "diagnostics.json" and p.parent.name == "select"])
+    scores = sorted((p.parent for p in files if p.name == "scores.npy"), key=lambda p: (len(p.parts), str(p)))
+    found.attribution_dir = scores[0] if scores else None
+    _read_results(root, found)
+    ideal = sorted((p for p in files if p.name == "summary.json" and p.parent.name == "ideal"),
+                   key=lambda p: (len(p.parts), str(p)))
+    if ideal:
+        found.ideal_source, found.ideal_summary = ideal[0], read_json(ideal[0])
+    found.loss_dirs = sorted({p.parent.parent for p in files
+                              if p.name == "manifest.json" and p.parent.name == "epoch-0"
+                              and (p.parent.parent / "epoch-1").is_dir()})
+    return found
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every file under ``root``, without descending into model or feature folders."""
+    out: list[Path] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                if entry.name not in SKIP_DIRS and not entry.name.startswith("."):
+                    stack.append(entry)
+            elif entry.is_file():
+                out.append(entry)
+    return out
+
+
+def _selections(diagnostics: list[Path]) -> list[SelectionInfo]:
+    found = []
+    for path in diagnostics:
+        data = read_json(path)
+        if "composition" not in data:
+            continue
+        method, budget, seed = _describe_selection(path.parent)
+        found.append(SelectionInfo(label=path.parent.parent.name, method=method, budget=budget, seed=seed,
+                                   path=path.parent, composition=data["composition"],
+                                   pool_composition=data.get("pool_composition", {}),
+                                   influence=data.get("influence")))
+    return sorted(found, key=lambda s: (budget_key(s.budget), s.method == "full", s.method, s.seed, s.label))
+
+
+def _describe_selection(select_dir: Path) -> tuple[str, str, int]:
+    """(method, budget, seed): from the stage manifest, else from the folder's name."""
+    manifest = select_dir / "manifest.json"
+    if manifest.is_file():
+        data = read_json(manifest)
+        settings = data.get("settings", {})
+        if "method" in settings:
+            return settings["method"], str(settings.get("budget", "?")), int(data.get("seed", 0))
+    name = select_dir.parent.name
+    full = FULL_NAME.match(name)
+    if full:
+        return "full", "all", int(full["seed"])
+    match = FOLDER_NAME.match(name)
+    if match:
+        return match["method"], match["budget"].replace("pct", "%"), int(match["seed"])
+    return name, "?", 0
+
+
+def budget_key(budget: str) -> tuple[int, float, str]:
+    """Sort budgets as a person would: fractions by size, then token totals, counts, then "all"."""
+    text = budget.strip()
+    for rank, suffix in enumerate(("%", "tok")):
+        if text.endswith(suffix):
+            try:
+                return rank, float(text[: -len(suffix)]), text
+            except ValueError:
+                break
+    try:
+        return 2, float(text), text
+    except ValueError:
+        return 3, 0.0, text
+
+
+def _read_results(root: Path, found: RunContents) -> None:
+    """experiments.json (several seeds) if there is one, else results.json (demo or run config)."""
+    experiments, results = root / "experiments.json", root / "results.json"
+    if experiments.is_file():
+        data = read_json(experiments)
+        found.results = {str(b): {m: list(rows) for m, rows in per.items()} for b, per in data.get("runs", {}).items()}
+        found.base_row, found.results_source = data.get("base"), experiments
+    elif results.is_file():
+        found.results, found.base_row = results_from_json(read_json(results))
+        found.results_source = results
+
+
+def results_from_json(data: dict) -> tuple[dict[str, dict[str, list[dict]]], dict | None]:
+    """A demo's {"settings", "rows": {label: row}} or a run config's {label: {"summary": row}}."""
+    rows = data["rows"] if isinstance(data.get("rows"), dict) else {
+        label: entry.get("summary") for label, entry in data.items() if isinstance(entry, dict)}
+    default_budget = str(data.get("settings", {}).get("budget", "?"))
+    out: dict[str, dict[str, list[dict]]] = {}
+    base = None
+    for label, row in rows.items():
+        if not row or "scores" not in row:
+            continue  # a run without tests has no scores to show
+        if label.startswith("base"):
+            base = row
+            continue
+        method, _, budget = label.partition(" @ ")
+        out.setdefault(budget or default_budget, {}).setdefault(method, []).append(row)
+    return out, base
+
+
+# --------------------------------------------------------------------------------------------
+# Data derived from the artifacts (what the plots draw)
+
+MAX_DIAGNOSTIC_CELLS = 50_000_000  # influence_diagnostics holds a normalised copy of A in memory
+
+
+def influence_distributions(folder: Path, block_rows: int = 65536) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each pool example's max influence over every validation task's columns: (raw, normalised).
+
+    Normalised is BIDS's column standardisation over all rows (as in ``influence.diagnostics``).
+    Streams row blocks, so a memory-mapped matrix of any size works. Excluded rows (no response
+    token, hence no feature) are left out.
+    """
+    from ..influence.attribution import AttributionMatrix
+
+    matrix = AttributionMatrix.load(folder)
+    scores = matrix.scores
+    tasks = sorted({str(t) for t in matrix.tasks})
+    cols = {t: np.array([j for j, c in enumerate(matrix.tasks) if str(c) == t]) for t in tasks}
+    n = scores.shape[0]
+    total, squares = np.zeros(scores.shape[1]), np.zeros(scores.shape[1])
+    for start in range(0, n, block_rows):
+        block = np.asarray(scores[start:start + block_rows], dtype=np.float64)
+        total += block.sum(axis=0)
+        squares += (block ** 2).sum(axis=0)
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean ** 2, 0.0))
+    std = np.where(std > 0, std, 1.0)
+    excluded = set(matrix.excluded)
+    keep = np.array([row not in excluded for row in matrix.rows])
+    raw: dict[str, list] = {t: [] for t in tasks}
+    normalised: dict[str, list] = {t: [] for t in tasks}
+    for start in range(0, n, block_rows):
+        block = np.asarray(scores[start:start + block_rows], dtype=np.float64)[keep[start:start + block_rows]]
+        scaled = (block - mean) / std
+        for task, c in cols.items():
+            raw[task].append(block[:, c].max(axis=1))
+            normalised[task].append(scaled[:, c].max(axis=1))
+    return ({t: np.concatenate(v) for t, v in raw.items()}, {t: np.concatenate(v) for t, v in normalised.items()})
+
+
+def fill_influence(selections: list[SelectionInfo], folder: Path) -> list[str]:
+    """Give selections made without the matrix (random, full, lp-*) AID and THI from it, so the
+    influence-based ones have references. Returns the names of those filled in."""
+    from ..influence.attribution import AttributionMatrix
+    from ..influence.diagnostics import influence_diagnostics
+
+    missing = [s for s in selections if s.influence is None]
+    if not missing:
+        return []
+    matrix = AttributionMatrix.load(folder)
+    if matrix.scores.size > MAX_DIAGNOSTIC_CELLS:
+        return []
+    rows = set(matrix.rows)
+    filled = []
+    for selection in missing:
+        ids = selection.ids()
+        if ids and all(i in rows for i in ids):  # the same pool the matrix scores
+            selection.influence = influence_diagnostics(matrix, ids)
+            filled.append(selection.name)
+    return filled
+
+
+def learning_percentage_data(loss_dir: Path, selections: list[SelectionInfo]) -> dict[str, Any]:
+    """LP of the pool from one loss-trajectory folder, with the LP of each lp-* selection's examples."""
+    from ..features.trajectories import LossTrajectories
+    from ..select.learning_percentage import LEARNED, learning_percentages
+
+    trajectories = LossTrajectories.load(loss_dir)
+    variant = "lp1" if trajectories.epochs >= 2 else "lp_app"
+    lps = learning_percentages(trajectories, variant)
+    value_of = dict(zip(lps.ids, lps.values))
+    overlays = {}
+    for selection in first_seed(s for s in selections if s.method.startswith("lp-")):
+        ids = selection.ids()
+        if ids and all(i in value_of for i in ids):
+            overlays[selection.name] = np.array([value_of[i] for i in ids])
+    return {"lp": lps.values[lps.status == LEARNED], "overlays": overlays, "losses": trajectories.losses,
+            "variant": variant, "counts": lps.counts(), "epochs": trajectories.epochs}
+
+
+def first_seed(selections) -> list[SelectionInfo]:
+    """One selection per (method, budget): the lowest seed's (deterministic methods repeat)."""
+    chosen: dict[tuple[str, str], SelectionInfo] = {}
+    for selection in selections:
+        key = (selection.method, selection.budget)
+        if key not in chosen or selection.seed < chosen[key].seed:
+            chosen[key] = selection
+    return list(chosen.values())

@@ -1,0 +1,246 @@
+"""The run report: one self-contained HTML page (figures embedded as base64 PNG) plus the PNGs.
+
+    instruct-select report runs/demo                  # writes runs/demo/report/report.html
+    from instruct_select.report.html import write_report
+    page = write_report("runs/experiments", "out/report")
+
+Built from whatever the run directory holds (``collect.collect_run``); a section whose artifacts
+are absent says so on the page and how to make them, so one page serves a demo, an experiment,
+an ``instruct-select run`` and an IDEAL run alike.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..artifacts import atomic_write_text
+from . import plots
+from .collect import (RunContents, budget_key, collect_run, fill_influence, first_seed, influence_distributions,
+                      learning_percentage_data)
+
+DPI = 110
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    lead: str
+    figures: list[tuple[str, str]] = field(default_factory=list)  # (png file name, caption)
+    html: str = ""
+    absent: str = ""
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write ``report.html`` and its PNGs into ``out_dir`` (default ``RUN/report``); returns the page."""
+    contents = collect_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else contents.root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    sections = [builder(contents, out) for builder in (_results, _composition, _influence_diagnostics,
+                                                         _influence_distributions, _learning_percentage, _ideal)]
+    page = out / "report.html"
+    atomic_write_text(page, _page(contents, sections, out))
+    return page
+
+
+def _save(fig, out: Path, name: str) -> str:
+    fig.savefig(out / name, dpi=DPI)
+    return name
+
+
+def _tag(budget: str) -> str:
+    return budget.replace("%", "pct").replace(".", "_").replace("/", "-")
+
+
+def _results(c: RunContents, out: Path) -> Section:
+    s = Section("results", "Per-capability results",
+                "Accuracy on each capability's held-out test set for the model fine-tuned on each selection; "
+                "bars are the mean over seeds and whiskers their standard deviation. Right of the dashed line: "
+                "macro-average, worst capability and spread (standard deviation across capabilities: lower is "
+                "more balanced).")
+    if not c.results:
+        s.absent = (f"No results in {c.root}: neither experiments.json nor results.json with scores. They are "
+                    "written by `instruct-select demo`, `instruct-select experiment` and `instruct-select run` "
+                    "with tests set.")
+        return s
+    for budget in sorted(c.results, key=budget_key):
+        name = _save(plots.results_figure(c.results[budget], budget, c.base_row), out, f"results-{_tag(budget)}.png")
+        s.figures.append((name, f"Budget {budget}, from {c.results_source.name}."))
+        s.html += _results_table(c.results[budget], f"Budget {budget}")
+    return s
+
+
+def _results_table(per_method: dict[str, list[dict]], title: str, row_label: str = "method") -> str:
+    capabilities = sorted({k for rows in per_method.values() for r in rows for k in r["scores"]})
+    columns = capabilities + list(plots.CAPABILITY_SUMMARIES)
+    cells = {m: {col: plots.metric_values(rows, col) for col in columns} for m, rows in per_method.items()}
+    means = {m: {col: statistics.mean(v) if v else None for col, v in row.items()} for m, row in cells.items()}
+    best = {}
+    for col in columns:
+        values = [means[m][col] for m in means if means[m][col] is not None]
+        # Bold marks a winner; when every method ties there is none.
+        best[col] = (min if col == "spread" else max)(values) if len(set(values)) > 1 else None
+    head = "".join(f"<th>{html.escape(col)}</th>" for col in [row_label, *columns, "seeds"])
+    body = ""
+    for method in sorted(cells, key=plots.method_sort_key):
+        row = cells[method]
+        tds = "".join(_cell(values, best[col]) for col, values in row.items())
+        body += f"<tr><td>{html.escape(method)}</td>{tds}<td>{len(per_method[method])}</td></tr>"
+    return (f"<table><caption>{html.escape(title)}: accuracy (%), mean ± std where there are several seeds; the best "
+            f"value of each column in bold (lowest for spread)</caption><tr>{head}</tr>{body}</table>")
+
+
+def _cell(values: list[float], best: float | None) -> str:
+    if not values:
+        return "<td>–</td>"
+    mean = statistics.mean(values)
+    std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    text = f"{100 * mean:.1f} ± {100 * std:.1f}" if len(values) > 1 else f"{100 * mean:.1f}"
+    return f"<td><b>{text}</b></td>" if best is not None and abs(mean - best) < 1e-12 else f"<td>{text}</td>"
+
+
+def _composition(c: RunContents, out: Path) -> Section:
+    s = Section("composition", "Per-task composition of each selection",
+                "Which tasks each method chose, as a share of its selection (numbers inside the bars are "
+                "percentages); the pool's own composition is the top bar. A selection that mirrors the pool "
+                "is not favouring any task; BIDS aims for a balanced share of influence, not of examples.")
+    chosen = sorted(first_seed(c.selections), key=lambda x: (budget_key(x.budget), plots.method_sort_key(x.name)))
+    if not chosen:
+        s.absent = (f"No selections under {c.root} (looked for */select/diagnostics.json). "
+                    "`instruct-select select`, `demo`, `experiment` and `run` write them.")
+        return s
+    pools = [tuple(sorted(x.pool_composition.items())) for x in chosen]
+    pool = dict(max(set(pools), key=pools.count))
+    bars = {x.name: x.composition for x in chosen}
+    s.figures.append((_save(plots.composition_figure(bars, pool), out, "composition.png"),
+                      "One bar per method and budget (the lowest seed where there are several)."))
+    return s
+
+
+def _influence_diagnostics(c: RunContents, out: Path) -> Section:
+    s = Section("aid-thi", "Influence diagnostics of the selections (AID and THI)",
+                "The BIDS paper's diagnostics, per validation task. AID: the mean influence of the selected "
+                "examples on that task's validation instances (raw, and after column normalisation). THI: the "
+                "share of selected examples whose highest summed influence is on that task. Balanced bars mean "
+                "the selection serves every task.")
+    filled = fill_influence(first_seed(c.selections), c.attribution_dir) if c.attribution_dir else []
+    with_influence = [x for x in first_seed(c.selections) if x.influence]
+    if not with_influence:
+        s.absent = ("No influence diagnostics: no selection carries them and no attribution matrix "
+                    f"(influence/scores/scores.npy) was found under {c.root}. Select with less, bids or an "
+                    "ablation (they need the matrix) to get them.")
+        return s
+    budgets = sorted({x.budget for x in with_influence if x.budget != "all"}, key=budget_key) or ["all"]
+    for budget in budgets:
+        group = sorted((x for x in with_influence if x.budget in (budget, "all")),
+                       key=lambda x: plots.method_sort_key(x.name))
+        aid = {k: {x.name: x.influence[k]["aid"] for x in group} for k in ("raw", "normalised")}
+        thi = {k: {x.name: x.influence[k]["thi"] for x in group} for k in ("raw", "normalised")}
+        name = _save(plots.influence_diagnostics_figure(aid, thi, budget), out, f"influence-aid-thi-{_tag(budget)}.png")
+        here = [x.name for x in group if x.name in filled]
+        note = f" AID and THI of {', '.join(here)} computed here from the attribution matrix." if here else ""
+        s.figures.append((name, f"Budget {budget}.{note}"))
+    return s
+
+
+def _influence_distributions(c: RunContents, out: Path) -> Section:
+    s = Section("influence", "Influence distributions per validation task, before and after normalisation",
+                "For every pool example, its highest influence on each validation task (the max over that "
+                "task's columns of the attribution matrix). Raw scores differ in scale across tasks, so a raw "
+                "max favours some tasks; BIDS standardises every column first (right).")
+    if c.attribution_dir is None:
+        s.absent = (f"No attribution matrix under {c.root} (influence/scores/scores.npy). It is computed when a "
+                    "run includes less, bids or one of their ablations.")
+        return s
+    raw, normalised = influence_distributions(c.attribution_dir)
+    name = _save(plots.influence_distribution_figure(raw, normalised), out, "influence-distributions.png")
+    s.figures.append((name, f"From {c.attribution_dir.relative_to(c.root)}; boxes span the interquartile range, "
+                            "whiskers 1.5 × IQR, dots beyond them are single examples."))
+    return s
+
+
+def _learning_percentage(c: RunContents, out: Path) -> Section:
+    s = Section("lp", "Learning percentage",
+                "How much of each pool example's learning happened in the selection model's first epoch: "
+                "LP(1) = (P₀ − P₁) / (P₀ − Pₙ) over perplexities. Low values are hard examples, which lp-hard "
+                "keeps; the outlined histograms are the examples each LP selection took.")
+    if not c.loss_dirs:
+        s.absent = (f"No loss trajectories under {c.root} (losses/epoch-0, epoch-1, ...). They are written when a "
+                    "run includes lp-hard, lp-easy or lp-random.")
+        return s
+    for i, folder in enumerate(c.loss_dirs):
+        data = learning_percentage_data(folder, c.selections)
+        counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data["counts"].items())
+        title = (f"Learning percentage after {data['epochs']} epochs of the selection model\n"
+                 f"{folder.relative_to(c.root)}: {counts}")
+        fig = plots.learning_percentage_figure(data["lp"], data["overlays"], data["losses"], data["variant"], title)
+        s.figures.append((_save(fig, out, f"learning-percentage-{i}.png"),
+                          "Learned examples only (unmoved and regressed ones have no meaningful LP; they are "
+                          "counted in the title); values beyond the axis are drawn in its end bins. When LP piles "
+                          "up just below 1 the axis is 1 − LP on a log scale, whose first bin also holds LP ≥ 1."))
+    return s
+
+
+def _ideal(c: RunContents, out: Path) -> Section:
+    s = Section("ideal", "IDEAL: domain volumes per round",
+                "IDEAL measures each domain's influence on the reference loss through a K-FAC inverse Hessian, "
+                "grows the domains that help and shrinks the others, and retrains. Left: the mixture's size per "
+                "domain entering round 1 and after each round; right: each round's relative change β.")
+    summary = c.ideal_summary
+    if not summary or not summary.get("rounds"):
+        s.absent = (f"No IDEAL run under {c.root} (ideal/summary.json). `instruct-select ideal CONFIG` writes it.")
+        return s
+    s.figures.append((_save(plots.ideal_figure(summary), out, "ideal-volumes.png"),
+                      f"From {c.ideal_source.relative_to(c.root)}."))
+    rows = [(f"round {r['round']} (mixture entering it)", r.get("metrics")) for r in summary["rounds"]]
+    rows.append(("final mixture", (summary.get("final") or {}).get("metrics")))
+    rows = [(label, m) for label, m in rows if m and "scores" in m]
+    if rows:
+        s.html = _results_table({label: [m] for label, m in rows}, "Models trained on each IDEAL mixture", "model")
+    return s
+
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1180px;
+       padding: 24px 32px; color: #1d1d1f; line-height: 1.45; }
+h1 { font-size: 28px; margin-bottom: 4px; } h2 { font-size: 21px; margin-top: 40px; border-bottom: 1px solid #ddd; }
+.meta { color: #555; font-size: 14px; } nav ol { columns: 2; font-size: 15px; }
+.lead { max-width: 900px; } figure { margin: 16px 0; } img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 13px; } code { background: #f3f3f3; padding: 1px 4px; border-radius: 3px; }
+.absent { background: #fff6e5; border-left: 4px solid #f0a500; padding: 10px 14px; }
+table { border-collapse: collapse; margin: 12px 0 24px; font-size: 14px; }
+caption { text-align: left; color: #555; font-size: 13px; padding-bottom: 4px; }
+th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: right; } th { background: #f5f5f5; }
+td:first-child, th:first-child { text-align: left; }
+"""
+
+
+def _page(c: RunContents, sections: list[Section], out: Path) -> str:
+    from ..artifacts import package_versions
+
+    version = package_versions()["instruct_select"]  # the installed distribution's, as manifests record it
+    toc = "".join(f"<li><a href='#{s.key}'>{html.escape(s.title)}</a>{' (absent)' if s.absent else ''}</li>"
+                  for s in sections)
+    body = "".join(_section_html(s, out) for s in sections)
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>Selection report: {html.escape(str(c.root))}</title><style>{CSS}</style></head><body>"
+            f"<h1>Selection report</h1><p class='meta'>Run directory <code>{html.escape(str(c.root.resolve()))}"
+            f"</code> · written {time.strftime('%Y-%m-%d %H:%M')} by instruct_select {version} · "
+            f"{len(c.selections)} selection folder(s)</p><nav><ol>{toc}</ol></nav>{body}</body></html>\n")
+
+
+def _section_html(s: Section, out: Path) -> str:
+    parts = [f"<section id='{s.key}'><h2>{html.escape(s.title)}</h2><p class='lead'>{html.escape(s.lead)}</p>"]
+    if s.absent:
+        parts.append(f"<p class='absent'>Not in this run. {html.escape(s.absent)}</p>")
+    for name, caption in s.figures:
+        data = base64.b64encode((out / name).read_bytes()).decode("ascii")
+        parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption>{html.escape(caption)} <a href='{html.escape(name)}'>{html.escape(name)}</a>"
+                     "</figcaption></figure>")
+    parts.append(s.html + "</section>")
+    return "".join(parts)

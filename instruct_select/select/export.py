@@ -1,0 +1,142 @@
+"""Hand a selection to the training tools people already use: a datasets folder or JSONL.
+
+    instruct-select export runs/demo/bids-15pct-seed0/select --pool data/pool.jsonl --to hf --out sel_hf
+    instruct-select export runs/demo/bids-15pct-seed0/select --pool data/pool.jsonl --to jsonl --out sel.jsonl
+
+``hf``: a Hugging Face ``datasets`` folder (``save_to_disk``; ``load_from_disk`` reads it), one
+row per selected example in rank order, with ``id``, ``task``, ``subtask``, ``messages`` (role /
+content: what TRL's SFTTrainer and most chat trainers take), ``rank`` and ``score`` from
+``selection.tsv``, and the original record's other fields where Arrow can hold them as columns
+(a field whose values mix types is stored as JSON text, and listed in the dataset's description).
+
+``jsonl``: the original records, one per line in rank order, exactly as the pool holds them
+(``data.writing.write_records`` for a JSONL pool); LLaMA-Factory (alpaca / sharegpt) and
+open-instruct (messages) read these files as they are. A Super-NaturalInstructions pool has no
+self-contained records (the definition lives in the file), so it is written as messages.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import atomic_path, atomic_write_text, read_json
+from ..errors import ArtifactMismatchError, ConfigError, InputError
+
+TARGETS = ("hf", "jsonl")
+OWN_COLUMNS = ("id", "task", "subtask", "messages", "rank", "score")
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    rows: int
+    notes: list[str] = field(default_factory=list)
+
+
+def read_selection_table(selection_dir: str | Path) -> list[tuple[str, float | None]]:
+    """(id, score or None) per selected example, in rank order, from ``selection.tsv``."""
+    table = Path(selection_dir) / "selection.tsv"
+    if not table.is_file():
+        raise InputError(f"{selection_dir} holds no selection.tsv: give a selection folder "
+                         "(what `instruct-select select` writes, e.g. RUN/bids-15pct-seed0/select)")
+    rows = []
+    for number, line in enumerate(table.read_text(encoding="utf-8").splitlines()[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) < 2:
+            raise InputError(f"{table}:{number}: expected rank, id, task, score separated by tabs")
+        rows.append((parts[1], float(parts[3]) if len(parts) > 3 and parts[3] else None))
+    return rows
+
+
+def export_selection(selection_dir: str | Path, pool: str | Path, to: str, out: str | Path, *,
+                     data_format: str = "auto") -> ExportResult:
+    """Write the selection in ``selection_dir`` (made from ``pool``) to ``out`` as ``to`` (hf|jsonl)."""
+    from ..data.loading import load_examples
+
+    if to not in TARGETS:
+        raise ConfigError(f"--to must be one of {', '.join(TARGETS)}, got {to!r}")
+    table = read_selection_table(selection_dir)
+    loaded = load_examples(pool, format=data_format)
+    notes = _check_pool(selection_dir, pool, loaded, [i for i, _ in table])
+    out = Path(out)
+    if to == "hf":
+        notes += write_hf(loaded, table, out)
+    else:
+        notes += write_jsonl(loaded, [i for i, _ in table], out)
+    return ExportResult(out, len(table), notes)
+
+
+def _check_pool(selection_dir, pool, loaded, ids: list[str]) -> list[str]:
+    by_id = loaded.by_id()
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise ArtifactMismatchError(f"{len(missing)} of the {len(ids)} ids in {selection_dir}/selection.tsv are not "
+                                    f"in {pool} (e.g. {missing[:3]}): the selection was made from another pool; "
+                                    "pass the pool it was selected from")
+    manifest = Path(selection_dir) / "manifest.json"
+    recorded = read_json(manifest).get("inputs", {}).get("pool") if manifest.is_file() else None
+    if recorded and recorded != loaded.fingerprint:
+        return [f"{pool} has changed since the selection was made (its fingerprint differs from the one in "
+                f"{manifest}); every selected id is still in it, so the export went ahead"]
+    return []
+
+
+def write_hf(loaded, table: list[tuple[str, float | None]], out: Path) -> list[str]:
+    """A ``datasets`` folder of the selection in rank order; returns notes on fields stored as JSON."""
+    import datasets
+
+    by_id = loaded.by_id()
+    rows = [{"id": e.id, "task": e.task, "subtask": e.subtask, "messages": e.messages, "rank": rank,
+             "score": score} for rank, (i, score) in enumerate(table, start=1) for e in [by_id[i]]]
+    extras, as_json = _record_columns([by_id[i].record or {} for i, _ in table])
+    columns = {name: [r[name] for r in rows] for name in OWN_COLUMNS}
+    columns.update(extras)
+    notes = [f"fields {as_json} mix value types across records and are stored as JSON text"] if as_json else []
+    info = datasets.DatasetInfo(description=(
+        f"Selection exported by instruct_select from {loaded.source} ({len(rows)} examples, rank order). "
+        f"Columns {', '.join(OWN_COLUMNS)} are the project's; the rest are the original records' fields"
+        + (f"; {', '.join(as_json)} are JSON text." if as_json else ".")))
+    dataset = datasets.Dataset.from_dict(columns, info=info)
+    with atomic_path(out) as tmp:
+        dataset.save_to_disk(str(tmp))
+    return notes
+
+
+def _record_columns(records: list[dict[str, Any]]) -> tuple[dict[str, list], list[str]]:
+    """The original records' fields as columns (not the project's own names); a field Arrow
+    cannot type as one column becomes JSON text, so nothing is dropped."""
+    import pyarrow as pa
+
+    names = [n for n in dict.fromkeys(k for r in records for k in r) if n not in OWN_COLUMNS]
+    columns, as_json = {}, []
+    for name in names:
+        values = [r.get(name) for r in records]
+        try:
+            pa.array(values)
+            columns[name] = values
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            columns[name] = [None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in values]
+            as_json.append(name)
+    return columns, as_json
+
+
+def write_jsonl(loaded, ids: list[str], out: Path) -> list[str]:
+    """The original records as JSON Lines in rank order (messages for an SNI pool)."""
+    from ..data.writing import write_examples_jsonl, write_records
+
+    if loaded.format == "sni":
+        by_id = loaded.by_id()
+        write_examples_jsonl([by_id[i] for i in ids], out)
+        return ["a Super-NaturalInstructions pool has no self-contained records: written as messages "
+                "({id, task, subtask, messages}) with each task's definition rendered in"]
+    if loaded.container == "jsonl":
+        write_records(loaded, ids, out)
+        return []
+    by_id = loaded.by_id()
+    lines = [json.dumps(by_id[i].record, ensure_ascii=False, default=str) + "\n" for i in ids]
+    atomic_write_text(out, "".join(lines))
+    return [f"the pool is stored as {loaded.container}; its records are written as JSON lines"]

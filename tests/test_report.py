@@ -1,0 +1,182 @@
+"""The HTML report: built from a small run directory made through the real selection code (a
+fake attribution matrix, fake loss trajectories, hand-written results and IDEAL summary), it
+embeds every figure and writes the PNGs; absent artifacts are named on the page; headless
+Chromium renders it to a non-blank screenshot."""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from instruct_select.cli import main
+from instruct_select.influence.attribution import AttributionMatrix
+from instruct_select.pipeline import select_stage
+from instruct_select.report.collect import budget_key, collect_run, results_from_json
+from instruct_select.report.html import write_report
+
+TASKS = ["code", "math", "logic"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _row(rng, shift=0.0):
+    scores = {c: float(np.clip(rng.uniform(0.2, 0.8) + shift, 0, 1)) for c in ["code", "math", "logic", "format"]}
+    values = list(scores.values())
+    return {"scores": scores, "summary": {"macro": float(np.mean(values)), "worst": min(values),
+                                          "spread": float(np.std(values)), "n_capabilities": 4}}
+
+
+def _pool(path, n=60):
+    lines = [json.dumps({"id": f"ex{i}", "task": TASKS[i % 3],
+                         "messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]})
+             for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return [f"ex{i}" for i in range(n)]
+
+
+def _attribution(folder, ids, rng):
+    folder.mkdir(parents=True)
+    scores = rng.normal(size=(len(ids), 6)).astype(np.float32) + np.repeat([0.5, 0.0, -0.5], 2)
+    np.save(folder / "scores.npy", scores)
+    (folder / "rows.json").write_text(json.dumps(ids))
+    (folder / "columns.json").write_text(json.dumps([{"id": f"v{j}", "task": TASKS[j // 2]} for j in range(6)]))
+    (folder / "manifest.json").write_text("{}")
+    return AttributionMatrix.load(folder)
+
+
+def _losses(folder, ids, rng, epochs=3):
+    from instruct_select.features.store import FeatureStore
+
+    start = rng.uniform(2, 4, size=len(ids))
+    for epoch in range(epochs + 1):
+        store = FeatureStore.open_or_create(folder / f"epoch-{epoch}", ids, 1, "float32",
+                                            {"train_run": "t", "data": "d", "checkpoint": epoch})
+        store.write(ids, (start * (1 - 0.3 * rng.uniform(0.2, 1.0, size=len(ids))) ** min(epoch, 1)
+                          * 0.9 ** epoch)[:, None])
+        (folder / f"epoch-{epoch}" / "manifest.json").write_text("{}")
+
+
+def _lp_selection(folder, ids):
+    folder.mkdir(parents=True)
+    rows = ["rank\tid\ttask\tscore"] + [f"{r}\t{i}\t{TASKS[int(i[2:]) % 3]}\t" for r, i in enumerate(ids, 1)]
+    (folder / "selection.tsv").write_text("\n".join(rows) + "\n")
+    composition = {t: sum(TASKS[int(i[2:]) % 3] == t for i in ids) for t in TASKS}
+    (folder / "diagnostics.json").write_text(json.dumps({"composition": composition,
+                                                         "pool_composition": {t: 20 for t in TASKS}}))
+
+
+def _ideal(folder):
+    folder.mkdir(parents=True)
+    rounds = [{"round": 1, "volumes": {"before": {"code": 20, "math": 20}, "after": {"code": 23, "math": 17}},
+               "beta": {"code": 0.15, "math": -0.15}, "influences": {"code": -1.0, "math": 1.0},
+               "metrics": _row(np.random.default_rng(5))},
+              {"round": 2, "volumes": {"before": {"code": 23, "math": 17}, "after": {"code": 25, "math": 15}},
+               "beta": {"code": 0.1, "math": -0.15}, "influences": {"code": -0.6, "math": 0.9}, "metrics": None}]
+    (folder / "summary.json").write_text(json.dumps({"domains": ["code", "math"], "pool_volumes":
+                                                     {"code": 20, "math": 20}, "rounds": rounds, "final": None}))
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """A run directory holding every artifact the report draws."""
+    root = tmp_path_factory.mktemp("run")
+    rng = np.random.default_rng(0)
+    ids = _pool(root / "pool.jsonl")
+    matrix = _attribution(root / "influence" / "scores", ids, rng)
+    for seed in (0, 1):
+        for method in ("random", "less", "bids"):
+            artifacts = {"attribution": matrix} if method != "random" else {}
+            select_stage(root / "pool.jsonl", method, "10%", root / f"{method}-10pct-seed{seed}" / "select",
+                         seed=seed, artifacts=artifacts, log=lambda m: None)
+    select_stage(root / "pool.jsonl", "full", "10%", root / "full-seed0" / "select", log=lambda m: None)
+    _losses(root / "influence" / "learning_percentage" / "losses", ids, rng)
+    _lp_selection(root / "lp-hard-10pct-seed0" / "select", ids[:6])
+    runs = {b: {m: [_row(rng, 0.1 * (m == "bids")) for _ in (0, 1)] for m in ("random", "less", "bids", "lp-hard")}
+            for b in ("5%", "10%")}
+    (root / "experiments.json").write_text(json.dumps({"budgets": ["5%", "10%"], "seeds": [0, 1], "runs": runs,
+                                                       "methods": ["random", "less", "bids", "lp-hard"],
+                                                       "base": _row(rng, -0.2)}))
+    _ideal(root / "ideal")
+    return root
+
+
+def test_report_embeds_every_figure(full_run, tmp_path):
+    page = write_report(full_run, tmp_path / "report")
+    text = page.read_text()
+    pngs = sorted((tmp_path / "report").glob("*.png"))
+    names = {p.name for p in pngs}
+    assert {"composition.png", "results-5pct.png", "results-10pct.png", "influence-aid-thi-10pct.png",
+            "influence-distributions.png", "learning-percentage-0.png", "ideal-volumes.png"} <= names
+    for png in pngs:
+        data = png.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+        assert base64.b64encode(data).decode() in text  # each PNG is embedded, byte for byte
+    assert text.count("data:image/png;base64,") == len(pngs)
+    assert "Not in this run" not in text
+    assert "<table>" in text and "± " in text and "Models trained on each IDEAL mixture" in text
+    # random and full carry no influence diagnostics of their own: the report computes them.
+    note = text[text.index("AID and THI of "):].split(" computed here")[0]
+    assert "random @ 10%" in note and "full" in note and "bids" not in note
+
+
+def test_collect_reads_the_layouts(full_run):
+    found = collect_run(full_run)
+    labels = {s.label for s in found.selections}
+    assert {"bids-10pct-seed0", "bids-10pct-seed1", "full-seed0", "lp-hard-10pct-seed0"} <= labels
+    bids = next(s for s in found.selections if s.label == "bids-10pct-seed0")
+    assert (bids.method, bids.budget, bids.seed) == ("bids", "10%", 0) and bids.influence
+    assert found.attribution_dir == full_run / "influence" / "scores"
+    assert found.loss_dirs == [full_run / "influence" / "learning_percentage" / "losses"]
+    assert set(found.results) == {"5%", "10%"} and len(found.results["10%"]["bids"]) == 2
+    assert sorted(["all", "500", "10%", "5%", "200tok"], key=budget_key) == ["5%", "10%", "200tok", "500", "all"]
+
+
+def test_results_json_of_a_demo_and_of_a_run_config():
+    row = _row(np.random.default_rng(1))
+    demo = {"settings": {"budget": "15%"}, "rows": {"base (no tuning)": row, "random @ 15%": row, "full": row}}
+    results, base = results_from_json(demo)
+    assert base == row and list(results) == ["15%"] and set(results["15%"]) == {"random", "full"}
+    run = {"bids @ 10%": {"selection": "s", "model": "m", "summary": row},
+           "less @ 10%": {"selection": "s", "model": None, "summary": None}}
+    results, base = results_from_json(run)
+    assert base is None and list(results["10%"]) == ["bids"]
+
+
+def test_partial_run_names_what_is_absent(tmp_path, capsys):
+    row = _row(np.random.default_rng(2))
+    (tmp_path / "results.json").write_text(json.dumps({"settings": {"budget": "15%"},
+                                                       "rows": {"random @ 15%": row, "bids @ 15%": row}}))
+    assert main(["report", str(tmp_path)]) == 0
+    assert str(tmp_path / "report" / "report.html") in capsys.readouterr().out
+    text = (tmp_path / "report" / "report.html").read_text()
+    assert text.count("Not in this run") == 5 and "ideal/summary.json" in text
+    assert (tmp_path / "report" / "results-15pct.png").stat().st_size > 0
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def _chromium() -> str | None:
+    return next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"),
+                             shutil.which("google-chrome")) if p), None)
+
+
+def test_report_renders_in_headless_chromium(full_run, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium): the rendering check needs a browser")
+    page = write_report(full_run, tmp_path / "report")
+    shot = tmp_path / "shot.png"
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000",
+               page.resolve().as_uri()]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    assert pixels.shape == (2000, 1200)
+    assert pixels.std() > 20  # text and figures, not a blank page
+    assert (pixels < 128).mean() > 0.01  # a real share of dark pixels: something was drawn
