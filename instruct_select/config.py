@@ -127,6 +127,7 @@ class InfluenceSettings:
 class LPSettings:
     """How the selection model is trained and how LP selects; ``None`` fields take the lab presets."""
 
+    selection_model: str = ""  # the model whose LP selects; "" = the run's own (e.g. opt-350m for a 13B)
     epochs: int = 3  # the paper's n
     variant: str = "lp1"  # "lp1" or "lp_app"
     clusters: int | None = None  # None: max(1, round(sqrt(N / 2)))

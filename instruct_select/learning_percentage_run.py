@@ -27,7 +27,8 @@ from .select.learning_percentage import lp_agreement
 
 
 def model_trajectories(model: str | Path, pool_path: str | Path, out_dir: str | Path, settings: LPSettings, *,
-                       loaded=None, device: str | None = None, progress: bool = True, log=print) -> LossTrajectories:
+                       loaded=None, device: str | None = None, dtype: str = "float32",
+                       chat_template: str | None = None, progress: bool = True, log=print) -> LossTrajectories:
     """Train ``model`` on the whole pool (n epochs, checkpoints kept) and return its loss trajectories.
 
     ``loaded``: the pool already loaded from ``pool_path`` (saves reading it twice).
@@ -35,25 +36,27 @@ def model_trajectories(model: str | Path, pool_path: str | Path, out_dir: str | 
     out_dir = Path(out_dir)
     train = settings.selection_train_settings()
     loaded = load_pool(pool_path) if loaded is None else loaded
-    train_stage(model, pool_path, out_dir / "train", train, device=device, progress=progress, log=log)
+    train_stage(model, pool_path, out_dir / "train", train, device=device, dtype=dtype, chat_template=chat_template,
+                progress=progress, log=log)
     return loss_trajectories_stage(model, out_dir / "train", loaded.examples, loaded.fingerprint, out_dir / "losses",
                                    max_length=train.max_length, token_budget=settings.pass_token_budget(),
                                    max_batch_size=settings.max_batch_size, device=device, progress=progress, log=log)
 
 
 def selection_artifacts(model: str | Path, pool_path: str | Path, out_dir: str | Path, settings: LPSettings, *,
-                        device: str | None = None, progress: bool = True,
-                        log=print) -> tuple[dict[str, Any], dict[str, str]]:
+                        device: str | None = None, dtype: str = "float32", chat_template: str | None = None,
+                        progress: bool = True, log=print) -> tuple[dict[str, Any], dict[str, str]]:
     """{"loss_trajectories": LossTrajectories, "embeddings": Embeddings} and their fingerprints."""
     out_dir = Path(out_dir)
     loaded = load_pool(pool_path)
     trajectories = model_trajectories(model, pool_path, out_dir, settings, loaded=loaded, device=device,
-                                      progress=progress, log=log)
+                                      dtype=dtype, chat_template=chat_template, progress=progress, log=log)
     max_length = settings.selection_train_settings().max_length
     embeddings = embeddings_stage(model, loaded.examples, loaded.fingerprint, out_dir / "embeddings",
                                   encoder=settings.encoder, max_length=max_length,
                                   token_budget=settings.pass_token_budget(),
-                                  max_batch_size=settings.max_batch_size, device=device, progress=progress, log=log)
+                                  max_batch_size=settings.max_batch_size, dtype=dtype, chat_template=chat_template,
+                                  device=device, progress=progress, log=log)
     artifacts = {"loss_trajectories": trajectories, "embeddings": embeddings}
     return artifacts, {name: value.fingerprint() for name, value in artifacts.items()}
 

@@ -172,8 +172,11 @@ def prepare_artifacts(needs: set[str], pool_path: str | Path, validation_path: s
     if needs & {"loss_trajectories", "embeddings"} and stop_after is None and (shard is None or shard.count == 1):
         from .learning_percentage_run import selection_artifacts
 
-        artifacts, fingerprints = selection_artifacts(model, pool_path, Path(run_dir) / "learning_percentage",
-                                                      lp or LPSettings(), device=device, progress=progress, log=log)
+        lp = lp or LPSettings()
+        artifacts, fingerprints = selection_artifacts(lp.selection_model or model, pool_path,
+                                                      Path(run_dir) / "learning_percentage", lp, device=device,
+                                                      dtype=dtype, chat_template=chat_template,
+                                                      progress=progress, log=log)
     needs = needs & {"attribution", "hidden_states"}
     if not needs:
         return artifacts, fingerprints
@@ -255,9 +258,10 @@ def run_config(config: RunConfig, *, shard: Shard | None = None, stop_after: str
         for method in config.methods:
             needed = get_selector(method).needs
             folder = run_dir / f"{method}-{str(Budget.parse(budget)).replace('%', 'pct')}-seed{config.seed}"
+            options = config.learning_percentage.options() if "loss_trajectories" in needed else None
             selection = select_stage(config.pool, method, budget, folder / "select", seed=config.seed, log=log,
                                      artifacts={k: artifacts[k] for k in needed},
-                                     artifact_fingerprints={k: fingerprints[k] for k in needed})
+                                     artifact_fingerprints={k: fingerprints[k] for k in needed}, options=options)
             entry: dict[str, Any] = {"selection": str(selection.path), "model": None, "summary": None}
             if config.finetune:
                 trained = train_stage(config.model, config.pool, folder / "train", config.train,

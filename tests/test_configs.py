@@ -49,7 +49,7 @@ def test_bad_config_is_a_clear_error(tmp_path):
     assert main(["run", str(bad), "--dry-run"]) == 2
 
 
-def test_run_config_end_to_end_on_tiny_lab(tiny_lab, tmp_path):
+def test_run_config_end_to_end_on_tiny_lab(tiny_lab, tiny_model_dir, tmp_path):
     data = {
         "model": str(tiny_lab.model("small")), "pool": str(tiny_lab.pool), "validation": str(tiny_lab.validation),
         "tests": str(tiny_lab.test), "run_dir": str(tmp_path / "run"), "methods": ["random", "bids", "lp-hard"],
@@ -60,7 +60,7 @@ def test_run_config_end_to_end_on_tiny_lab(tiny_lab, tmp_path):
         "train": {"epochs": 1, "token_budget": 2048, "max_length": 128, "save_checkpoints": False,
                   "lora": {"r": 4, "alpha": 8}},
         "eval": {"max_new_tokens": 4},
-        "learning_percentage": {"epochs": 2, "selection_train": {"epochs": 2, "token_budget": 2048, "max_length": 128,
+        "learning_percentage": {"selection_model": str(tiny_model_dir), "epochs": 2, "selection_train": {"epochs": 2, "token_budget": 2048, "max_length": 128,
                                                                  "lora": {"r": 4, "alpha": 8}}},
     }
     path = tmp_path / "c.yaml"
@@ -69,6 +69,9 @@ def test_run_config_end_to_end_on_tiny_lab(tiny_lab, tmp_path):
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert set(results) == {"random @ 10%", "bids @ 10%", "lp-hard @ 10%"}
     assert results["bids @ 10%"]["summary"]["summary"]["n_capabilities"] == 5
+    # Another (smaller) model computed the learning percentage: the selection model's own run.
+    lp_train = json.loads((tmp_path / "run" / "influence" / "learning_percentage" / "train" / "manifest.json").read_text())
+    assert lp_train["outputs"]["base_model"] == str(tiny_model_dir)
     config = from_dict(RunConfig, apply_overrides(data, ["budgets=[20%]"]))
     assert config.budgets == ["20%"]
 
