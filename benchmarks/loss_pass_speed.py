@@ -24,22 +24,14 @@ from instruct_select.data.chat import tokenize_examples
 from instruct_select.data.loading import load_examples
 from instruct_select.features.store import FeatureStore
 from instruct_select.features.trajectories import fill_loss_store
-from instruct_select.lab.build import LabPaths, LabSettings, build_lab
-from instruct_select.lab.presets import lab_train_settings
+from instruct_select.lab.build import LabPaths, build_lab
+from instruct_select.lab.presets import lab_train_settings, tiny_lab_settings
 from instruct_select.models.loading import load_base_model, load_tokenizer
 from instruct_select.train.loop import train_model
 
 
 def tiny_lab(root: Path) -> LabPaths:
-    from instruct_select.lab.pool import LabDataConfig
-    from instruct_select.lab.pretrain import LabModelSpec
-
-    settings = LabSettings(seed=0, vocab_size=400, sizes=("small",),
-                           data=LabDataConfig(pool_size=240, validation_per_capability=4, test_per_capability=6,
-                                              corpus_chars=60_000),
-                           specs={"small": LabModelSpec(hidden=32, layers=1, heads=2, epochs=0.5, block=64,
-                                                        batch_size=8)})
-    return build_lab(root, settings, progress=False, log=lambda m: None)
+    return build_lab(root, tiny_lab_settings(), progress=False, log=lambda m: None)
 
 
 def main() -> None:

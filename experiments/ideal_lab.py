@@ -27,19 +27,8 @@ from instruct_select.ideal import IdealSettings, mixture_for_selection, run_idea
 from instruct_select.lab.build import LabPaths, LabSettings, build_lab
 from instruct_select.lab.presets import lab_eval_settings, lab_influence_settings, lab_train_settings
 from instruct_select.pipeline import evaluate_stage, prepare_artifacts, select_stage, train_stage
+from instruct_select.lab.presets import tiny_lab_settings
 from instruct_select.report.tables import mean_spread_table
-
-
-def tiny_lab_settings() -> LabSettings:
-    """The test suite's tiny lab: builds in seconds; for checking the script, not for results."""
-    from instruct_select.lab.pool import LabDataConfig
-    from instruct_select.lab.pretrain import LabModelSpec
-
-    return LabSettings(seed=0, vocab_size=400, sizes=("small",),
-                       data=LabDataConfig(pool_size=240, validation_per_capability=4,
-                                          test_per_capability=6, corpus_chars=60_000),
-                       specs={"small": LabModelSpec(hidden=32, layers=1, heads=2, epochs=0.5, block=64,
-                                                    batch_size=8)})
 
 
 def ideal_settings(seed: int, rounds: int, tiny: bool) -> IdealSettings:

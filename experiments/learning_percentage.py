@@ -24,21 +24,10 @@ from pathlib import Path
 
 from instruct_select.artifacts import atomic_write_text
 from instruct_select.learning_percentage_run import LPSettings, agreement, model_trajectories, run_learning_percentage
+from instruct_select.lab.presets import tiny_lab_settings
 from instruct_select.report.tables import mean_spread_table
 
 LP_METHODS = ("lp-hard", "lp-easy")
-
-
-def tiny_lab_settings():
-    """A lab that builds in seconds (the tests' tiny lab): for checking the script, not for results."""
-    from instruct_select.lab.build import LabSettings
-    from instruct_select.lab.pool import LabDataConfig
-    from instruct_select.lab.pretrain import LabModelSpec
-
-    return LabSettings(seed=0, vocab_size=400, sizes=("small",),
-                       data=LabDataConfig(pool_size=240, validation_per_capability=4, test_per_capability=6,
-                                          corpus_chars=60_000),
-                       specs={"small": LabModelSpec(hidden=32, layers=1, heads=2, epochs=0.5, block=64, batch_size=8)})
 
 
 def run_experiment(lab, run_dir: str | Path, *, budgets: list[str], seeds: list[int], selectors: list[str],

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from instruct_select.lab.presets import tiny_lab_settings  # noqa: F401  (the tests import it from here)
+
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
@@ -72,22 +74,6 @@ def tiny_tokenizer(tiny_model_dir):
     from instruct_select.models.loading import load_tokenizer
 
     return load_tokenizer(tiny_model_dir)
-
-
-def tiny_lab_settings(seed: int = 0):
-    """A lab small enough to build in seconds: for pipeline tests, not for results."""
-    from instruct_select.lab.build import LabSettings
-    from instruct_select.lab.pool import LabDataConfig
-    from instruct_select.lab.pretrain import LabModelSpec
-
-    return LabSettings(
-        seed=seed,
-        vocab_size=400,
-        sizes=("small",),
-        data=LabDataConfig(pool_size=240, validation_per_capability=4, test_per_capability=6,
-                           corpus_chars=60_000),
-        specs={"small": LabModelSpec(hidden=32, layers=1, heads=2, epochs=0.5, block=64, batch_size=8)},
-    )
 
 
 @pytest.fixture(scope="session")

@@ -39,3 +39,18 @@ def lab_influence_settings(seed: int = 0) -> InfluenceSettings:
         features=FeatureSettings(dim=2048, projection_seed=0, dtype="float16", token_budget=4096,
                                  max_batch_size=64, max_length=128),
     )
+
+
+def tiny_lab_settings(seed: int = 0):
+    """A lab that builds in seconds (one tiny model size): for tests and smoke runs, not for results."""
+    from .build import LabSettings
+    from .pool import LabDataConfig
+    from .pretrain import LabModelSpec
+
+    return LabSettings(
+        seed=seed,
+        vocab_size=400,
+        sizes=("small",),
+        data=LabDataConfig(pool_size=240, validation_per_capability=4, test_per_capability=6, corpus_chars=60_000),
+        specs={"small": LabModelSpec(hidden=32, layers=1, heads=2, epochs=0.5, block=64, batch_size=8)},
+    )
