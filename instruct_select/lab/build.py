@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..artifacts import fingerprint_path, run_stage
+from .corpus import read_corpus
 from .pool import LabDataConfig, write_lab_data
 from ..errors import ConfigError
 from .pretrain import MODEL_SIZES, LabModelSpec, pretrain
@@ -84,14 +85,14 @@ def build_lab(out: str | Path, settings: LabSettings | None = None, *, progress:
     def build_data(folder: Path) -> dict:
         return write_lab_data(folder, config, settings.seed)
 
-    data = run_stage(paths.data, "lab-data", asdict(config), {}, build_data, seed=settings.seed, log=log)
+    run_stage(paths.data, "lab-data", asdict(config), {}, build_data, seed=settings.seed, log=log)
 
     def build_tokenizer(folder: Path) -> dict:
         documents = read_corpus(paths.data / "corpus.txt")
         tokenizer = train_lab_tokenizer(documents, pool_texts(paths.pool), settings.vocab_size, folder)
         return {"vocab_size": len(tokenizer)}
 
-    tok = run_stage(paths.tokenizer, "lab-tokenizer", {"vocab_size": settings.vocab_size},
+    run_stage(paths.tokenizer, "lab-tokenizer", {"vocab_size": settings.vocab_size},
                     {"data": fingerprint_path(paths.data)}, build_tokenizer, seed=settings.seed, log=log)
     for size in settings.sizes:
         spec = settings.spec(size)
@@ -109,14 +110,7 @@ def build_lab(out: str | Path, settings: LabSettings | None = None, *, progress:
         run_stage(paths.model(size), "lab-model", asdict(spec),
                   {"data": fingerprint_path(paths.data), "tokenizer": fingerprint_path(paths.tokenizer)},
                   build_model, seed=settings.seed, log=log)
-    del data, tok
     return paths
-
-
-def read_corpus(path: Path) -> list[str]:
-    from .corpus import read_corpus as _read
-
-    return _read(path)
 
 
 def pool_texts(pool_path: Path) -> list[str]:
