@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default="runs/demo", help="where the demo's stages go (default: %(default)s)")
     p.add_argument("--lab", default="runs/lab", help="where the lab is built or found (default: %(default)s)")
     p.add_argument("--budget", default="15%", help="selection budget (default: %(default)s)")
-    p.add_argument("--methods", default="random,less,bids,full", help="comma-separated methods (default: %(default)s; see `instruct-select methods`)")
+    p.add_argument("--methods", default="random,less,bids,lp-hard,full", help="comma-separated methods (default: %(default)s; see `instruct-select methods`)")
     p.add_argument("--model-size", default="large", help="lab model to fine-tune: small or large (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for selection and training (default: %(default)s)")
     p.set_defaults(func=cmd_demo)

@@ -8,7 +8,9 @@ and written to ``RUN/results.md`` and ``RUN/results.json``. Every stage is cache
 directory, so a second run only prints.
 
 Run layout: ``RUN/base/``, ``RUN/influence/`` (warmup, features, scores; shared by every method,
-budget and seed) and ``RUN/<method>-<budget>-seed<seed>/`` (select, train, evaluation).
+budget and seed; with ``learning_percentage/``, where the small lab model's loss trajectories pick
+the hard examples for the large one) and ``RUN/<method>-<budget>-seed<seed>/`` (select, train,
+evaluation).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .artifacts import atomic_write_json, atomic_write_text
-from .config import EvalSettings, InfluenceSettings, TrainSettings, to_dict
+from .config import EvalSettings, InfluenceSettings, LPSettings, TrainSettings, to_dict
 from .lab.build import LabPaths, LabSettings, build_lab
 from .lab.presets import lab_eval_settings, lab_influence_settings, lab_train_settings
 from .pipeline import evaluate_stage, prepare_artifacts, select_stage, train_stage
@@ -25,7 +27,7 @@ from .report.tables import capability_table
 from .select.base import get_selector
 from .select.budget import Budget
 
-DEFAULT_METHODS = ["random", "less", "bids", "full"]
+DEFAULT_METHODS = ["random", "less", "bids", "lp-hard", "full"]
 
 
 @dataclass
@@ -34,6 +36,7 @@ class DemoSettings:
     seed: int = 0
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     model_size: str = "large"
+    lp_selection_size: str = "small"  # learning percentage: this lab model selects for model_size
     include_base: bool = True
     lab: LabSettings = field(default_factory=LabSettings)
     train: TrainSettings | None = None  # None: the lab preset, seeded with ``seed``
@@ -58,8 +61,9 @@ def compare_methods(lab: LabPaths, run_dir: Path, settings: DemoSettings, *, pro
     budget = str(Budget.parse(settings.budget))
     base_model = lab.model(settings.model_size)
     needs = {need for method in settings.methods for need in get_selector(method).needs}
+    lp = LPSettings(selection_model=str(lab.model(settings.lp_selection_size)))
     artifacts, fingerprints = prepare_artifacts(needs, lab.pool, lab.validation, base_model, run_dir / "influence",
-                                                influence, progress=progress, log=log)
+                                                influence, lp=lp, progress=progress, log=log)
     rows: dict[str, dict] = {}
     if settings.include_base:
         result = evaluate_stage(base_model, lab.test, run_dir / "base" / "evaluation", evaluation,
@@ -90,7 +94,8 @@ def run_demo(run_dir: str | Path, lab_dir: str | Path, settings: DemoSettings | 
     lab = build_lab(lab_dir, settings.lab, progress=progress, log=log)
     rows = compare_methods(lab, run_dir, settings, progress=progress, log=log)
     table = capability_table(rows)
-    header = (f"Lab demo: budget {settings.budget}, seed {settings.seed}, model '{settings.model_size}'. "
+    header = (f"Lab demo: budget {settings.budget}, seed {settings.seed}, model '{settings.model_size}' "
+              f"(lp-* selected by '{settings.lp_selection_size}'). "
               "Accuracy (%) per capability on held-out test sets; macro = mean over capabilities, "
               "worst = lowest capability, spread = standard deviation across capabilities.")
     train, evaluation, influence = settings.resolved()
