@@ -1,5 +1,6 @@
-"""torch.distributed: two CPU processes (gloo) give the same warmup, features, matrix and selection
-as one process; independent --shard jobs merge into the same features."""
+"""torch.distributed: two CPU processes (gloo) give the same warmup, features, matrix, loss
+trajectories, embeddings and selections as one process; independent --shard jobs merge into the
+same features."""
 from __future__ import annotations
 
 import json
@@ -16,13 +17,14 @@ from instruct_select.errors import ConfigError
 
 
 def _config(lab, run_dir) -> dict:
+    train = {"epochs": 2, "learning_rate": 3e-3, "token_budget": 2048, "max_length": 128, "lora": {"r": 4, "alpha": 8}}
     return {
         "model": str(lab.model("small")), "pool": str(lab.pool), "validation": str(lab.validation),
-        "run_dir": str(run_dir), "methods": ["less", "bids"], "budgets": ["10%"], "dtype": "float32",
+        "run_dir": str(run_dir), "methods": ["less", "bids", "lp-hard"], "budgets": ["10%"], "dtype": "float32",
         "device": "cpu", "finetune": False,
-        "influence": {"warmup": {"epochs": 2, "learning_rate": 3e-3, "token_budget": 2048, "max_length": 128,
-                                 "lora": {"r": 4, "alpha": 8}},
+        "influence": {"warmup": train,
                       "features": {"dim": 64, "dtype": "float32", "max_length": 128, "token_budget": 2048}},
+        "learning_percentage": {"epochs": 2, "selection_train": train, "clusters": 3},
     }
 
 
@@ -39,8 +41,12 @@ def _run(args, nproc: int, tmp_path):
 
 def _outputs(run_dir):
     influence = run_dir / "influence"
+    lp = influence / "learning_percentage"
     features = {p.relative_to(influence).as_posix(): np.load(p / "features.npy")
                 for p in sorted((influence / "features").glob("*/epoch-*"))}
+    # Loss trajectories (epochs 0..2) and embeddings of the learning-percentage selection model.
+    features.update({p.relative_to(lp).as_posix(): np.load(p / "features.npy")
+                     for p in [*sorted((lp / "losses").glob("epoch-*")), lp / "embeddings"]})
     scores = np.load(influence / "scores" / "scores.npy")
     selections = {p.parent.name: (p / "selection.tsv").read_text()
                   for p in sorted(run_dir.glob("*/select"))}
@@ -73,20 +79,27 @@ def test_two_processes_and_shard_jobs_equal_one_process(tiny_lab, tmp_path):
     for run in ("run2", "run3"):
         merged = json.loads((tmp_path / run / "influence" / "features" / "pool" / "epoch-1" / "manifest.json").read_text())
         assert merged["outputs"]["merged_shards"] == ["shard-0-of-2", "shard-1-of-2"]
+    lp = tmp_path / "run2" / "influence" / "learning_percentage"
+    for folder in (lp / "losses" / "epoch-2", lp / "embeddings"):  # computed by two ranks, then merged
+        assert json.loads((folder / "manifest.json").read_text())["outputs"]["merged_shards"] == [
+            "shard-0-of-2", "shard-1-of-2"]
 
 
 def _assert_same(first, second):
     (f1, s1, sel1), (f2, s2, sel2) = first, second
-    assert f1.keys() == f2.keys() and len(f1) == 4  # pool and validation at 2 checkpoints
+    # pool and validation features at 2 checkpoints, losses at 3 epochs, embeddings
+    assert f1.keys() == f2.keys() and len(f1) == 4 + 3 + 1
     for name in f1:
         np.testing.assert_allclose(f2[name], f1[name], atol=1e-6, rtol=0)
     np.testing.assert_allclose(s2, s1, atol=1e-6, rtol=0)
-    assert sel1.keys() == sel2.keys() and len(sel1) == 2
+    assert sel1.keys() == sel2.keys() and len(sel1) == 3
     for name in sel1:
         rows1 = [line.split("\t") for line in sel1[name].splitlines()[1:]]
         rows2 = [line.split("\t") for line in sel2[name].splitlines()[1:]]
         assert [r[:3] for r in rows1] == [r[:3] for r in rows2]  # same ids, same order
-        np.testing.assert_allclose([float(r[3]) for r in rows1], [float(r[3]) for r in rows2], atol=1e-5)
+        # Learning percentage is a ratio of perplexity differences: losses equal to 1e-6 give LPs
+        # equal to a few 1e-5 relative, hence the relative tolerance on the recorded scores.
+        np.testing.assert_allclose([float(r[3]) for r in rows1], [float(r[3]) for r in rows2], rtol=1e-4, atol=1e-5)
 
 
 def test_shard_parsing():

@@ -6,7 +6,8 @@ the pool, not what one training run made of it. Alternative: a local sentence-tr
 named by path, imported only when asked for (it is not a dependency of this package); it embeds
 the conversation as "role: content" lines.
 
-    out_dir/   a FeatureStore (dim = embedding size, float32) with a manifest; resumable
+    out_dir/   a FeatureStore (dim = embedding size, float32) with a manifest; resumable, and
+               split across torch.distributed ranks (``features.sharded``)
 """
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..artifacts import fingerprint_json, fingerprint_model, require_finished, run_stage
+from ..artifacts import fingerprint_json, fingerprint_model, require_finished
 from ..data.batching import collate, token_budget_batches
 from ..data.chat import tokenize_example
 from ..data.example import Example
+from ..distributed import Shard
 from ..errors import ArtifactMismatchError, ConfigError
+from .sharded import sharded_store_stage
 from .store import FeatureStore
 
 HIDDEN = "hidden"
@@ -99,29 +102,33 @@ def fill_sentence_embeddings(encoder, examples: list[Example], store: FeatureSto
 def embeddings_stage(model_path: str | Path, examples: list[Example], data_fingerprint: str, out_dir: str | Path, *,
                      encoder: str = HIDDEN, max_length: int = 256, token_budget: int = 8192, max_batch_size: int = 64,
                      dtype: str = "float32", chat_template: str | None = None, device: str | None = None,
-                     progress: bool = True, log=print) -> Embeddings:
-    """Embed every example with ``encoder`` ("hidden": ``model_path``'s mean final states; else a path)."""
+                     shard: Shard | None = None, progress: bool = True, log=print) -> Embeddings | None:
+    """Embed every example with ``encoder`` ("hidden": ``model_path``'s mean final states; else a path).
+
+    Split across torch.distributed ranks like every per-example pass (``features.sharded``); an
+    independent ``shard`` job embeds its share and returns None.
+    """
     source = model_path if encoder == HIDDEN else encoder
     settings = {"encoder": "hidden" if encoder == HIDDEN else "sentence-transformers",
                 "max_length": max_length if encoder == HIDDEN else None,
                 "chat_template": chat_template if encoder == HIDDEN else None,
                 "dtype": dtype if encoder == HIDDEN else None}
     inputs = {"model": fingerprint_model(source), "data": data_fingerprint}
-    ids = [e.id for e in examples]
 
-    def build(folder: Path) -> dict:
-        meta = {**settings, **inputs}
+    def fill(folder: Path, mine: list[Example], meta: dict) -> dict:
+        ids = [e.id for e in mine]
         if encoder == HIDDEN:
             from ..models.loading import load_base_model, load_tokenizer
 
             model = load_base_model(model_path, dtype, device)
             store = FeatureStore.open_or_create(folder, ids, int(model.config.hidden_size), "float32", meta)
-            return fill_mean_hidden_states(model, load_tokenizer(model_path, chat_template), examples, store,
+            return fill_mean_hidden_states(model, load_tokenizer(model_path, chat_template), mine, store,
                                            max_length=max_length, token_budget=token_budget,
                                            max_batch_size=max_batch_size, progress=progress)
         model = _sentence_encoder(encoder, device)
         store = FeatureStore.open_or_create(folder, ids, int(model.get_sentence_embedding_dimension()), "float32", meta)
-        return fill_sentence_embeddings(model, examples, store, batch_size=max_batch_size, progress=progress)
+        return fill_sentence_embeddings(model, mine, store, batch_size=max_batch_size, progress=progress)
 
-    run_stage(out_dir, "embeddings", settings, inputs, build, log=log)
-    return Embeddings.load(out_dir)
+    sharded_store_stage(out_dir, "embeddings", settings, inputs, examples, {**settings, **inputs}, fill,
+                        shard=shard, log=log)
+    return None if shard is not None and shard.count > 1 else Embeddings.load(out_dir)

@@ -8,8 +8,9 @@ e = 0 (the base model) and after each epoch of training on the pool. The loss is
     out_dir/epoch-E/   the loss at the training run's checkpoint E (base model + its LoRA weights)
 
 Each epoch folder is a cached stage with a manifest (a rerun skips it) and a done-mask (an
-interrupted one resumes). Forward passes only, under ``torch.inference_mode``, in length-sorted
-token-budget batches. An example left with no response token after truncation has no loss: it is
+interrupted one resumes); under torch.distributed every rank takes every N-th example and the
+main process merges (``features.sharded``). Forward passes only, under ``torch.inference_mode``,
+in length-sorted token-budget batches. An example left with no response token after truncation has no loss: it is
 reported, stored as NaN, and listed in ``LossTrajectories.excluded`` so a selector leaves it out.
 """
 from __future__ import annotations
@@ -22,13 +23,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..artifacts import fingerprint_json, fingerprint_model, fingerprint_path, require_finished, run_stage
+from ..artifacts import fingerprint_json, fingerprint_model, fingerprint_path, require_finished
 from ..data.batching import collate, token_budget_batches
 from ..data.chat import RenderReport, TokenizedExample, tokenize_examples
 from ..data.example import Example
+from ..distributed import Shard
 from ..errors import ArtifactMismatchError
 from ..train.checkpoint import Checkpoint, list_checkpoints, load_weights_into
 from .loss import model_per_example_loss
+from .sharded import sharded_store_stage
 from .store import FeatureStore
 
 WRITE_EVERY_SECONDS = 2.0
@@ -141,37 +144,44 @@ def _check_train_run(model_path: str | Path, train_dir: Path) -> tuple[dict, lis
 
 def loss_trajectories_stage(model_path: str | Path, train_dir: str | Path, examples: list[Example],
                             data_fingerprint: str, out_dir: str | Path, *, max_length: int, token_budget: int,
-                            max_batch_size: int, device: str | None = None, progress: bool = True,
-                            log=print) -> "LossTrajectories":
-    """Loss of every example at epoch 0 (base model) and at each checkpoint of ``train_dir``."""
+                            max_batch_size: int, device: str | None = None, shard: Shard | None = None,
+                            progress: bool = True, log=print) -> "LossTrajectories | None":
+    """Loss of every example at epoch 0 (base model) and at each checkpoint of ``train_dir``.
+
+    Under torch.distributed each rank computes every N-th example and the main process merges
+    (``features.sharded``); an independent ``shard`` job computes its share and returns None.
+    """
     from ..models.loading import load_tokenizer
 
     train_dir, out_dir = Path(train_dir), Path(out_dir)
     manifest, checkpoints = _check_train_run(model_path, train_dir)
-    ids = [e.id for e in examples]
     shared = {"model": fingerprint_model(model_path), "train_run": fingerprint_path(train_dir),
               "data": data_fingerprint}
     models = _ModelAtEpoch(model_path, manifest, device)
-    tokenizer, tokenized = None, None  # loaded and tokenised once, on the first epoch that needs them
+    tokenizer = None
+    tokenized: dict[tuple[str, ...], tuple] = {}  # this process's examples, tokenised once for every epoch
     for checkpoint in [None, *checkpoints]:
         epoch = 0 if checkpoint is None else checkpoint.epoch
+
+        def fill(folder: Path, mine: list[Example], meta: dict, checkpoint=checkpoint, epoch=epoch) -> dict:
+            nonlocal tokenizer
+            key = tuple(e.id for e in mine)
+            if key not in tokenized:
+                tokenizer = tokenizer or load_tokenizer(train_dir / "model")
+                tokenized[key] = tokenize_examples(tokenizer, mine, max_length)
+                if tokenized[key][1].no_response or tokenized[key][1].truncated:
+                    log(f"[losses] {tokenized[key][1].summary()}")
+            store = FeatureStore.open_or_create(folder, list(key), 1, "float32", meta)
+            return fill_loss_store(models.get(checkpoint), tokenizer, mine, store, max_length=max_length,
+                                   token_budget=token_budget, max_batch_size=max_batch_size,
+                                   tokenized=tokenized[key], progress=progress, desc=f"losses @ epoch {epoch}",
+                                   log=log)
+
         meta = {**shared, "checkpoint": f"epoch-{epoch}", "max_length": max_length}
-
-        def build(folder: Path, checkpoint=checkpoint, meta=meta, epoch=epoch) -> dict:
-            nonlocal tokenizer, tokenized
-            if tokenized is None:
-                tokenizer = load_tokenizer(train_dir / "model")
-                tokenized = tokenize_examples(tokenizer, examples, max_length)
-                if tokenized[1].no_response or tokenized[1].truncated:
-                    log(f"[losses] {tokenized[1].summary()}")
-            store = FeatureStore.open_or_create(folder, ids, 1, "float32", meta)
-            return fill_loss_store(models.get(checkpoint), tokenizer, examples, store, max_length=max_length,
-                                   token_budget=token_budget, max_batch_size=max_batch_size, tokenized=tokenized,
-                                   progress=progress, desc=f"losses @ epoch {epoch}", log=log)
-
-        run_stage(out_dir / f"epoch-{epoch}", "loss-trajectory", {"max_length": max_length,
-                  "checkpoint": meta["checkpoint"]}, shared, build, log=log)
-    return LossTrajectories.load(out_dir)
+        sharded_store_stage(out_dir / f"epoch-{epoch}", "loss-trajectory",
+                            {"max_length": max_length, "checkpoint": meta["checkpoint"]}, shared, examples, meta,
+                            fill, shard=shard, log=log)
+    return None if shard is not None and shard.count > 1 else LossTrajectories.load(out_dir)
 
 
 @dataclass

@@ -13,13 +13,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..artifacts import finished_manifest, fingerprint_path, require_finished, run_stage
-from ..distributed import Shard, barrier, is_main, process_shard
+from ..distributed import Shard
 from ..config import FeatureSettings, LoraSettings, from_dict
 from ..data.example import Example
 from ..errors import ArtifactMismatchError
 from ..features.extract import extract_features
 from ..features.optimizer_state import AdamMoments
-from ..features.store import FeatureStore, ids_fingerprint, merge_shard_stores
+from ..features.sharded import merge_store_shards, sharded_store_stage
+from ..features.store import FeatureStore
 from ..train.checkpoint import Checkpoint, list_checkpoints, load_weights_into
 from .attribution import checkpoint_weights, write_attribution
 
@@ -55,8 +56,6 @@ def features_stage(warmup_dir: str | Path, examples: list[Example], data_fingerp
     checkpoints = list_checkpoints(warmup_dir)
     if not checkpoints:
         raise ArtifactMismatchError(f"{warmup_dir} has no checkpoints; run the warmup with save_checkpoints=true")
-    collective = shard is None
-    shard = shard or process_shard()
     folders = []
     for checkpoint in checkpoints:
         folder = Path(out_dir) / split / f"epoch-{checkpoint.epoch}"
@@ -67,25 +66,15 @@ def features_stage(warmup_dir: str | Path, examples: list[Example], data_fingerp
         stage_settings = {**asdict(settings), "transform": transform, "split": split}
         inputs = {k: v for k, v in meta.items() if k in ("model", "checkpoint_fingerprint", "data")}
         folders.append(folder)
-        if finished_manifest(folder) is not None or shard.count == 1:
-            run_stage(folder, "features", stage_settings, inputs,
-                      _extract_into(warmup_dir, checkpoint, examples, settings, meta, transform, device,
-                                    progress, f"{split} features @ epoch {checkpoint.epoch}"), log=log)
-            continue
-        shard_meta = {**meta, "shard_index": shard.index, "shard_count": shard.count,
-                      "ids_fingerprint": ids_fingerprint([e.id for e in examples])}
-        run_stage(folder / shard.name, "features-shard", {**stage_settings, "shard": shard.name}, inputs,
-                  _extract_into(warmup_dir, checkpoint, shard.take(examples), settings, shard_meta, transform,
-                                device, progress, f"{split} features @ epoch {checkpoint.epoch} ({shard.name})"),
-                  log=log, per_process=True)
-        if collective:
-            barrier()
-            run_stage(folder, "features", stage_settings, inputs, lambda f: merge_feature_shards(f), log=log)
+        sharded_store_stage(folder, "features", stage_settings, inputs, examples, meta,
+                            _extract_into(warmup_dir, checkpoint, settings, transform, device, progress,
+                                          f"{split} features @ epoch {checkpoint.epoch}"),
+                            shard=shard, log=log)
     return folders
 
 
-def _extract_into(warmup_dir, checkpoint, examples, settings, meta, transform, device, progress, desc):
-    def build(folder: Path) -> dict:
+def _extract_into(warmup_dir, checkpoint, settings, transform, device, progress, desc):
+    def fill(folder: Path, examples: list[Example], meta: dict) -> dict:
         model, tokenizer = warmup_model(warmup_dir, checkpoint, device)
         moments = None
         if transform == "adam":
@@ -95,19 +84,7 @@ def _extract_into(warmup_dir, checkpoint, examples, settings, meta, transform, d
         store = FeatureStore.open_or_create(folder, [e.id for e in examples], settings.dim, settings.dtype, meta)
         return extract_features(model, tokenizer, examples, store, settings, moments=moments,
                                 progress=progress, desc=desc)
-    return build
-
-
-def merge_feature_shards(folder: Path) -> dict:
-    """Merge FOLDER/shard-*-of-N into FOLDER (main process only; the others wait at the barrier)."""
-    if not is_main():
-        return {}
-    shards = sorted(p for p in Path(folder).glob("shard-*-of-*") if p.is_dir())
-    unfinished = [p.name for p in shards if finished_manifest(p) is None]
-    if unfinished:
-        raise ArtifactMismatchError(f"{folder}: shards {unfinished} are unfinished; rerun them before merging")
-    merged = merge_shard_stores(folder, shards)
-    return {"merged_shards": [p.name for p in shards], "rows": len(merged.ids)}
+    return fill
 
 
 def scores_stage(warmup_dir: str | Path, pool_folders: list[Path], validation_folders: list[Path],
@@ -146,7 +123,7 @@ def merge_all_shards(features_dir: str | Path, log=print) -> list[Path]:
                 f"{folder}: shard(s) {[p.name for p, m in zip(shards, manifests) if m is None]} are unfinished; "
                 "rerun those jobs, then merge again")
         settings = {k: v for k, v in manifests[0]["settings"].items() if k != "shard"}
-        run_stage(folder, "features", settings, manifests[0]["inputs"], merge_feature_shards, log=log)
+        run_stage(folder, "features", settings, manifests[0]["inputs"], merge_store_shards, log=log)
         merged.append(folder)
     if not merged:
         log(f"[merge] nothing to merge under {features_dir}")

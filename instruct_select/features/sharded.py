@@ -1,0 +1,61 @@
+"""A stage whose output is one FeatureStore over examples, split across processes or shard jobs.
+
+Gradient features, loss trajectories and embeddings are all "one row per example" passes, so they
+share one way of scaling out:
+
+    FOLDER/                  the store over every example, with the manifest an unsharded run writes
+    FOLDER/shard-i-of-N/     rank or job i's store over examples[i::N], with its own manifest
+
+Under torch.distributed every rank fills its shard and the main process merges the shards into
+FOLDER while the others wait. Independent ``--shard i/N`` jobs only fill their shard and leave the
+merge to ``instruct-select merge``. A single process fills FOLDER directly.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ..artifacts import StageResult, finished_manifest, run_stage
+from ..data.example import Example
+from ..distributed import Shard, barrier, is_main, process_shard
+from ..errors import ArtifactMismatchError
+from .store import ids_fingerprint, merge_shard_stores
+
+# fill(folder, examples, meta) writes a FeatureStore with ``meta`` over ``examples`` into ``folder``
+# (resuming what an interrupted run left) and returns facts for the manifest.
+Fill = Callable[[Path, list[Example], dict], dict]
+
+
+def sharded_store_stage(folder: str | Path, stage: str, settings: dict, inputs: dict, examples: list[Example],
+                        meta: dict, fill: Fill, *, shard: Shard | None = None, log=print) -> StageResult | None:
+    """Run ``fill`` over ``examples`` into ``folder``, split by ``shard``.
+
+    ``shard`` None means this process's rank of the torch.distributed world (the whole set when
+    there is none), merged into ``folder`` afterwards; an explicit ``Shard`` is an independent job,
+    which returns None: ``folder`` is unfinished until every job is done and merged.
+    """
+    folder = Path(folder)
+    collective = shard is None
+    shard = shard or process_shard()
+    if finished_manifest(folder) is not None or shard.count == 1:
+        return run_stage(folder, stage, settings, inputs, lambda f: fill(f, examples, meta), log=log)
+    shard_meta = {**meta, "shard_index": shard.index, "shard_count": shard.count,
+                  "ids_fingerprint": ids_fingerprint([e.id for e in examples])}
+    run_stage(folder / shard.name, f"{stage}-shard", {**settings, "shard": shard.name}, inputs,
+              lambda f: fill(f, shard.take(examples), shard_meta), log=log, per_process=True)
+    if not collective:
+        return None
+    barrier()
+    return run_stage(folder, stage, settings, inputs, merge_store_shards, log=log)
+
+
+def merge_store_shards(folder: Path) -> dict:
+    """Merge FOLDER/shard-*-of-N into FOLDER (main process only; the others wait at the barrier)."""
+    if not is_main():
+        return {}
+    shards = sorted(p for p in Path(folder).glob("shard-*-of-*") if p.is_dir())
+    unfinished = [p.name for p in shards if finished_manifest(p) is None]
+    if unfinished:
+        raise ArtifactMismatchError(f"{folder}: shards {unfinished} are unfinished; rerun them before merging")
+    merged = merge_shard_stores(folder, shards)
+    return {"merged_shards": [p.name for p in shards], "rows": len(merged.ids)}
