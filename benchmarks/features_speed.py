@@ -91,6 +91,9 @@ def main() -> None:
     print(f"(c) one example per backward:  {c:8.1f} examples/s")
     print(f"(b)/(a) = {b / a:.2f}   (goal >= 0.5)")
     print(f"(b)/(c) = {b / c:.1f}   (goal >= 10)")
+    # (b) does the work of a training forward+backward plus per-example work, so it stays below (a): what
+    # batching buys plain training on this machine bounds what it can buy the features.
+    print(f"(a)/(c) = {a / c:.1f}   (batched training over one example per backward: the ceiling of (b)/(c))")
 
 
 if __name__ == "__main__":

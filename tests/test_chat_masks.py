@@ -32,11 +32,11 @@ def test_single_turn_golden(tiny_tokenizer):
     item = tokenize_example(tiny_tokenizer, ex, 512)
     assert _labelled_text(tiny_tokenizer, item) == ["5<|end|>\n"]
     full = tiny_tokenizer.apply_chat_template(ex.messages, tokenize=False)
-    assert tiny_tokenizer.decode(item.input_ids) == full
+    assert tiny_tokenizer.decode(list(item.input_ids)) == full
     # The context part equals what generation is given: the prompt with the generation marker.
     prompt = tiny_tokenizer.apply_chat_template(ex.messages[:1], tokenize=False, add_generation_prompt=True)
     prompt_ids = tiny_tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    assert item.input_ids[: len(prompt_ids)] == prompt_ids
+    assert list(item.input_ids[: len(prompt_ids)]) == prompt_ids
     assert all(label == IGNORE_INDEX for label in item.labels[: len(prompt_ids)])
     assert all(label != IGNORE_INDEX for label in item.labels[len(prompt_ids):])
 
