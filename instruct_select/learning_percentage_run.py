@@ -37,7 +37,7 @@ def model_trajectories(model: str | Path, pool_path: str | Path, out_dir: str | 
     train = settings.selection_train_settings()
     loaded = load_pool(pool_path) if loaded is None else loaded
     train_stage(model, pool_path, out_dir / "train", train, device=device, dtype=dtype, chat_template=chat_template,
-                progress=progress, log=log)
+                loaded=loaded, progress=progress, log=log)
     return loss_trajectories_stage(model, out_dir / "train", loaded.examples, loaded.fingerprint, out_dir / "losses",
                                    max_length=train.max_length, token_budget=settings.pass_token_budget(),
                                    max_batch_size=settings.max_batch_size, device=device, progress=progress, log=log)

@@ -45,12 +45,13 @@ def select_stage(pool_path: str | Path, method: str, budget: str, out_dir: str |
                  seed: int = 0, artifacts: dict[str, Any] | None = None,
                  artifact_fingerprints: dict[str, str] | None = None,
                  options: dict[str, Any] | None = None, tokenizer: str | Path | None = None,
-                 max_length: int = 2048, data_format: str = "auto", log=print):
+                 max_length: int = 2048, data_format: str = "auto", loaded=None, log=print):
     """Select from the pool at ``pool_path`` into ``out_dir``; returns the StageResult.
 
     A token budget counts each example's rendered tokens with ``tokenizer`` (required then).
+    ``loaded``: the pool already loaded from ``pool_path``, so that a command holds one copy.
     """
-    loaded = load_pool(pool_path, format=data_format)
+    loaded = load_pool(pool_path, format=data_format) if loaded is None else loaded
     parsed = Budget.parse(budget)
     ignores_budget = getattr(get_selector(method), "ignores_budget", False)
     settings = {"method": method, "budget": "all" if ignores_budget else str(parsed), "options": options or {}}
@@ -85,12 +86,15 @@ def _token_lengths(loaded, tokenizer: str | Path | None, max_length: int) -> dic
 def train_stage(model: str | Path, data_path: str | Path, out_dir: str | Path,
                 settings: TrainSettings, *, selection_dir: str | Path | None = None,
                 chat_template: str | None = None, dtype: str = "float32", device: str | None = None,
-                data_format: str = "auto", progress: bool = True, log=print):
-    """Fine-tune ``model`` on the pool at ``data_path`` (restricted to a selection if given)."""
+                data_format: str = "auto", loaded=None, progress: bool = True, log=print):
+    """Fine-tune ``model`` on the pool at ``data_path`` (restricted to a selection if given).
+
+    ``loaded``: the pool already loaded from ``data_path``, so that a command holds one copy.
+    """
     from .models.loading import load_base_model, load_tokenizer
     from .train.loop import save_trained, train_model
 
-    loaded = load_pool(data_path, format=data_format)
+    loaded = load_pool(data_path, format=data_format) if loaded is None else loaded
     examples = loaded.examples
     inputs = {"model": fingerprint_model(model), "data": loaded.fingerprint}
     if selection_dir is not None:
@@ -187,14 +191,14 @@ def prepare_artifacts(needs: set[str], pool_path: str | Path, validation_path: s
     selection_dir = None
     if settings.warmup_fraction < 1:
         selection_dir = select_stage(pool_path, "random", str(settings.warmup_fraction), run_dir / "warmup-data",
-                                     seed=settings.warmup.seed, log=log).path
+                                     seed=settings.warmup.seed, loaded=pool, log=log).path
     if not str(validation_path):
         raise ConfigError("influence-based methods need validation data: set validation to a folder with one file per task")
     if shard is not None and shard.count > 1 and finished_manifest(warmup_dir) is None:
         raise ConfigError(f"shard jobs need a finished warmup in {warmup_dir}: run the same command once with "
                           "--stop-after warmup (no --shard) first")
     train_stage(model, pool_path, warmup_dir, settings.warmup, selection_dir=selection_dir, device=device,
-                dtype=dtype, chat_template=chat_template, progress=progress, log=log)
+                dtype=dtype, chat_template=chat_template, loaded=pool, progress=progress, log=log)
     if stop_after == "warmup":
         return artifacts, fingerprints
     if "attribution" in needs:
@@ -254,19 +258,20 @@ def run_config(config: RunConfig, *, shard: Shard | None = None, stop_after: str
     if (shard is not None and shard.count > 1) or stop_after:
         return {}
     results: dict[str, dict] = {}
+    pool = load_pool(config.pool)  # once for every selection and fine-tuning below
     for budget in config.budgets:
         for method in config.methods:
             needed = get_selector(method).needs
             folder = run_dir / f"{method}-{str(Budget.parse(budget)).replace('%', 'pct')}-seed{config.seed}"
             options = config.learning_percentage.options() if "loss_trajectories" in needed else None
             selection = select_stage(config.pool, method, budget, folder / "select", seed=config.seed, log=log,
-                                     artifacts={k: artifacts[k] for k in needed},
+                                     artifacts={k: artifacts[k] for k in needed}, loaded=pool,
                                      artifact_fingerprints={k: fingerprints[k] for k in needed}, options=options)
             entry: dict[str, Any] = {"selection": str(selection.path), "model": None, "summary": None}
             if config.finetune:
                 trained = train_stage(config.model, config.pool, folder / "train", config.train,
                                       selection_dir=selection.path, chat_template=chat_template, dtype=config.dtype,
-                                      device=device, progress=progress, log=log)
+                                      device=device, loaded=pool, progress=progress, log=log)
                 entry["model"] = str(trained.path / "model")
                 if config.tests:
                     result = evaluate_stage(trained.path / "model", config.tests, folder / "evaluation", config.eval,
