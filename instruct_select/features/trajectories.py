@@ -10,8 +10,9 @@ e = 0 (the base model) and after each epoch of training on the pool. The loss is
 Each epoch folder is a cached stage with a manifest (a rerun skips it) and a done-mask (an
 interrupted one resumes); under torch.distributed every rank takes every N-th example and the
 main process merges (``features.sharded``). Forward passes only, under ``torch.inference_mode``,
-in length-sorted token-budget batches. An example left with no response token after truncation has no loss: it is
-reported, stored as NaN, and listed in ``LossTrajectories.excluded`` so a selector leaves it out.
+in length-sorted token-budget batches. An example left with no response token after truncation
+has no loss: it is reported, stored as NaN, and listed in ``LossTrajectories.excluded`` so a
+selector leaves it out.
 """
 from __future__ import annotations
 
@@ -158,24 +159,23 @@ def loss_trajectories_stage(model_path: str | Path, train_dir: str | Path, examp
     shared = {"model": fingerprint_model(model_path), "train_run": fingerprint_path(train_dir),
               "data": data_fingerprint}
     models = _ModelAtEpoch(model_path, manifest, device)
-    tokenizer = None
-    tokenized: dict[tuple[str, ...], tuple] = {}  # this process's examples, tokenised once for every epoch
+    # Loaded and tokenised once, on the first epoch that needs them: every epoch hands this process
+    # the same examples (all of them, or its rank's share).
+    tokenizer, tokenized = None, None
     for checkpoint in [None, *checkpoints]:
         epoch = 0 if checkpoint is None else checkpoint.epoch
 
         def fill(folder: Path, mine: list[Example], meta: dict, checkpoint=checkpoint, epoch=epoch) -> dict:
-            nonlocal tokenizer
-            key = tuple(e.id for e in mine)
-            if key not in tokenized:
-                tokenizer = tokenizer or load_tokenizer(train_dir / "model")
-                tokenized[key] = tokenize_examples(tokenizer, mine, max_length)
-                if tokenized[key][1].no_response or tokenized[key][1].truncated:
-                    log(f"[losses] {tokenized[key][1].summary()}")
-            store = FeatureStore.open_or_create(folder, list(key), 1, "float32", meta)
+            nonlocal tokenizer, tokenized
+            if tokenized is None:
+                tokenizer = load_tokenizer(train_dir / "model")
+                tokenized = tokenize_examples(tokenizer, mine, max_length)
+                if tokenized[1].no_response or tokenized[1].truncated:
+                    log(f"[losses] {tokenized[1].summary()}")
+            store = FeatureStore.open_or_create(folder, [e.id for e in mine], 1, "float32", meta)
             return fill_loss_store(models.get(checkpoint), tokenizer, mine, store, max_length=max_length,
-                                   token_budget=token_budget, max_batch_size=max_batch_size,
-                                   tokenized=tokenized[key], progress=progress, desc=f"losses @ epoch {epoch}",
-                                   log=log)
+                                   token_budget=token_budget, max_batch_size=max_batch_size, tokenized=tokenized,
+                                   progress=progress, desc=f"losses @ epoch {epoch}", log=log)
 
         meta = {**shared, "checkpoint": f"epoch-{epoch}", "max_length": max_length}
         sharded_store_stage(out_dir / f"epoch-{epoch}", "loss-trajectory",
