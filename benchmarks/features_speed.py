@@ -20,7 +20,7 @@ from instruct_select.data.chat import tokenize_examples
 from instruct_select.data.loading import load_examples
 from instruct_select.features.extract import make_projector, projected_features
 from instruct_select.features.gradients import lora_modules
-from instruct_select.features.loss import model_per_example_loss
+from instruct_select.loss import model_per_example_loss
 from instruct_select.features.optimizer_state import AdamMoments
 from instruct_select.features.projection import normalise_rows
 from instruct_select.lab.build import build_lab

@@ -23,6 +23,8 @@ import torch
 from instruct_select.data.chat import tokenize_examples
 from instruct_select.data.loading import load_examples
 from instruct_select.features.store import FeatureStore
+from instruct_select.context import RunContext
+from instruct_select.data.batching import Batching
 from instruct_select.features.trajectories import fill_loss_store
 from instruct_select.lab.build import LabPaths, build_lab
 from instruct_select.lab.presets import lab_train_settings, tiny_lab_settings
@@ -71,9 +73,8 @@ def main() -> None:
                                                 "float32", {})
             start = time.perf_counter()
             model = result.model.merge_and_unload()  # what the stage does in float32
-            fill_loss_store(model, tokenizer, examples, store, max_length=settings.max_length,
-                            token_budget=budget, max_batch_size=64, tokenized=tokenized,
-                            progress=False, log=lambda m: None)
+            fill_loss_store(RunContext(progress=False, log=lambda m: None), model, tokenizer, examples, store,
+                            Batching(settings.max_length, budget, 64), tokenized=tokenized)
             passes.append(time.perf_counter() - start)
     print(f"lab model '{size}', {len(examples)} examples, {result.tokens} tokens, {torch.get_num_threads()} threads, "
           f"best of {args.repeats}; tokenising them once: {tokenize:.2f} s (excluded from both below)")

@@ -1,8 +1,13 @@
 """instruct_select: choose instruction-tuning data for strong and balanced capabilities.
 
-The handful of names a user imports; each stage is also a subcommand of ``instruct-select``.
+The handful of names a user imports; everything else is internal. A run is a ``RunConfig``
+(model, pool, validation, tests, methods, budgets and each stage's settings) and ``run_config``
+runs it; ``load_config`` reads one from YAML with ``key=value`` overrides. The lab demo
+(``build_lab``, ``run_demo``) runs the same pipeline on a CPU.
 
-    from instruct_select import build_lab, select_stage, train_stage, evaluate_stage, run_demo
+    from instruct_select import load_config, run_config
+    results = run_config(load_config("configs/lab.yaml", ["budgets=[10%]"]))
+    print(results.rows())
 
 Names are imported on first use, so ``instruct-select --help`` does not wait for torch.
 """
@@ -13,17 +18,11 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ArtifactMismatchError": "errors", "ConfigError": "errors", "InputError": "errors",
-    "InstructSelectError": "errors",
-    "EvalSettings": "config", "FeatureSettings": "config", "InfluenceSettings": "config",
-    "LoraSettings": "config", "TrainSettings": "config",
-    "Example": "data.example", "LoadedData": "data.loading", "load_examples": "data.loading",
-    "DemoSettings": "demo", "run_demo": "demo",
-    "LabSettings": "lab.build", "build_lab": "lab.build",
-    "evaluate_stage": "pipeline", "load_test_sets": "pipeline", "prepare_artifacts": "pipeline",
-    "select_stage": "pipeline", "train_stage": "pipeline",
-    "available_selectors": "select.base", "Budget": "select.budget",
-    "Selection": "select.selection", "run_selector": "select.selection",
+    "RunConfig": "config", "load_config": "config", "run_config": "pipeline", "RunResults": "pipeline",
+    "DemoSettings": "demo", "run_demo": "demo", "LabSettings": "lab.build", "build_lab": "lab.build",
+    "load_examples": "data.loading", "available_selectors": "select.registry",
+    "InstructSelectError": "errors", "ConfigError": "errors", "InputError": "errors",
+    "ArtifactMismatchError": "errors",
 }
 __all__ = sorted(_EXPORTS)
 

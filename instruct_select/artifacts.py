@@ -130,6 +130,14 @@ def package_versions() -> dict[str, str]:
 # Stages
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """What a producer hands a selector: the value, and the fingerprint a selection records."""
+
+    value: Any
+    fingerprint: str
+
+
 @dataclass
 class StageResult:
     path: Path

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .commands import FORMAT_HELP
 from .commands.handoff import add_handoff_parsers
+from .commands.models import add_models_parsers
 from .errors import InstructSelectError
 
 DISTRIBUTED_COMMANDS = {"run", "train", "demo", "experiment", "ideal"}
@@ -38,43 +39,48 @@ def cmd_lab_build(args) -> None:
         print(f"  {name:<12} {path}")
 
 
-def cmd_select(args) -> None:
-    from .pipeline import select_stage
+def _context(args, pool=None, **settings):
+    """The command's RunContext: its progress setting, and its pool loaded once."""
+    from .context import RunContext
 
-    artifacts, fingerprints = {}, {}
+    return RunContext.create(pool=pool, data_format=getattr(args, "format", "auto"), progress=not args.quiet,
+                             **settings)
+
+
+def cmd_select(args) -> None:
+    from .stages import TokenCounting, select_stage
+
+    artifacts = {}
     if args.scores:
-        from .artifacts import fingerprint_model, require_finished
+        from .artifacts import Artifact, fingerprint_model, require_finished
         from .influence.attribution import AttributionMatrix
 
         require_finished(args.scores, "attribution matrix")
-        artifacts["attribution"] = AttributionMatrix.load(args.scores)
-        fingerprints["attribution"] = fingerprint_model(args.scores)
-    result = select_stage(args.pool, args.method, args.budget, args.out, seed=args.seed,
-                          tokenizer=args.tokenizer, data_format=args.format, artifacts=artifacts,
-                          artifact_fingerprints=fingerprints)
+        artifacts["attribution"] = Artifact(AttributionMatrix.load(args.scores), fingerprint_model(args.scores))
+    result = select_stage(_context(args, args.pool), args.method, args.budget, args.out, seed=args.seed,
+                          artifacts=artifacts, tokens=TokenCounting(args.tokenizer) if args.tokenizer else None)
     print(f"selection written to {result.path}: {result.manifest['outputs']['n_selected']} examples "
           f"({result.manifest['outputs']['data']}, selection.tsv, diagnostics.json)")
 
 
 def cmd_train(args) -> None:
-    from .pipeline import train_stage
+    from .stages import train_stage
 
     settings = _train_settings(args)
-    result = train_stage(args.model, args.data, args.out, settings, selection_dir=args.selection,
-                         chat_template=args.chat_template, dtype=args.dtype, device=args.device,
-                         data_format=args.format, progress=not args.quiet)
+    ctx = _context(args, args.data, device=args.device, dtype=args.dtype, chat_template=args.chat_template)
+    result = train_stage(ctx, args.model, args.out, settings, selection_dir=args.selection)
     print(f"model written to {Path(result.path) / 'model'}")
 
 
 def cmd_evaluate(args) -> None:
     from .config import EvalSettings
-    from .pipeline import evaluate_stage
     from .report.tables import capability_table
+    from .stages import evaluate_stage
 
     settings = EvalSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     out = args.out or Path(args.model).parent / "evaluation"
-    result = evaluate_stage(args.model, args.tests, out, settings, base=args.base, dtype=args.dtype,
-                            device=args.device, progress=not args.quiet)
+    ctx = _context(args, device=args.device, dtype=args.dtype)
+    result = evaluate_stage(ctx, args.model, args.tests, out, settings, base=args.base)
     print(capability_table({Path(args.model).name: result.manifest["outputs"]}))
     print(f"metrics written to {Path(result.path) / 'metrics.json'}")
 
@@ -82,13 +88,14 @@ def cmd_evaluate(args) -> None:
 def cmd_run(args) -> None:
     from .config import RunConfig, apply_overrides, from_dict, load_yaml
     from .errors import ConfigError
-    from .pipeline import run_config
+    from .pipeline import check_config, run_config
     from .report.tables import capability_table
 
     data = apply_overrides(load_yaml(args.config), args.overrides)
     if data.get("kind") == "ideal":
         raise ConfigError(f"{args.config} is an IDEAL recipe (kind: ideal): run it with `instruct-select ideal {args.config}`")
     config = from_dict(RunConfig, data)
+    check_config(config)
     if args.dry_run:
         print(f"{args.config}: valid; methods {config.methods} at budgets {config.budgets} into {config.run_dir}")
         return
@@ -96,20 +103,21 @@ def cmd_run(args) -> None:
 
     results = run_config(config, shard=Shard.parse(args.shard) if args.shard else None,
                          stop_after=args.stop_after, progress=not args.quiet)
-    rows = {label: entry["summary"] for label, entry in results.items() if entry["summary"]}
-    if rows:
-        print(capability_table(rows))
-    for label, entry in results.items():
-        print(f"{label}: selection {entry['selection']}" + (f", model {entry['model']}" if entry["model"] else ""))
+    if results.rows():
+        print(capability_table(results.rows()))
+    for label, entry in results.arms.items():
+        print(f"{label}: selection {entry.selection}" + (f", model {entry.model}" if entry.model else ""))
 
 
 def cmd_ideal(args) -> None:
-    from .ideal import load_ideal_config, run_ideal
+    from .ideal import load_ideal_config
 
     paths, settings = load_ideal_config(args.config, args.overrides)
     if args.dry_run:
         print(f"{args.config}: valid; {settings.rounds} rounds, m={settings.m}, layers {settings.layers}")
         return
+    from .ideal_rounds import run_ideal
+
     result = run_ideal(paths.pool, paths.reference, paths.model, paths.run_dir, settings,
                        tests=paths.tests or None, progress=not args.quiet)
     for entry in result["rounds"]:
@@ -118,7 +126,7 @@ def cmd_ideal(args) -> None:
 
 
 def cmd_merge(args) -> None:
-    from .influence.stages import merge_all_shards
+    from .producers.attribution import merge_all_shards
 
     merged = merge_all_shards(args.features_dir)
     for folder in merged:
@@ -126,7 +134,7 @@ def cmd_merge(args) -> None:
 
 
 def cmd_methods(args) -> None:
-    from .select.base import available_selectors
+    from .select.registry import available_selectors
 
     for name, selector in available_selectors().items():
         needs = ", ".join(selector.needs) or "nothing"
@@ -141,23 +149,13 @@ def cmd_demo(args) -> None:
     run_demo(args.run_dir, args.lab, settings, progress=not args.quiet)
 
 
+EXPERIMENTS = {"influence": "influence", "lp": "learning_percentage", "ideal": "ideal"}
+
+
 def cmd_experiment(args) -> None:
-    import time
+    import importlib
 
-    from .experiments import command_line, resolve_methods, run_experiments, write_results_section
-
-    budgets = [b.strip() for b in args.budgets.split(",") if b.strip()]
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    start = time.time()
-    markdown, _ = run_experiments(args.run_dir, args.lab, budgets, seeds, resolve_methods(args.methods),
-                                  model_size=args.model_size, progress=not args.quiet)
-    minutes = (time.time() - start) / 60
-    body = (f"Command: `{command_line()}` ({time.strftime('%Y-%m-%d')}, {minutes:.0f} min on this machine "
-            f"including cached stages).\n\n{markdown}")
-    if args.results:
-        write_results_section(args.results, "influence-experiments", "Influence-based selection on the lab", body)
-        print(f"results written to {args.results}")
-    print(markdown)
+    importlib.import_module(f".experiments.{EXPERIMENTS[args.experiment]}", __package__).main(args)
 
 
 def cmd_inspect(args) -> None:
@@ -238,17 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("experiment", help="compare selectors over budgets and seeds on the lab",
-                       description="Run every method at every budget and seed on the lab (cached stages), and "
-                       "write mean ± std per capability to the results file with the command that produced it.")
-    p.add_argument("--budgets", default="5%,10%,15%", help="comma-separated budgets (default: %(default)s)")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
-    p.add_argument("--methods", default="all", help="comma-separated methods or 'all' (default: %(default)s)")
-    p.add_argument("--model-size", default="large", help="lab model to fine-tune (default: %(default)s)")
-    p.add_argument("--run-dir", default="runs/experiments", help="(default: %(default)s)")
-    p.add_argument("--lab", default="runs/lab", help="(default: %(default)s)")
-    p.add_argument("--results", default="docs/RESULTS.md", help="results file to update ('' to skip)")
-    p.set_defaults(func=cmd_experiment)
+    experiment = sub.add_parser("experiment", help="experiments on the lab: influence, lp (learning percentage), ideal",
+                                description="Run an experiment's budgets x seeds grid on the lab through the one "
+                                "pipeline (cached stages) and write mean ± std per capability with the command "
+                                "that produced it.").add_subparsers(dest="experiment", required=True)
+    from .experiments import influence, ideal, learning_percentage
+
+    for name, module, help_text in (("influence", influence, "every selector over budgets and seeds"),
+                                    ("lp", learning_percentage, "learning percentage: small models select for large"),
+                                    ("ideal", ideal, "IDEAL's rounds, and BIDS inside the IDEAL mixture")):
+        p = experiment.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0])
+        module.add_arguments(p)
+        p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("inspect", help="load a data file, report its format, tasks and problems",
                        description="Load a pool or test file the way every stage does (format auto-detected) "
@@ -295,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_methods)
 
     add_handoff_parsers(sub)
+    add_models_parsers(sub)
     return parser
 
 

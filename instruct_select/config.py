@@ -125,40 +125,41 @@ class InfluenceSettings:
 
 @dataclass
 class LPSettings:
-    """How the selection model is trained and how LP selects; ``None`` fields take the lab presets."""
+    """Learning percentage: how the selection model is trained and how LP selects."""
 
-    selection_model: str = ""  # the model whose LP selects; "" = the run's own (e.g. opt-350m for a 13B)
-    epochs: int = 3  # the paper's n
-    variant: str = "lp1"  # "lp1" or "lp_app"
-    clusters: int | None = None  # None: max(1, round(sqrt(N / 2)))
-    tolerance: float = 1e-3  # select.learning_percentage.DEFAULT_TOLERANCE
-    encoder: str = "hidden"  # mean-pooled hidden states, or a local sentence-transformers folder
-    selection_train: TrainSettings | None = None  # None: lab preset, ``epochs`` epochs, seed 0
-    train: TrainSettings | None = None  # the target's fine-tuning; None: lab preset with the run's seed
-    eval: EvalSettings | None = None
+    selection_model: str = _help("the model whose LP selects; '' = the run's own model "
+                                 "(e.g. facebook/opt-350m selecting for a 13B)", default="")
+    label: str = _help("names the selection model's folder and its arms when a run compares several "
+                       "('' for one)", default="")
+    epochs: int = _help("n: epochs the selection model trains on the whole pool", default=3)
+    variant: str = _help("lp1 or lp_app", default="lp1")
+    clusters: int | None = _help("k-means clusters; null: max(1, round(sqrt(N / 2)))", default=None)
+    tolerance: float = _help("losses closer than this count as unchanged", default=1e-3)
+    encoder: str = _help("'hidden' (the selection model's mean-pooled hidden states) or a local "
+                         "sentence-transformers folder", default="hidden")
+    selection_train: TrainSettings | None = _help(
+        "the selection model's training; null: the run's `train` settings with `epochs` epochs, seed 0 "
+        "and per-epoch checkpoints", default=None)
     # Loss and embedding passes. None: the selection run's training budget, which on a CPU is also the
     # fastest (larger padded batches are slower there); on a GPU a larger budget may pay.
-    token_budget: int | None = None
-    max_batch_size: int = 64
+    token_budget: int | None = _help("padded tokens per loss/embedding batch; null: the training budget",
+                                     default=None)
+    max_batch_size: int = _help("most examples per loss/embedding batch", default=64)
 
-    def pass_token_budget(self) -> int:
-        train = self.selection_train_settings()
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"learning_percentage.epochs must be >= 1, got {self.epochs}")
+        _check(self.variant in ("lp1", "lp_app"), f"learning_percentage.variant must be lp1 or lp_app, got {self.variant!r}")
+        _check(self.selection_train is None or self.selection_train.save_checkpoints,
+               "learning_percentage.selection_train must save checkpoints (the loss passes read each epoch's)")
+
+    def selection_train_settings(self, run_train: TrainSettings) -> TrainSettings:
+        """The selection model's training: as given, else the run's own with ``epochs`` epochs."""
+        if self.selection_train is not None:
+            return self.selection_train
+        return dataclasses.replace(run_train, epochs=self.epochs, seed=0, save_checkpoints=True)
+
+    def pass_token_budget(self, train: TrainSettings) -> int:
         return max(self.token_budget or train.token_budget, train.max_length)
-
-    def selection_train_settings(self) -> TrainSettings:
-        from .lab.presets import lab_train_settings
-
-        return self.selection_train or lab_train_settings(seed=0, epochs=self.epochs)
-
-    def target_train_settings(self, seed: int) -> TrainSettings:
-        from .lab.presets import lab_train_settings
-
-        return self.train or lab_train_settings(seed=seed)
-
-    def eval_settings(self) -> EvalSettings:
-        from .lab.presets import lab_eval_settings
-
-        return self.eval or lab_eval_settings()
 
     def options(self) -> dict[str, Any]:
         return {"lp_variant": self.variant, "clusters": self.clusters, "lp_tolerance": self.tolerance}
@@ -185,6 +186,7 @@ class RunConfig:
     train: TrainSettings = _help("fine-tuning on each selection", default_factory=TrainSettings)
     finetune: bool = _help("fine-tune on each selection after selecting", default=True)
     eval: EvalSettings = _help("evaluation of each fine-tuned model", default_factory=EvalSettings)
+    evaluate_base: bool = _help("also evaluate the untuned model (needs tests)", default=False)
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "model is required")
@@ -271,6 +273,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node[part]
         node[parts[-1]] = value
     return data
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """A ``RunConfig`` from a YAML file with ``key=value`` overrides (``train.epochs=3``)."""
+    return from_dict(RunConfig, apply_overrides(load_yaml(path), list(overrides)))
 
 
 def load_yaml(path: str | Path) -> dict:

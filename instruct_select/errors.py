@@ -18,7 +18,3 @@ class ConfigError(InstructSelectError):
 
 class ArtifactMismatchError(InstructSelectError):
     """A run directory holds an artifact made with different settings or inputs."""
-
-
-class NotImplementedMethodError(InstructSelectError):
-    """A method that exists in the design but is not implemented yet."""

@@ -9,7 +9,7 @@ from instruct_select.data.chat import (
 )
 from instruct_select.data.example import Example
 from instruct_select.errors import ConfigError, InputError
-from instruct_select.features.loss import per_example_loss
+from instruct_select.loss import per_example_loss
 
 
 def _labelled_text(tokenizer, item) -> list[str]:

@@ -50,7 +50,11 @@ def test_cli_select_matches_python_api(tmp_path):
                                                      {"role": "assistant", "content": "y"}]} for i in range(20)]
     pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["--quiet", "select", "--pool", str(pool), "--budget", "25%", "--seed", "4", "--out", str(tmp_path / "cli")]) == 0
-    api = instruct_select.select_stage(pool, "random", "25%", tmp_path / "api", seed=4, log=lambda m: None)
+    from instruct_select.context import RunContext
+    from instruct_select.stages import select_stage
+
+    ctx = RunContext.create(pool=pool, progress=False, log=lambda m: None)
+    api = select_stage(ctx, "random", "25%", tmp_path / "api", seed=4)
     cli_tsv = (tmp_path / "cli" / "selection.tsv").read_text()
     assert cli_tsv == (api.path / "selection.tsv").read_text() and len(cli_tsv.splitlines()) == 6
     selected = [json.loads(line) for line in (tmp_path / "cli" / "selected.jsonl").read_text().splitlines()]

@@ -67,8 +67,8 @@ def test_run_config_end_to_end_on_tiny_lab(tiny_lab, tiny_model_dir, tmp_path):
     path.write_text(yaml.safe_dump(data))
     assert main(["--quiet", "run", str(path)]) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(results) == {"random @ 10%", "bids @ 10%", "lp-hard @ 10%"}
-    assert results["bids @ 10%"]["summary"]["summary"]["n_capabilities"] == 5
+    assert set(results["arms"]) == {"random @ 10%", "bids @ 10%", "lp-hard @ 10%"}
+    assert results["arms"]["bids @ 10%"]["summary"]["summary"]["n_capabilities"] == 5
     # Another (smaller) model computed the learning percentage: the selection model's own run.
     lp_train = json.loads((tmp_path / "run" / "influence" / "learning_percentage" / "train" / "manifest.json").read_text())
     assert lp_train["outputs"]["base_model"] == str(tiny_model_dir)

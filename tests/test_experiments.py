@@ -1,22 +1,22 @@
-"""The experiments command: budgets x seeds x methods, mean ± spread tables, the results section."""
+"""The influence experiment: budgets x seeds x methods, mean ± spread tables, the results section."""
 from __future__ import annotations
 
 from conftest import tiny_lab_settings
-from instruct_select.experiments import run_experiments, write_results_section
+from instruct_select.config import LoraSettings, TrainSettings
+from instruct_select.demo import DemoSettings
+from instruct_select.experiments import Grid, write_results_section
+from instruct_select.experiments.influence import run_experiments
 
 
-def test_experiments_tables_and_results_section(tiny_lab, tmp_path, monkeypatch):
-    from instruct_select.lab import presets
-    from instruct_select.config import LoraSettings, TrainSettings
-
-    monkeypatch.setattr(presets, "lab_train_settings", lambda seed=0, **kw: TrainSettings(
-        epochs=1, learning_rate=3e-3, token_budget=2048, max_length=128, seed=seed, lora=LoraSettings(r=4, alpha=8)))
-    import instruct_select.demo as demo
-    monkeypatch.setattr(demo, "lab_train_settings", presets.lab_train_settings)
-    markdown, runs = run_experiments(tmp_path / "exp", tiny_lab.root, ["5%", "10%"], [0, 1], ["random", "full"],
-                                     model_size="small", lab=tiny_lab_settings(), progress=False, log=lambda m: None)
-    assert set(runs) == {"5%", "10%"} and len(runs["5%"]["random"]) == 2
-    assert "Budget 5% (mean ± std over seeds 0, 1)" in markdown and "| random |" in markdown
+def test_experiments_tables_and_results_section(tiny_lab, tmp_path):
+    template = DemoSettings(methods=["random", "full"], model_size="small", lab=tiny_lab_settings(),
+                            train=TrainSettings(epochs=1, learning_rate=3e-3, token_budget=2048, max_length=128,
+                                                lora=LoraSettings(r=4, alpha=8)))
+    markdown, grid = run_experiments(tmp_path / "exp", tiny_lab.root, Grid(["5%", "10%"], [0, 1]), template,
+                                     progress=False, log=lambda m: None)
+    runs = grid.rows
+    assert set(runs) == {"5%", "10%"} and len(runs["5%"]["random @ 5%"]) == 2
+    assert "Budget 5% (mean ± std over seeds 0, 1)" in markdown and "| random @ 5% |" in markdown
     assert "±" in markdown and "base (no tuning)" in markdown
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n\nHand-written notes stay.\n")

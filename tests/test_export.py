@@ -8,7 +8,8 @@ import pytest
 
 from instruct_select.cli import main
 from instruct_select.errors import ArtifactMismatchError
-from instruct_select.pipeline import select_stage
+from instruct_select.context import RunContext
+from instruct_select.stages import select_stage
 from instruct_select.select.export import export_selection
 from instruct_select.select.selection import read_selected_ids
 
@@ -34,7 +35,7 @@ def _alpaca_pool(path, n=12):
 
 
 def _select(pool, out, budget="7"):
-    return select_stage(pool, "random", budget, out, seed=3, log=lambda m: None).path
+    return select_stage(RunContext.create(pool=pool, log=lambda m: None), "random", budget, out, seed=3).path
 
 
 def test_hf_export_keeps_rank_order_and_fields(tmp_path):

@@ -42,7 +42,7 @@ def lora_model(tiny_model_dir):
 
 def _reference_gradients(model, tokenizer, examples):
     """One example per backward pass: the obvious, slow way."""
-    from instruct_select.features.loss import model_per_example_loss
+    from instruct_select.loss import model_per_example_loss
 
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     out = []

@@ -17,9 +17,9 @@ from instruct_select.data.batching import collate
 from instruct_select.data.chat import TokenizedExample
 from instruct_select.data.example import Example
 from instruct_select.errors import ConfigError
-from instruct_select.features.loss import per_example_loss
+from instruct_select.loss import per_example_loss
 from instruct_select.ideal import kfac
-from instruct_select.ideal.influence import (PassSettings, compute_influences, domain_gradient_sums,
+from instruct_select.ideal.influence import (PassSettings, SolveSettings, compute_influences, domain_gradient_sums,
                                              domain_influences, example_scores, fit_kfac,
                                              gradient_sum, precondition, reference_gradient)
 from instruct_select.ideal.update import (entry_counts, influence_to_beta, mixture_entries,
@@ -188,7 +188,7 @@ def test_statistics_reduce_over_shards(toy, tmp_path):
 
     def factor_stats(part):
         stats = kfac.new_factor_stats(modules)
-        kfac.for_each_batch(model, part, modules, 0, 4096, 64,
+        kfac.for_each_batch(model, part, modules, PassSettings(pad_id=0, token_budget=4096, batch_size=64),
                             lambda chosen, losses, io, batch: kfac.accumulate_factors(
                                 stats, io, batch, torch.ones(len(chosen))))
         return stats
@@ -247,7 +247,8 @@ def compare_kfac_with_exact(toy, damping: float = 1e-3) -> dict:
     for fisher in ("sampled", "empirical"):
         for ekfac in (False, True):
             got = compute_influences(toy.model, toy.items, toy.domain_of, toy.reference, _cfg(fisher=fisher),
-                                     layers=["up", "down"], damping=damping, relative=False, ekfac=ekfac).influences
+                                     SolveSettings(layers=["up", "down"], damping=damping, relative=False,
+                                                   ekfac=ekfac)).influences
             x, y = torch.tensor(list(exact.values())), torch.tensor([got[d] for d in exact])
             report[f"{'EK-FAC' if ekfac else 'K-FAC'} {fisher}"] = {
                 "influences": got, "correlation": round(float(torch.corrcoef(torch.stack([x, y]))[0, 1]), 4),
@@ -414,7 +415,8 @@ def test_recipe_validates_with_the_papers_settings(tmp_path):
 
 def test_run_ideal_one_round_on_the_tiny_lab(tiny_lab, tmp_path):
     from instruct_select.data.loading import load_examples
-    from instruct_select.ideal import IdealSettings, mixture_for_selection, run_ideal
+    from instruct_select.ideal import IdealSettings
+    from instruct_select.ideal_rounds import mixture_for_selection, run_ideal
     from instruct_select.lab.presets import lab_eval_settings, lab_train_settings
 
     train = lab_train_settings(epochs=1, token_budget=2048, save_checkpoints=False)

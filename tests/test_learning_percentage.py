@@ -18,12 +18,14 @@ import pytest
 import torch
 
 from instruct_select.config import LoraSettings, TrainSettings
-from instruct_select.data.batching import collate
+from instruct_select.context import RunContext
+from instruct_select.data.batching import Batching, collate
 from instruct_select.data.chat import tokenize_examples
 from instruct_select.data.example import Example
+from instruct_select.data.loading import load_examples
 from instruct_select.errors import ConfigError, InputError
 from instruct_select.features.embeddings import Embeddings
-from instruct_select.features.loss import model_per_example_loss
+from instruct_select.loss import model_per_example_loss
 from instruct_select.features.store import FeatureStore
 from instruct_select.features.trajectories import LossTrajectories, fill_loss_store, loss_trajectories_stage
 from instruct_select.select.kmeans import kmeans
@@ -261,8 +263,8 @@ def test_batched_losses_equal_one_at_a_time_reference(tiny_model_dir, tiny_token
     examples = _examples()  # the last one's prompt fills max_length: no response token left
     store = FeatureStore.open_or_create(tmp_path / "s", [e.id for e in examples], 1, "float32", {"m": 1})
     messages = []
-    out = fill_loss_store(model, tiny_tokenizer, examples, store, max_length=48, token_budget=200, max_batch_size=3,
-                          progress=False, log=messages.append)
+    out = fill_loss_store(RunContext(progress=False, log=messages.append), model, tiny_tokenizer, examples, store,
+                          Batching(max_length=48, token_budget=200, max_batch_size=3))
     assert out["no_response"] == ["e4"] and "e4" in messages[0]
     items, _ = tokenize_examples(tiny_tokenizer, examples, 48)
     assert len({len(i) for i in items}) == len(items)  # mixed lengths: batches are padded
@@ -275,7 +277,7 @@ def test_batched_losses_equal_one_at_a_time_reference(tiny_model_dir, tiny_token
 
 @pytest.fixture(scope="module")
 def tiny_train_run(tiny_model_dir, tmp_path_factory):
-    from instruct_select.pipeline import train_stage
+    from instruct_select.stages import train_stage
 
     root = tmp_path_factory.mktemp("lp_train")
     pool = root / "pool.jsonl"
@@ -283,21 +285,18 @@ def tiny_train_run(tiny_model_dir, tmp_path_factory):
                             for e in _examples()[:4]))
     settings = TrainSettings(epochs=2, learning_rate=5e-2, max_length=48, token_budget=96, max_batch_size=2,
                              lora=LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"]))
-    train_stage(tiny_model_dir, pool, root / "train", settings, progress=False, log=lambda m: None)
+    train_stage(RunContext.create(pool=pool, progress=False, log=lambda m: None), tiny_model_dir, root / "train",
+                settings)
     return root
 
 
-def _stage(model_dir, root, out, **kw):
-    from instruct_select.pipeline import load_pool
-
-    loaded = load_pool(root / "pool.jsonl")
-    return loss_trajectories_stage(model_dir, root / "train", loaded.examples, loaded.fingerprint, out,
-                                   max_length=48, token_budget=96, max_batch_size=2, progress=False, **kw)
+def _stage(model_dir, root, out, log):
+    ctx = RunContext.create(pool=root / "pool.jsonl", progress=False, log=log)
+    return loss_trajectories_stage(ctx, model_dir, root / "train", out, Batching(48, 96, 2))
 
 
 def test_trajectories_follow_the_checkpoints_and_resume(tiny_model_dir, tiny_train_run, tmp_path, monkeypatch):
     from instruct_select.models.loading import load_tokenizer, load_trained
-    from instruct_select.pipeline import load_pool
 
     full = _stage(tiny_model_dir, tiny_train_run, tmp_path / "full", log=lambda m: None)
     assert full.losses.shape == (4, 3) and full.epochs == 2 and full.excluded == []
@@ -306,8 +305,8 @@ def test_trajectories_follow_the_checkpoints_and_resume(tiny_model_dir, tiny_tra
     trained = load_trained(tiny_train_run / "train" / "model")
     tokenizer = load_tokenizer(tiny_train_run / "train" / "model")
     store = FeatureStore.open_or_create(tmp_path / "ref", full.ids, 1, "float32", {})
-    fill_loss_store(trained, tokenizer, load_pool(tiny_train_run / "pool.jsonl").examples, store, max_length=48,
-                    token_budget=96, max_batch_size=2, progress=False, log=lambda m: None)
+    fill_loss_store(RunContext(progress=False, log=lambda m: None), trained, tokenizer,
+                    load_examples(tiny_train_run / "pool.jsonl").examples, store, Batching(48, 96, 2))
     np.testing.assert_allclose(full.losses[:, 2], store.features[:, 0], rtol=1e-5)
 
     # Interrupt after the first batch of epoch 0, then rerun: it resumes and ends equal.
@@ -338,10 +337,9 @@ def test_merged_and_separate_adapters_give_the_same_losses(tiny_model_dir, tiny_
     """float32 merges LoRA into the weights; other dtypes keep the adapter apart: same losses."""
     from instruct_select.features.trajectories import _ModelAtEpoch
     from instruct_select.models.loading import load_tokenizer
-    from instruct_select.pipeline import load_pool
     from instruct_select.train.checkpoint import list_checkpoints
 
-    examples = load_pool(tiny_train_run / "pool.jsonl").examples
+    examples = load_examples(tiny_train_run / "pool.jsonl").examples
     tokenizer = load_tokenizer(tiny_train_run / "train" / "model")
     manifest = json.loads((tiny_train_run / "train" / "manifest.json").read_text())
     results = {}
@@ -350,8 +348,8 @@ def test_merged_and_separate_adapters_give_the_same_losses(tiny_model_dir, tiny_
         columns = []
         for epoch, checkpoint in enumerate([None, *list_checkpoints(tiny_train_run / "train")]):
             store = FeatureStore.open_or_create(tmp_path / f"{merge}-{epoch}", [e.id for e in examples], 1, "float32", {})
-            fill_loss_store(models.get(checkpoint), tokenizer, examples, store, max_length=48, token_budget=96,
-                            max_batch_size=2, progress=False, log=lambda m: None)
+            fill_loss_store(RunContext(progress=False, log=lambda m: None), models.get(checkpoint), tokenizer,
+                            examples, store, Batching(48, 96, 2))
             columns.append(np.asarray(store.features[:, 0]))
         results[merge] = np.stack(columns, axis=1)
     np.testing.assert_allclose(results[True], results[False], rtol=1e-5)
@@ -363,20 +361,26 @@ def test_merged_and_separate_adapters_give_the_same_losses(tiny_model_dir, tiny_
 
 
 def test_lp_hard_end_to_end_on_tiny_lab(tiny_lab, tmp_path, lp):
+    from instruct_select.config import LPSettings, RunConfig
+    from instruct_select.experiments.learning_percentage import agreement_section
     from instruct_select.lab.presets import lab_train_settings
-    from instruct_select.learning_percentage_run import LPSettings, run_learning_percentage_on_lab, selection_artifacts
-    from instruct_select.pipeline import load_pool
+    from instruct_select.layout import RunLayout
+    from instruct_select.pipeline import context_for, execute
+    from instruct_select.producers import produce
     from instruct_select.select.selection import read_selected_ids
 
-    settings = LPSettings(epochs=2, selection_train=lab_train_settings(epochs=2, token_budget=2048, max_length=128,
-                                                                       lora=LoraSettings(r=4, alpha=8)))
-    artifacts, fingerprints = selection_artifacts(tiny_lab.model("small"), tiny_lab.pool,
-                                                  tmp_path / "run" / "selectors" / "small", settings,
-                                                  progress=False, log=lambda m: None)
-    pool = load_pool(tiny_lab.pool).examples
+    settings = LPSettings(epochs=2, label="small", selection_train=lab_train_settings(
+        epochs=2, token_budget=2048, max_length=128, lora=LoraSettings(r=4, alpha=8)))
+    config = RunConfig(model=str(tiny_lab.model("small")), pool=str(tiny_lab.pool), run_dir=str(tmp_path / "run"),
+                       methods=["lp-hard"], budgets=["10%"], dtype="float32", device="cpu", finetune=False,
+                       learning_percentage=settings)
+    produced = produce({"loss_trajectories", "embeddings"}, context_for(config, progress=False, log=lambda m: None),
+                       config, RunLayout(config.run_dir))
+    artifacts = {name: artifact.value for name, artifact in produced.items()}
+    pool = load_examples(tiny_lab.pool).examples
     trajectories = artifacts["loss_trajectories"]
     assert isinstance(trajectories, LossTrajectories) and trajectories.losses.shape == (len(pool), 3)
-    assert isinstance(artifacts["embeddings"], Embeddings) and set(fingerprints) == set(artifacts)
+    assert isinstance(artifacts["embeddings"], Embeddings) and set(produced) == set(artifacts)
     selection = _run_selector("lp-hard", pool, "10%", artifacts=artifacts)
     assert len(selection.ids) == 24 and selection.diagnostics["clusters"] == round(math.sqrt(len(pool) / 2))
     assert sum(selection.diagnostics["cluster_quotas"]) == 24
@@ -384,11 +388,11 @@ def test_lp_hard_end_to_end_on_tiny_lab(tiny_lab, tmp_path, lp):
     # Hardest first: the selection's LP sits below the pool's median LP.
     values = lp.learning_percentages(trajectories)
     assert np.median(selection.scores) < np.median(values.values[values.status == lp.LEARNED])
-    # The orchestration reuses those artifacts, writes the same selection, and compares LP rankings.
+    # The pipeline reuses those artifacts, writes the same selection, and compares LP rankings.
     messages = []
-    result = run_learning_percentage_on_lab(tiny_lab, tmp_path / "run", selection_size="small", target_size="small",
-                                            settings=settings, finetune=False, kendall=True, progress=False,
-                                            log=messages.append)
-    assert read_selected_ids(result["selection"]) == selection.ids
-    assert result["agreement"]["tau"] == pytest.approx(1.0)  # the same model against itself
+    result = execute(context_for(config, progress=False, log=messages.append), config)
+    assert read_selected_ids(result.arms["lp-hard @ 10% (by small)"].selection) == selection.ids
     assert sum("already done" in m or "reusing" in m for m in messages) >= 5  # train, 3 loss epochs, embeddings
+    agreement_section(RunLayout(config.run_dir), ["small", "small"], settings)
+    agreement = json.loads((tmp_path / "run" / "agreement-small-vs-small.json").read_text())
+    assert agreement["tau"] == pytest.approx(1.0)  # the same model against itself

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 from importlib import metadata, util
 from pathlib import Path
 

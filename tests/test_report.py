@@ -14,7 +14,9 @@ import pytest
 
 from instruct_select.cli import main
 from instruct_select.influence.attribution import AttributionMatrix
-from instruct_select.pipeline import select_stage
+from instruct_select.artifacts import Artifact
+from instruct_select.context import RunContext
+from instruct_select.stages import select_stage
 from instruct_select.report.collect import budget_key, collect_run, results_from_json
 from instruct_select.report.html import write_report
 
@@ -66,6 +68,8 @@ def _lp_selection(folder, ids):
     composition = {t: sum(TASKS[int(i[2:]) % 3] == t for i in ids) for t in TASKS}
     (folder / "diagnostics.json").write_text(json.dumps({"composition": composition,
                                                          "pool_composition": {t: 20 for t in TASKS}}))
+    (folder / "manifest.json").write_text(json.dumps({"stage": "select", "seed": 0,
+                                                      "settings": {"method": "lp-hard", "budget": "10%"}}))
 
 
 def _ideal(folder):
@@ -86,12 +90,13 @@ def full_run(tmp_path_factory):
     rng = np.random.default_rng(0)
     ids = _pool(root / "pool.jsonl")
     matrix = _attribution(root / "influence" / "scores", ids, rng)
+    ctx = RunContext.create(pool=root / "pool.jsonl", log=lambda m: None)
     for seed in (0, 1):
         for method in ("random", "less", "bids"):
-            artifacts = {"attribution": matrix} if method != "random" else {}
-            select_stage(root / "pool.jsonl", method, "10%", root / f"{method}-10pct-seed{seed}" / "select",
-                         seed=seed, artifacts=artifacts, log=lambda m: None)
-    select_stage(root / "pool.jsonl", "full", "10%", root / "full-seed0" / "select", log=lambda m: None)
+            artifacts = {"attribution": Artifact(matrix, "m")} if method != "random" else {}
+            select_stage(ctx, method, "10%", root / f"{method}-10pct-seed{seed}" / "select", seed=seed,
+                         artifacts=artifacts)
+    select_stage(ctx, "full", "10%", root / "full-seed0" / "select")
     _losses(root / "influence" / "learning_percentage" / "losses", ids, rng)
     _lp_selection(root / "lp-hard-10pct-seed0" / "select", ids[:6])
     runs = {b: {m: [_row(rng, 0.1 * (m == "bids")) for _ in (0, 1)] for m in ("random", "less", "bids", "lp-hard")}
@@ -143,6 +148,13 @@ def test_results_json_of_a_demo_and_of_a_run_config():
            "less @ 10%": {"selection": "s", "model": None, "summary": None}}
     results, base = results_from_json(run)
     assert base is None and list(results["10%"]) == ["bids"]
+    now = {"settings": {"budgets": ["5%", "10%"]}, "base": row,
+           "arms": {"bids @ 10%": {"selection": "s", "model": "m", "summary": row},
+                    "lp-hard @ 5% (by small)": {"selection": "s", "model": "m", "summary": row},
+                    "full": {"selection": "s", "model": "m", "summary": row}}}
+    results, base = results_from_json(now)
+    assert base == row and results == {"10%": {"bids": [row], "full": [row]},
+                                       "5%": {"lp-hard (by small)": [row], "full": [row]}}
 
 
 def test_partial_run_names_what_is_absent(tmp_path, capsys):

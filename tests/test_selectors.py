@@ -7,7 +7,7 @@ import pytest
 from instruct_select.data.example import Example
 from instruct_select.errors import ArtifactMismatchError
 from instruct_select.influence.attribution import AttributionMatrix
-from instruct_select.select.base import available_selectors
+from instruct_select.select.registry import available_selectors
 from instruct_select.select.selection import run_selector
 
 TASKS = ["code", "math", "logic"]

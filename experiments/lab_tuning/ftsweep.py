@@ -12,7 +12,7 @@ from instruct_select.config import LoraSettings
 from instruct_select.data.loading import load_examples
 from instruct_select.evaluate import evaluate_capabilities
 from instruct_select.lab.presets import lab_train_settings
-from instruct_select.pipeline import load_test_sets
+from instruct_select.data.loading import load_test_sets
 from instruct_select.train.loop import train_model
 
 exp, size = Path(sys.argv[1]), sys.argv[2]

@@ -28,7 +28,7 @@ from instruct_select.lab.pool import LabDataConfig, write_lab_data, build_lab_da
 from instruct_select.lab.pretrain import MODEL_SIZES, pretrain
 from instruct_select.lab.presets import lab_train_settings
 from instruct_select.lab.tokenizer import train_lab_tokenizer
-from instruct_select.pipeline import load_test_sets
+from instruct_select.data.loading import load_test_sets
 from instruct_select.train.loop import train_model
 
 name = sys.argv[1]

@@ -8,10 +8,20 @@ the input order.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import torch
 
 from .chat import IGNORE_INDEX, TokenizedExample
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a forward pass over examples batches them: truncation length and padded-token budget."""
+
+    max_length: int
+    token_budget: int
+    max_batch_size: int
 
 
 def token_budget_batches(

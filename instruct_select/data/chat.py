@@ -152,9 +152,3 @@ def tokenize_examples(
             f"{max_length} tokens; raise max_length"
         )
     return kept, report
-
-
-def prompt_messages(example: Example) -> list[dict]:
-    """The conversation up to (not including) its last assistant turn: what a model is asked."""
-    last = max(i for i, m in enumerate(example.messages) if m["role"] == "assistant")
-    return example.messages[:last]

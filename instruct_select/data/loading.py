@@ -231,3 +231,11 @@ def _describe(raw: RawRecord) -> str:
 
 
 __all__ = ["FORMATS", "LoadedData", "load_examples"]
+
+
+def load_test_sets(path: str | Path) -> dict[str, list[Example]]:
+    """Test or validation sets grouped by capability: the task field, else the file's stem."""
+    sets: dict[str, list[Example]] = {}
+    for example in load_examples(path).examples:
+        sets.setdefault(example.task or Path(path).stem, []).append(example)
+    return sets

@@ -19,10 +19,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..artifacts import fingerprint_json, fingerprint_model, require_finished
-from ..data.batching import collate, token_budget_batches
+from ..context import RunContext
+from ..data.batching import Batching, collate, token_budget_batches
 from ..data.chat import tokenize_example
 from ..data.example import Example
-from ..distributed import Shard
 from ..errors import ArtifactMismatchError, ConfigError
 from .sharded import sharded_store_stage
 from .store import FeatureStore
@@ -51,16 +51,16 @@ class Embeddings:
 
 
 @torch.inference_mode()
-def fill_mean_hidden_states(model, tokenizer, examples: list[Example], store: FeatureStore, *, max_length: int,
-                            token_budget: int, max_batch_size: int, progress: bool = True) -> dict:
+def fill_mean_hidden_states(model, tokenizer, examples: list[Example], store: FeatureStore, batching: Batching, *,
+                            progress: bool = True) -> dict:
     """Mean-pooled final hidden states of every pending example (every example has tokens)."""
     model.eval()
     pending = set(store.pending_ids())
-    items = [tokenize_example(tokenizer, e, max_length) for e in examples if e.id in pending]
+    items = [tokenize_example(tokenizer, e, batching.max_length) for e in examples if e.id in pending]
     # The backbone alone: its last_hidden_state is the normed final layer, without the vocab projection.
     backbone = getattr(model, "base_model", model)
     device = next(model.parameters()).device
-    for indices in tqdm(token_budget_batches(items, token_budget, max_batch_size), desc="embeddings",
+    for indices in tqdm(token_budget_batches(items, batching.token_budget, batching.max_batch_size), desc="embeddings",
                         disable=not progress, leave=False):
         batch = collate([items[i] for i in indices], tokenizer.pad_token_id)
         mask = batch["attention_mask"].to(device)
@@ -99,36 +99,34 @@ def fill_sentence_embeddings(encoder, examples: list[Example], store: FeatureSto
     return {"computed": len(todo)}
 
 
-def embeddings_stage(model_path: str | Path, examples: list[Example], data_fingerprint: str, out_dir: str | Path, *,
-                     encoder: str = HIDDEN, max_length: int = 256, token_budget: int = 8192, max_batch_size: int = 64,
-                     dtype: str = "float32", chat_template: str | None = None, device: str | None = None,
-                     shard: Shard | None = None, progress: bool = True, log=print) -> Embeddings | None:
-    """Embed every example with ``encoder`` ("hidden": ``model_path``'s mean final states; else a path).
+def embeddings_stage(ctx: RunContext, model_path: str | Path, out_dir: str | Path, batching: Batching, *,
+                     encoder: str = HIDDEN) -> Embeddings | None:
+    """Embed every pool example with ``encoder`` ("hidden": ``model_path``'s mean final states; else
+    a sentence-transformers folder).
 
     Split across torch.distributed ranks like every per-example pass (``features.sharded``); an
-    independent ``shard`` job embeds its share and returns None.
+    independent shard job embeds its share and returns None.
     """
+    pool = ctx.require_pool()
     source = model_path if encoder == HIDDEN else encoder
     settings = {"encoder": "hidden" if encoder == HIDDEN else "sentence-transformers",
-                "max_length": max_length if encoder == HIDDEN else None,
-                "chat_template": chat_template if encoder == HIDDEN else None,
-                "dtype": dtype if encoder == HIDDEN else None}
-    inputs = {"model": fingerprint_model(source), "data": data_fingerprint}
+                "max_length": batching.max_length if encoder == HIDDEN else None,
+                "chat_template": ctx.chat_template if encoder == HIDDEN else None,
+                "dtype": ctx.dtype if encoder == HIDDEN else None}
+    inputs = {"model": fingerprint_model(source), "data": pool.fingerprint}
 
     def fill(folder: Path, mine: list[Example], meta: dict) -> dict:
         ids = [e.id for e in mine]
         if encoder == HIDDEN:
             from ..models.loading import load_base_model, load_tokenizer
 
-            model = load_base_model(model_path, dtype, device)
+            model = load_base_model(model_path, ctx.dtype, ctx.device)
             store = FeatureStore.open_or_create(folder, ids, int(model.config.hidden_size), "float32", meta)
-            return fill_mean_hidden_states(model, load_tokenizer(model_path, chat_template), mine, store,
-                                           max_length=max_length, token_budget=token_budget,
-                                           max_batch_size=max_batch_size, progress=progress)
-        model = _sentence_encoder(encoder, device)
+            return fill_mean_hidden_states(model, load_tokenizer(model_path, ctx.chat_template), mine, store,
+                                           batching, progress=ctx.progress)
+        model = _sentence_encoder(encoder, ctx.device)
         store = FeatureStore.open_or_create(folder, ids, int(model.get_sentence_embedding_dimension()), "float32", meta)
-        return fill_sentence_embeddings(model, mine, store, batch_size=max_batch_size, progress=progress)
+        return fill_sentence_embeddings(model, mine, store, batch_size=batching.max_batch_size, progress=ctx.progress)
 
-    sharded_store_stage(out_dir, "embeddings", settings, inputs, examples, {**settings, **inputs}, fill,
-                        shard=shard, log=log)
-    return None if shard is not None and shard.count > 1 else Embeddings.load(out_dir)
+    sharded_store_stage(ctx, out_dir, "embeddings", settings, inputs, pool.examples, {**settings, **inputs}, fill)
+    return None if ctx.is_shard_job else Embeddings.load(out_dir)

@@ -21,8 +21,6 @@ from .optimizer_state import AdamMoments
 from .projection import LayerwiseProjector, normalise_rows
 from .store import FeatureStore
 
-TRANSFORMS = ("sgd", "adam")
-
 
 def make_projector(model, settings: FeatureSettings) -> LayerwiseProjector:
     modules = lora_modules(model)
@@ -47,12 +45,11 @@ def projected_features(model, batch, projector: LayerwiseProjector, moments: Ada
 
 
 def extract_features(model, tokenizer, examples: list[Example], store: FeatureStore,
-                     settings: FeatureSettings, *, moments: AdamMoments | None = None,
-                     projector: LayerwiseProjector | None = None, progress: bool = True,
+                     settings: FeatureSettings, *, moments: AdamMoments | None = None, progress: bool = True,
                      desc: str = "features") -> dict:
     """Fill ``store`` with features for ``examples``; returns counts for the manifest."""
     model.eval()
-    projector = projector or make_projector(model, settings)
+    projector = make_projector(model, settings)
     pending = set(store.pending_ids())
     todo = [e for e in examples if e.id in pending]
     items, report = tokenize_examples(tokenizer, todo, settings.max_length) if todo else ([], None)

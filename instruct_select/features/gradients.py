@@ -17,7 +17,7 @@ from typing import Iterator
 import torch
 
 from ..errors import ConfigError
-from .loss import model_per_example_loss
+from ..loss import model_per_example_loss
 
 
 def lora_modules(model) -> dict[str, torch.nn.Linear]:

@@ -17,7 +17,8 @@ from typing import Callable
 
 from ..artifacts import StageResult, finished_manifest, run_stage
 from ..data.example import Example
-from ..distributed import Shard, barrier, is_main, process_shard
+from ..context import RunContext
+from ..distributed import barrier, is_main, process_shard
 from ..errors import ArtifactMismatchError
 from .store import ids_fingerprint, merge_shard_stores
 
@@ -26,17 +27,17 @@ from .store import ids_fingerprint, merge_shard_stores
 Fill = Callable[[Path, list[Example], dict], dict]
 
 
-def sharded_store_stage(folder: str | Path, stage: str, settings: dict, inputs: dict, examples: list[Example],
-                        meta: dict, fill: Fill, *, shard: Shard | None = None, log=print) -> StageResult | None:
-    """Run ``fill`` over ``examples`` into ``folder``, split by ``shard``.
+def sharded_store_stage(ctx: RunContext, folder: str | Path, stage: str, settings: dict, inputs: dict,
+                        examples: list[Example], meta: dict, fill: Fill) -> StageResult | None:
+    """Run ``fill`` over ``examples`` into ``folder``, split by the context's shard.
 
-    ``shard`` None means this process's rank of the torch.distributed world (the whole set when
+    ``ctx.shard`` None means this process's rank of the torch.distributed world (the whole set when
     there is none), merged into ``folder`` afterwards; an explicit ``Shard`` is an independent job,
     which returns None: ``folder`` is unfinished until every job is done and merged.
     """
-    folder = Path(folder)
-    collective = shard is None
-    shard = shard or process_shard()
+    folder, log = Path(folder), ctx.log
+    collective = ctx.shard is None
+    shard = ctx.shard or process_shard()
     if finished_manifest(folder) is not None or shard.count == 1:
         return run_stage(folder, stage, settings, inputs, lambda f: fill(f, examples, meta), log=log)
     shard_meta = {**meta, "shard_index": shard.index, "shard_count": shard.count,

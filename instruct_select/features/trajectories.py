@@ -2,7 +2,7 @@
 
 Learning percentage (METHODS §3) needs P_e(i) = exp(mean response-token loss of example i) for
 e = 0 (the base model) and after each epoch of training on the pool. The loss is the one loss
-(``features.loss.model_per_example_loss``), so masking and length normalisation match training.
+(``loss.model_per_example_loss``), so masking and length normalisation match training.
 
     out_dir/epoch-0/   the base model's loss of every example   (a FeatureStore, dim 1, float32)
     out_dir/epoch-E/   the loss at the training run's checkpoint E (base model + its LoRA weights)
@@ -25,13 +25,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..artifacts import fingerprint_json, fingerprint_model, fingerprint_path, require_finished
-from ..data.batching import collate, token_budget_batches
+from ..context import RunContext
+from ..data.batching import Batching, collate, token_budget_batches
 from ..data.chat import RenderReport, TokenizedExample, tokenize_examples
 from ..data.example import Example
-from ..distributed import Shard
 from ..errors import ArtifactMismatchError
 from ..train.checkpoint import Checkpoint, list_checkpoints, load_weights_into
-from .loss import model_per_example_loss
+from ..loss import model_per_example_loss
 from .sharded import sharded_store_stage
 from .store import FeatureStore
 
@@ -39,22 +39,22 @@ WRITE_EVERY_SECONDS = 2.0
 
 
 @torch.inference_mode()
-def fill_loss_store(model, tokenizer, examples: list[Example], store: FeatureStore, *, max_length: int,
-                    token_budget: int, max_batch_size: int, tokenized: tuple[list[TokenizedExample], RenderReport]
-                    | None = None, progress: bool = True, desc: str = "losses", log=print) -> dict:
+def fill_loss_store(ctx: RunContext, model, tokenizer, examples: list[Example], store: FeatureStore,
+                    batching: Batching, *, tokenized: tuple[list[TokenizedExample], RenderReport] | None = None,
+                    desc: str = "losses") -> dict:
     """Write the loss of every example still pending in ``store``; returns counts for the manifest.
 
-    ``tokenized``: ``tokenize_examples(tokenizer, examples, max_length)`` done once by the caller, so
-    that n + 1 passes over the same pool tokenise it once (else it is done here and reported).
+    ``tokenized``: ``tokenize_examples(tokenizer, examples, batching.max_length)`` done once by the
+    caller, so that n + 1 passes over the same pool tokenise it once (else it is done here and reported).
     """
     model.eval()
     pending = set(store.pending_ids())
     if not pending:
         return {"computed": 0, "no_response": [], "truncated": 0}
     if tokenized is None:
-        tokenized = tokenize_examples(tokenizer, [e for e in examples if e.id in pending], max_length)
+        tokenized = tokenize_examples(tokenizer, [e for e in examples if e.id in pending], batching.max_length)
         if tokenized[1].no_response:
-            log(f"[losses] {tokenized[1].summary()}")
+            ctx.log(f"[losses] {tokenized[1].summary()}")
     items = [it for it in tokenized[0] if it.id in pending]
     no_response = [i for i in tokenized[1].no_response if i in pending]
     if no_response:
@@ -63,8 +63,8 @@ def fill_loss_store(model, tokenizer, examples: list[Example], store: FeatureSto
     done_ids: list[str] = []
     done_values: list[np.ndarray] = []
     last_write = time.monotonic()
-    for indices in tqdm(token_budget_batches(items, token_budget, max_batch_size), desc=desc,
-                        disable=not progress, leave=False):
+    for indices in tqdm(token_budget_batches(items, batching.token_budget, batching.max_batch_size), desc=desc,
+                        disable=not ctx.progress, leave=False):
         batch_items = [items[i] for i in indices]
         losses = model_per_example_loss(model, collate(batch_items, pad_id))
         done_ids.extend(it.id for it in batch_items)
@@ -143,22 +143,22 @@ def _check_train_run(model_path: str | Path, train_dir: Path) -> tuple[dict, lis
     return manifest, checkpoints
 
 
-def loss_trajectories_stage(model_path: str | Path, train_dir: str | Path, examples: list[Example],
-                            data_fingerprint: str, out_dir: str | Path, *, max_length: int, token_budget: int,
-                            max_batch_size: int, device: str | None = None, shard: Shard | None = None,
-                            progress: bool = True, log=print) -> "LossTrajectories | None":
-    """Loss of every example at epoch 0 (base model) and at each checkpoint of ``train_dir``.
+def loss_trajectories_stage(ctx: RunContext, model_path: str | Path, train_dir: str | Path, out_dir: str | Path,
+                            batching: Batching) -> "LossTrajectories | None":
+    """Loss of every pool example at epoch 0 (base model) and at each checkpoint of ``train_dir``.
 
     Under torch.distributed each rank computes every N-th example and the main process merges
-    (``features.sharded``); an independent ``shard`` job computes its share and returns None.
+    (``features.sharded``); an independent shard job computes its share and returns None.
     """
     from ..models.loading import load_tokenizer
 
+    pool = ctx.require_pool()
+    max_length = batching.max_length
     train_dir, out_dir = Path(train_dir), Path(out_dir)
     manifest, checkpoints = _check_train_run(model_path, train_dir)
     shared = {"model": fingerprint_model(model_path), "train_run": fingerprint_path(train_dir),
-              "data": data_fingerprint}
-    models = _ModelAtEpoch(model_path, manifest, device)
+              "data": pool.fingerprint}
+    models = _ModelAtEpoch(model_path, manifest, ctx.device)
     # Loaded and tokenised once, on the first epoch that needs them: every epoch hands this process
     # the same examples (all of them, or its rank's share).
     tokenizer, tokenized = None, None
@@ -171,17 +171,16 @@ def loss_trajectories_stage(model_path: str | Path, train_dir: str | Path, examp
                 tokenizer = load_tokenizer(train_dir / "model")
                 tokenized = tokenize_examples(tokenizer, mine, max_length)
                 if tokenized[1].no_response or tokenized[1].truncated:
-                    log(f"[losses] {tokenized[1].summary()}")
+                    ctx.log(f"[losses] {tokenized[1].summary()}")
             store = FeatureStore.open_or_create(folder, [e.id for e in mine], 1, "float32", meta)
-            return fill_loss_store(models.get(checkpoint), tokenizer, mine, store, max_length=max_length,
-                                   token_budget=token_budget, max_batch_size=max_batch_size, tokenized=tokenized,
-                                   progress=progress, desc=f"losses @ epoch {epoch}", log=log)
+            return fill_loss_store(ctx, models.get(checkpoint), tokenizer, mine, store, batching, tokenized=tokenized,
+                                   desc=f"losses @ epoch {epoch}")
 
         meta = {**shared, "checkpoint": f"epoch-{epoch}", "max_length": max_length}
-        sharded_store_stage(out_dir / f"epoch-{epoch}", "loss-trajectory",
-                            {"max_length": max_length, "checkpoint": meta["checkpoint"]}, shared, examples, meta,
-                            fill, shard=shard, log=log)
-    return None if shard is not None and shard.count > 1 else LossTrajectories.load(out_dir)
+        sharded_store_stage(ctx, out_dir / f"epoch-{epoch}", "loss-trajectory",
+                            {"max_length": max_length, "checkpoint": meta["checkpoint"]}, shared, pool.examples,
+                            meta, fill)
+    return None if ctx.is_shard_job else LossTrajectories.load(out_dir)
 
 
 @dataclass

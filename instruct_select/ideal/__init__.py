@@ -2,16 +2,16 @@
 
 Each round trains on the current mixture, measures every domain's influence on a reference loss
 (I_j = −∇L_refᵀ H⁻¹ ∇L_{D_j}, H from K-FAC / EK-FAC over chosen layers), and resizes the domains
-by n_j(1 + β_j), β = −m·I/max|I|. ``run_ideal`` runs the rounds; the parts are importable:
-``domains`` (labels, reference set), ``kfac`` (factors, eigenbases, inverse products),
-``influence`` (domain influences), ``update`` (β, volumes, resampling) and ``settings``.
+by n_j(1 + β_j), β = −m·I/max|I|. This package holds the method's parts: ``domains`` (labels,
+reference set), ``kfac`` (factors, eigenbases, inverse products), ``influence`` (domain
+influences), ``update`` (β, volumes, resampling) and ``settings``. The rounds run in
+``instruct_select.ideal_rounds`` through the shared loop and ``producers.domain_influence``.
 """
 from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"IdealPaths": "settings", "IdealSettings": "settings", "load_ideal_config": "settings",
-            "load_for_influence": "run", "mixture_for_selection": "run", "run_ideal": "run"}
+_EXPORTS = {"IdealPaths": "settings", "IdealSettings": "settings", "load_ideal_config": "settings"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -23,25 +23,20 @@ from tqdm.auto import tqdm
 
 from ..data.chat import TokenizedExample
 from ..distributed import is_distributed, world_size
-from .kfac import (KronEigen, accumulate_ekfac, accumulate_factors, all_reduce_, attach_ekfac,
+from .kfac import (KronEigen, PassSettings, accumulate_ekfac, accumulate_factors, all_reduce_, attach_ekfac,
                    eigenbases, for_each_batch, inverse_hvp, layer_damping, new_ekfac_stats,
                    new_factor_stats, select_layers, shard)
 
 
 @dataclass
-class PassSettings:
-    """How the statistics passes batch and label their data."""
+class SolveSettings:
+    """Which layers carry the influence and how the K-FAC inverse is damped."""
 
-    pad_id: int
-    token_budget: int = 4096
-    batch_size: int = 16
-    fisher: str = "sampled"  # "sampled" (the true Fisher) | "empirical"
-    seed: int = 0
-    progress: bool = False
-
-    @property
-    def labels(self) -> str:
-        return "sampled" if self.fisher == "sampled" else "data"
+    layers: list[str]
+    damping: float
+    relative: bool
+    ekfac: bool = True
+    layers_per_pass: int = 0
 
 
 @dataclass
@@ -71,16 +66,16 @@ def fit_kfac(model, modules, items: list[TokenizedExample], cfg: PassSettings, *
     local = shard(items)
     stats = new_factor_stats(modules)
     with _bar(cfg, len(local), "K-FAC factors") as bar:
-        for_each_batch(model, local, modules, cfg.pad_id, cfg.token_budget, cfg.batch_size,
+        for_each_batch(model, local, modules, cfg,
                        lambda chosen, losses, io, batch: accumulate_factors(stats, io, batch, _weights(chosen, counts)),
-                       labels=cfg.labels, seed=cfg.seed, progress=bar.update)
+                       labels=cfg.labels, progress=bar.update)
     eigens = eigenbases(all_reduce_(stats))
     if ekfac:
         diag = new_ekfac_stats(modules)
         with _bar(cfg, len(local), "EK-FAC eigenvalues") as bar:
-            for_each_batch(model, local, modules, cfg.pad_id, cfg.token_budget, cfg.batch_size,
+            for_each_batch(model, local, modules, cfg,
                            lambda chosen, losses, io, batch: accumulate_ekfac(diag, io, batch, eigens, _weights(chosen, counts)),
-                           labels=cfg.labels, seed=cfg.seed, progress=bar.update)
+                           labels=cfg.labels, progress=bar.update)
         attach_ekfac(eigens, all_reduce_(diag))
     return eigens
 
@@ -100,7 +95,7 @@ def gradient_sum(model, modules, items: list[TokenizedExample], cfg: PassSetting
         totals["loss"] += (w.double() * losses.double()).sum()
         totals["count"] += w.double().sum()
 
-    for_each_batch(model, shard(items), modules, cfg.pad_id, cfg.token_budget, cfg.batch_size, visit)
+    for_each_batch(model, shard(items), modules, cfg, visit)
     all_reduce_({**stats, "totals": totals})
     return {n: s["grad"] for n, s in stats.items()}, float(totals["loss"]), float(totals["count"])
 
@@ -133,8 +128,7 @@ def example_scores(model, modules, items: list[TokenizedExample], preconditioned
 
     local = shard(items)
     with _bar(cfg, len(local), "influence scores") as bar:
-        for_each_batch(model, local, modules, cfg.pad_id, cfg.token_budget, cfg.batch_size, visit,
-                       progress=bar.update)
+        for_each_batch(model, local, modules, cfg, visit, progress=bar.update)
     return _gather(scores)
 
 
@@ -168,29 +162,27 @@ def domain_gradient_sums(model, modules, items: list[TokenizedExample], domain_o
 
 
 def compute_influences(model, items: list[TokenizedExample], domain_of: dict[str, str],
-                       reference: list[TokenizedExample], cfg: PassSettings, *, layers: list[str],
-                       damping: float, relative: bool, ekfac: bool = True,
+                       reference: list[TokenizedExample], cfg: PassSettings, solve: SolveSettings, *,
                        counts: dict[str, float] | None = None,
-                       fit_items: list[TokenizedExample] | None = None,
-                       layers_per_pass: int = 0) -> DomainInfluence:
+                       fit_items: list[TokenizedExample] | None = None) -> DomainInfluence:
     """Every domain's influence on the mean reference loss, layer group by layer group.
 
     ``items`` are the mixture's unique examples, ``counts`` how often each appears; ``fit_items``
     (default: ``items``) fit the factors. A group's factors are dropped before the next group's
     are fitted, which bounds memory on large models.
     """
-    modules = select_layers(model, layers)
+    modules = select_layers(model, solve.layers)
     names = list(modules)
-    size = layers_per_pass or len(names)
+    size = solve.layers_per_pass or len(names)
     scores = {x.id: 0.0 for x in items}
     used: dict[str, float] = {}
     reference_loss = float("nan")
     model.eval()
     for start in range(0, len(names), size):
         group = {n: modules[n] for n in names[start:start + size]}
-        eigens = fit_kfac(model, group, fit_items or items, cfg, counts=counts, ekfac=ekfac)
+        eigens = fit_kfac(model, group, fit_items or items, cfg, counts=counts, ekfac=solve.ekfac)
         grads, reference_loss = reference_gradient(model, group, reference, cfg)
-        preconditioned, damping_used = precondition(eigens, grads, damping, relative)
+        preconditioned, damping_used = precondition(eigens, grads, solve.damping, solve.relative)
         del eigens, grads
         used.update(damping_used)
         for id_, value in example_scores(model, group, items, preconditioned, cfg).items():

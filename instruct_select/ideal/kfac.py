@@ -47,7 +47,7 @@ from ..data.batching import collate, token_budget_batches
 from ..data.chat import IGNORE_INDEX, TokenizedExample
 from ..distributed import all_reduce_sum_, process_shard
 from ..errors import ConfigError
-from ..features.loss import per_example_loss
+from ..loss import per_example_loss
 
 Stats = dict[str, dict[str, torch.Tensor]]  # layer name -> statistic name -> sum (counts too)
 
@@ -168,14 +168,30 @@ def batch_io(model, batch: dict[str, torch.Tensor], modules: dict[str, torch.nn.
     return losses.detach(), io
 
 
-def for_each_batch(model, items: list[TokenizedExample], modules, pad_id: int, token_budget: int,
-                   batch_size: int, visit: Callable, *, labels: str = "data", seed: int = 0,
-                   progress: Callable | None = None) -> None:
-    """Call ``visit(batch_items, losses, io, batch)`` for each batch of ``items``."""
-    for indices in token_budget_batches(items, token_budget, batch_size):  # no seed: sorted, deterministic
+@dataclass
+class PassSettings:
+    """How the statistics passes batch and label their data."""
+
+    pad_id: int
+    token_budget: int = 4096
+    batch_size: int = 16
+    fisher: str = "sampled"  # "sampled" (the true Fisher) | "empirical"
+    seed: int = 0
+    progress: bool = False
+
+    @property
+    def labels(self) -> str:
+        return "sampled" if self.fisher == "sampled" else "data"
+
+
+def for_each_batch(model, items: list[TokenizedExample], modules, cfg: PassSettings, visit: Callable, *,
+                   labels: str = "data", progress: Callable | None = None) -> None:
+    """Call ``visit(batch_items, losses, io, batch)`` for each batch of ``items``; ``labels``
+    "sampled" draws them from the model (seeded by ``cfg.seed``), "data" uses the data's."""
+    for indices in token_budget_batches(items, cfg.token_budget, cfg.batch_size):  # no seed: sorted, deterministic
         chosen = [items[i] for i in indices]
-        batch = collate(chosen, pad_id)
-        losses, io = batch_io(model, batch, modules, labels=labels, ids=[x.id for x in chosen], seed=seed)
+        batch = collate(chosen, cfg.pad_id)
+        losses, io = batch_io(model, batch, modules, labels=labels, ids=[x.id for x in chosen], seed=cfg.seed)
         visit(chosen, losses, io, batch)
         if progress is not None:
             progress(len(chosen))

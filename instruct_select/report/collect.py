@@ -1,31 +1,25 @@
 """Finding what a run directory holds, for the report: selections, scores, results, IDEAL, LP.
 
-Every kind of run writes its own layout (``demo``, ``experiment``, ``run CONFIG``, ``ideal``,
-learning percentage), so nothing here assumes one: it looks for each artifact by its file names
-and reads what it finds into plain data. The plots never see a path, and a missing artifact is a
-``None`` or an empty list that the page reports as absent.
+Every kind of run (``demo``, ``experiment``, ``run CONFIG``, ``ideal``) writes the one layout of
+``layout.RunLayout``, so the report asks the layout where each artifact is and reads it into plain
+data; a selection's method, budget and seed come from its own manifest. The plots never see a
+path, and a missing artifact is a ``None`` or an empty list that the page reports as absent.
 
     contents = collect_run("runs/demo")
-    contents.selections      # one SelectionInfo per */select/diagnostics.json
+    contents.selections      # one SelectionInfo per arm with a finished selection
     contents.results         # {budget: {method: [row per seed]}}, rows {"scores", "summary"}
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..artifacts import read_json
+from ..artifacts import finished_manifest, read_json
 from ..errors import InputError
-
-# The folder names the stages give a selection: "<method>-<budget>-seed<s>[-by-<label>]", "full-seed<s>".
-FOLDER_NAME = re.compile(r"^(?P<method>.+?)-(?P<budget>\d+(?:\.\d+)?(?:pct|tok)?)-seed(?P<seed>\d+)(?:-by-.+)?$")
-FULL_NAME = re.compile(r"^full-seed(?P<seed>\d+)$")
-# Folders never searched: model weights and feature stores hold no report artifacts and are large.
-SKIP_DIRS = {"model", "checkpoints", "features", "embeddings", ".git"}
+from ..layout import RunLayout
 
 
 @dataclass
@@ -72,67 +66,37 @@ def collect_run(run_dir: str | Path) -> RunContents:
     if not root.is_dir():
         raise InputError(f"{root} is not a folder: give the run directory of a demo, an experiment, "
                          "`instruct-select run` or `instruct-select ideal` (e.g. runs/demo)")
+    layout = RunLayout(root)
     found = RunContents(root=root)
-    files = _walk(root)
-    found.selections = _selections([p for p in files if p.name == "diagnostics.json" and p.parent.name == "select"])
-    scores = sorted((p.parent for p in files if p.name == "scores.npy"), key=lambda p: (len(p.parts), str(p)))
-    found.attribution_dir = scores[0] if scores else None
-    _read_results(root, found)
-    ideal = sorted((p for p in files if p.name == "summary.json" and p.parent.name == "ideal"),
-                   key=lambda p: (len(p.parts), str(p)))
-    if ideal:
-        found.ideal_source, found.ideal_summary = ideal[0], read_json(ideal[0])
-    found.loss_dirs = sorted({p.parent.parent for p in files
-                              if p.name == "manifest.json" and p.parent.name == "epoch-0"
-                              and (p.parent.parent / "epoch-1").is_dir()})
+    found.selections = _selections(layout)
+    if (layout.scores / "scores.npy").is_file():
+        found.attribution_dir = layout.scores
+    _read_results(layout, found)
+    # An IDEAL experiment keeps one IDEAL run per seed inside its own folder: the first one found.
+    for candidate in [layout, *layout.children()]:
+        if candidate.ideal_summary.is_file():
+            found.ideal_source, found.ideal_summary = candidate.ideal_summary, read_json(candidate.ideal_summary)
+            break
+    found.loss_dirs = [m.losses for m in layout.selection_models()
+                       if finished_manifest(m.losses / "epoch-0") is not None and (m.losses / "epoch-1").is_dir()]
     return found
 
 
-def _walk(root: Path) -> list[Path]:
-    """Every file under ``root``, without descending into model or feature folders."""
-    out: list[Path] = []
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        for entry in sorted(folder.iterdir()):
-            if entry.is_dir() and not entry.is_symlink():
-                if entry.name not in SKIP_DIRS and not entry.name.startswith("."):
-                    stack.append(entry)
-            elif entry.is_file():
-                out.append(entry)
-    return out
-
-
-def _selections(diagnostics: list[Path]) -> list[SelectionInfo]:
+def _selections(layout: RunLayout) -> list[SelectionInfo]:
     found = []
-    for path in diagnostics:
-        data = read_json(path)
+    for arm in layout.arms():
+        diagnostics = arm.select / "diagnostics.json"
+        data = read_json(diagnostics) if diagnostics.is_file() else {}
         if "composition" not in data:
             continue
-        method, budget, seed = _describe_selection(path.parent)
-        found.append(SelectionInfo(label=path.parent.parent.name, method=method, budget=budget, seed=seed,
-                                   path=path.parent, composition=data["composition"],
+        manifest = finished_manifest(arm.select)
+        settings = manifest.get("settings", {})
+        found.append(SelectionInfo(label=arm.root.name, method=settings.get("method", "?"),
+                                   budget=str(settings.get("budget", "?")), seed=int(manifest.get("seed") or 0),
+                                   path=arm.select, composition=data["composition"],
                                    pool_composition=data.get("pool_composition", {}),
                                    influence=data.get("influence")))
     return sorted(found, key=lambda s: (budget_key(s.budget), s.method == "full", s.method, s.seed, s.label))
-
-
-def _describe_selection(select_dir: Path) -> tuple[str, str, int]:
-    """(method, budget, seed): from the stage manifest, else from the folder's name."""
-    manifest = select_dir / "manifest.json"
-    if manifest.is_file():
-        data = read_json(manifest)
-        settings = data.get("settings", {})
-        if "method" in settings:
-            return settings["method"], str(settings.get("budget", "?")), int(data.get("seed", 0))
-    name = select_dir.parent.name
-    full = FULL_NAME.match(name)
-    if full:
-        return "full", "all", int(full["seed"])
-    match = FOLDER_NAME.match(name)
-    if match:
-        return match["method"], match["budget"].replace("pct", "%"), int(match["seed"])
-    return name, "?", 0
 
 
 def budget_key(budget: str) -> tuple[int, float, str]:
@@ -150,33 +114,39 @@ def budget_key(budget: str) -> tuple[int, float, str]:
         return 3, 0.0, text
 
 
-def _read_results(root: Path, found: RunContents) -> None:
+def _read_results(layout: RunLayout, found: RunContents) -> None:
     """experiments.json (several seeds) if there is one, else results.json (demo or run config)."""
-    experiments, results = root / "experiments.json", root / "results.json"
-    if experiments.is_file():
-        data = read_json(experiments)
+    if layout.experiments_json.is_file():
+        data = read_json(layout.experiments_json)
         found.results = {str(b): {m: list(rows) for m, rows in per.items()} for b, per in data.get("runs", {}).items()}
-        found.base_row, found.results_source = data.get("base"), experiments
-    elif results.is_file():
-        found.results, found.base_row = results_from_json(read_json(results))
-        found.results_source = results
+        found.base_row, found.results_source = data.get("base"), layout.experiments_json
+    elif layout.results_json.is_file():
+        found.results, found.base_row = results_from_json(read_json(layout.results_json))
+        found.results_source = layout.results_json
 
 
 def results_from_json(data: dict) -> tuple[dict[str, dict[str, list[dict]]], dict | None]:
-    """A demo's {"settings", "rows": {label: row}} or a run config's {label: {"summary": row}}."""
-    rows = data["rows"] if isinstance(data.get("rows"), dict) else {
-        label: entry.get("summary") for label, entry in data.items() if isinstance(entry, dict)}
-    default_budget = str(data.get("settings", {}).get("budget", "?"))
+    """A run's {"settings", "base", "arms": {label: {"summary": row}}}; also the older demo
+    {"settings", "rows": {label: row}} and run {label: {"summary": row}} files."""
+    settings = data.get("settings", {})
+    if isinstance(data.get("arms"), dict):
+        rows = {label: entry.get("summary") for label, entry in data["arms"].items()}
+        base = data.get("base")
+        budgets = [str(b) for b in settings.get("budgets", [])] or ["?"]
+    else:
+        rows = data["rows"] if isinstance(data.get("rows"), dict) else {
+            label: entry.get("summary") for label, entry in data.items() if isinstance(entry, dict)}
+        base = rows.pop("base (no tuning)", None)
+        budgets = [str(settings.get("budget", "?"))]
     out: dict[str, dict[str, list[dict]]] = {}
-    base = None
     for label, row in rows.items():
         if not row or "scores" not in row:
             continue  # a run without tests has no scores to show
-        if label.startswith("base"):
-            base = row
-            continue
-        method, _, budget = label.partition(" @ ")
-        out.setdefault(budget or default_budget, {}).setdefault(method, []).append(row)
+        method, _, rest = label.partition(" @ ")
+        budget, _, by = rest.partition(" (by ")
+        method += f" (by {by}" if by else ""
+        for each in ([budget] if budget else budgets):  # the whole pool is every budget's reference
+            out.setdefault(each, {}).setdefault(method, []).append(row)
     return out, base
 
 

@@ -28,7 +28,7 @@ def palette(names: Sequence[str], cmap: str = "tab10") -> dict[str, tuple]:
 
 def _registry_order(extra: Sequence[str] = ()) -> list[str]:
     """The most compared methods first, then the rest of the registry, then unknown names."""
-    from ..select.base import available_selectors
+    from ..select.registry import available_selectors
 
     methods = list(MAIN_METHODS) + sorted(set(available_selectors()) - set(MAIN_METHODS))
     return methods + sorted(set(extra) - set(methods))

@@ -20,7 +20,7 @@ from collections import Counter
 import numpy as np
 
 from ..errors import InputError
-from .base import Ranking, SelectionContext, register
+from .base import Ranking, SelectionContext
 from .influence import INFLUENCE_NEEDS, column_statistics, pool_matrix
 
 
@@ -116,7 +116,6 @@ def bids_fast(scores: np.ndarray, budget: int, mean: np.ndarray | None = None,
     return selected
 
 
-@register
 class BidsSelector:
     name = "bids"
     needs = INFLUENCE_NEEDS

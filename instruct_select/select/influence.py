@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from ..errors import ArtifactMismatchError, InputError
-from .base import Ranking, SelectionContext, register
+from .base import Ranking, SelectionContext
 
 INFLUENCE_NEEDS = ("attribution",)
 
@@ -106,7 +106,6 @@ class _TopByScore:
         return top_rows(self.score(scores, columns), ids, limit)
 
 
-@register
 class LessSelector(_TopByScore):
     name = "less"
     description = "LESS task-max: mean influence per validation subtask, max over subtasks, top B"
@@ -115,7 +114,6 @@ class LessSelector(_TopByScore):
         return group_means(scores, column_groups(columns, "subtask")).max(axis=1)
 
 
-@register
 class InstanceMaxSelector(_TopByScore):
     name = "instance-max"
     description = "max influence over single validation instances, top B"
@@ -124,7 +122,6 @@ class InstanceMaxSelector(_TopByScore):
         return scores.max(axis=1)
 
 
-@register
 class SumSelector(_TopByScore):
     name = "sum"
     description = "summed influence over all validation instances, top B"
@@ -133,7 +130,6 @@ class SumSelector(_TopByScore):
         return scores.sum(axis=1)
 
 
-@register
 class NormalizedSelector(_TopByScore):
     name = "normalized"
     description = "instance-normalised influence (columns standardised), max over instances, top B"
@@ -142,7 +138,6 @@ class NormalizedSelector(_TopByScore):
         return standardise_columns(scores)[0].max(axis=1)
 
 
-@register
 class TaskBalancedSelector:
     name = "task-balanced"
     needs = INFLUENCE_NEEDS

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ArtifactMismatchError, ConfigError, InputError
-from .base import Ranking, SelectionContext, register
+from .base import Ranking, SelectionContext
 from .kmeans import kmeans
 
 VARIANTS = ("lp1", "lp_app")
@@ -209,7 +209,6 @@ class _LearningPercentageSelector:
         return Ranking([lp.ids[r] for r in rows], lp.values[rows].astype(float).tolist(), diagnostics)
 
 
-@register
 class LpHardSelector(_LearningPercentageSelector):
     name = "lp-hard"
     description = "learning percentage: the hardest (lowest LP) share of every k-means cluster"
@@ -218,7 +217,6 @@ class LpHardSelector(_LearningPercentageSelector):
         return lp.status, _learned_only(lp, lp.values)
 
 
-@register
 class LpEasySelector(_LearningPercentageSelector):
     name = "lp-easy"
     description = "learning percentage: the easiest (highest LP) share of every k-means cluster"
@@ -227,7 +225,6 @@ class LpEasySelector(_LearningPercentageSelector):
         return lp.status, _learned_only(lp, -lp.values)
 
 
-@register
 class LpRandomSelector(_LearningPercentageSelector):
     name = "lp-random"
     description = "random members of every k-means cluster, with lp-hard's per-cluster quotas"

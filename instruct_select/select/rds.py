@@ -8,11 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ArtifactMismatchError
-from .base import Ranking, SelectionContext, register
+from .base import Ranking, SelectionContext
 from .influence import top_rows
 
 
-@register
 class RdsSelector:
     name = "rds"
     needs = ("hidden_states",)

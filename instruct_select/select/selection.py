@@ -13,7 +13,8 @@ from typing import Any
 
 from ..artifacts import atomic_write_json, atomic_write_text
 from ..errors import ConfigError
-from .base import SelectionContext, get_selector
+from .base import SelectionContext
+from .registry import get_selector
 from .budget import Budget
 
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import random
 
-from .base import Ranking, SelectionContext, register
+from .base import Ranking, SelectionContext
 
 
-@register
 class RandomSelector:
     name = "random"
     needs: tuple[str, ...] = ()
@@ -18,7 +17,6 @@ class RandomSelector:
         return Ranking(ids[:limit])
 
 
-@register
 class FullSelector:
     name = "full"
     needs: tuple[str, ...] = ()

@@ -19,7 +19,7 @@ from ..config import TrainSettings
 from ..data.batching import collate, token_budget_batches
 from ..data.chat import RenderReport, tokenize_examples
 from ..data.example import Example
-from ..features.loss import model_per_example_loss
+from ..loss import model_per_example_loss
 from ..models.loading import add_lora, trainable_named_parameters
 from ..distributed import all_reduce_sum_, barrier, is_main, process_shard
 from ..errors import ArtifactMismatchError

@@ -1,54 +1,61 @@
-"""The influence stages: warmup → gradient features per checkpoint → attribution matrix.
+"""The attribution matrix (LESS, BIDS and the ablations): warmup → gradient features → scores.
 
-    warmup/                 LoRA training on the pool (or a random fraction), one checkpoint per epoch
-    features/pool/epoch-E/  Adam features of every pool example at checkpoint E
-    features/validation/epoch-E/   SGD features of every validation example at checkpoint E
-    scores/                 A = Σ_e w_e · cos(pool_e, validation_e), rows = pool ids, columns = validation
+    influence/warmup/                  LoRA training, one checkpoint per epoch (``warmup``)
+    influence/features/pool/epoch-E/   Adam features of every pool example at checkpoint E
+    influence/features/validation/epoch-E/   SGD features of every validation example
+    influence/scores/                  A = Σ_e w_e · cos(pool_e, validation_e), rows = pool ids
 
-Each is a cached stage with a manifest; the feature stores resume after an interruption.
+Pool features are Adam-preconditioned, validation features plain SGD gradients, both projected
+and taken at every warmup checkpoint; the matrix is their learning-rate-weighted cosine. Each is a
+cached stage with a manifest; the feature stores resume after an interruption and split across
+processes or ``--shard`` jobs (merged by ``merge_all_shards``).
 """
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
 
-from ..artifacts import finished_manifest, fingerprint_path, require_finished, run_stage
-from ..distributed import Shard
-from ..config import FeatureSettings, LoraSettings, from_dict
+from ..artifacts import Artifact, finished_manifest, fingerprint_model, fingerprint_path, run_stage
+from ..config import FeatureSettings, RunConfig
+from ..context import RunContext
 from ..data.example import Example
+from ..data.loading import LoadedData
 from ..errors import ArtifactMismatchError
 from ..features.extract import extract_features
 from ..features.optimizer_state import AdamMoments
 from ..features.sharded import merge_store_shards, sharded_store_stage
 from ..features.store import FeatureStore
-from ..train.checkpoint import Checkpoint, list_checkpoints, load_weights_into
-from .attribution import checkpoint_weights, write_attribution
+from ..influence.attribution import checkpoint_weights, write_attribution
+from ..layout import RunLayout
+from ..train.checkpoint import list_checkpoints
+from .warmup import validation_data, warmup, warmup_model
 
 
-def warmup_model(warmup_dir: Path, checkpoint: Checkpoint, device: str | None = None):
-    """The base model with the warmup's LoRA layers holding ``checkpoint``'s weights."""
-    from ..models.loading import add_lora, load_base_model, load_tokenizer
+def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    from ..influence.attribution import AttributionMatrix
 
-    manifest = require_finished(warmup_dir, "warmup")
-    train = manifest["settings"]["train"]
-    if train.get("full_finetune"):
-        raise ArtifactMismatchError(f"{warmup_dir} was a full fine-tune; gradient features need a LoRA warmup")
-    base = manifest["outputs"]["base_model"]
-    model = add_lora(load_base_model(base, manifest["settings"].get("dtype", "float32"), device),
-                     from_dict(LoraSettings, train["lora"]))
-    load_weights_into(model, checkpoint)
-    model.eval()
-    return model, load_tokenizer(Path(warmup_dir) / "model")
+    validation = validation_data(config)
+    warmup_dir = warmup(ctx, config, layout)
+    if ctx.stop_after == "warmup":
+        return None
+    settings = config.influence.features
+    pool_folders = features_stage(ctx, warmup_dir, ctx.require_pool(), "pool", "adam", settings, layout)
+    val_folders = features_stage(ctx, warmup_dir, validation, "validation", "sgd", settings, layout)
+    if ctx.is_shard_job:
+        ctx.log(f"[features] {ctx.shard.name} done; when every shard is done: instruct-select merge {layout.features}")
+        return None
+    if ctx.stop_after == "features":
+        return None
+    scores = scores_stage(ctx, warmup_dir, pool_folders, val_folders, validation.examples, layout.scores)
+    return Artifact(AttributionMatrix.load(scores.path), fingerprint_model(scores.path))
 
 
-def features_stage(warmup_dir: str | Path, examples: list[Example], data_fingerprint: str, split: str,
-                   transform: str, settings: FeatureSettings, out_dir: str | Path, *,
-                   device: str | None = None, shard: Shard | None = None, progress: bool = True,
-                   log=print) -> list[Path]:
-    """Features of ``examples`` at every warmup checkpoint; returns the store folders in epoch order.
+def features_stage(ctx: RunContext, warmup_dir: str | Path, data: LoadedData, split: str, transform: str,
+                   settings: FeatureSettings, layout: RunLayout) -> list[Path]:
+    """Features of ``data`` at every warmup checkpoint; returns the store folders in epoch order.
 
-    ``shard`` (default: this process's rank of the torch.distributed world) takes every N-th
-    example into ``FOLDER/shard-i-of-N``. Under torch.distributed the main process then merges
+    The context's shard (default: this process's rank of the torch.distributed world) takes every
+    N-th example into ``FOLDER/shard-i-of-N``. Under torch.distributed the main process then merges
     the shards into FOLDER; independent ``--shard`` jobs leave that to ``instruct-select merge``,
     and the folders they return are unfinished until then.
     """
@@ -58,24 +65,23 @@ def features_stage(warmup_dir: str | Path, examples: list[Example], data_fingerp
         raise ArtifactMismatchError(f"{warmup_dir} has no checkpoints; run the warmup with save_checkpoints=true")
     folders = []
     for checkpoint in checkpoints:
-        folder = Path(out_dir) / split / f"epoch-{checkpoint.epoch}"
+        folder = layout.feature_store(split, checkpoint.epoch)
         meta = {"model": fingerprint_path(warmup_dir), "checkpoint": f"epoch-{checkpoint.epoch}",
                 "checkpoint_fingerprint": fingerprint_path(checkpoint.path),
                 "projection_seed": settings.projection_seed, "transform": transform,
-                "data": data_fingerprint, "max_length": settings.max_length}
+                "data": data.fingerprint, "max_length": settings.max_length}
         stage_settings = {**asdict(settings), "transform": transform, "split": split}
         inputs = {k: v for k, v in meta.items() if k in ("model", "checkpoint_fingerprint", "data")}
         folders.append(folder)
-        sharded_store_stage(folder, "features", stage_settings, inputs, examples, meta,
-                            _extract_into(warmup_dir, checkpoint, settings, transform, device, progress,
-                                          f"{split} features @ epoch {checkpoint.epoch}"),
-                            shard=shard, log=log)
+        sharded_store_stage(ctx, folder, "features", stage_settings, inputs, data.examples, meta,
+                            _extract_into(ctx, warmup_dir, checkpoint, settings, transform,
+                                          f"{split} features @ epoch {checkpoint.epoch}"))
     return folders
 
 
-def _extract_into(warmup_dir, checkpoint, settings, transform, device, progress, desc):
+def _extract_into(ctx: RunContext, warmup_dir, checkpoint, settings, transform, desc):
     def fill(folder: Path, examples: list[Example], meta: dict) -> dict:
-        model, tokenizer = warmup_model(warmup_dir, checkpoint, device)
+        model, tokenizer = warmup_model(warmup_dir, checkpoint, ctx.device)
         moments = None
         if transform == "adam":
             from ..features.gradients import lora_modules
@@ -83,12 +89,12 @@ def _extract_into(warmup_dir, checkpoint, settings, transform, device, progress,
             moments = AdamMoments(checkpoint, list(lora_modules(model)), next(model.parameters()).device)
         store = FeatureStore.open_or_create(folder, [e.id for e in examples], settings.dim, settings.dtype, meta)
         return extract_features(model, tokenizer, examples, store, settings, moments=moments,
-                                progress=progress, desc=desc)
+                                progress=ctx.progress, desc=desc)
     return fill
 
 
-def scores_stage(warmup_dir: str | Path, pool_folders: list[Path], validation_folders: list[Path],
-                 validation: list[Example], out_dir: str | Path, *, progress: bool = True, log=print):
+def scores_stage(ctx: RunContext, warmup_dir: str | Path, pool_folders: list[Path], validation_folders: list[Path],
+                 validation: list[Example], out_dir: str | Path):
     """A = Σ_e w_e · pool_e @ validation_eᵀ, blockwise from the stores; columns labelled by task."""
     checkpoints = list_checkpoints(warmup_dir)
     weights = checkpoint_weights([c.mean_lr for c in checkpoints])
@@ -99,11 +105,11 @@ def scores_stage(warmup_dir: str | Path, pool_folders: list[Path], validation_fo
         val_stores = [FeatureStore.open(p) for p in validation_folders]
         if val_stores[0].ids != [e.id for e in validation]:
             raise ArtifactMismatchError("validation features were computed for other validation examples")
-        return write_attribution(Path(folder), pool_stores, val_stores, weights, columns, progress=progress)
+        return write_attribution(Path(folder), pool_stores, val_stores, weights, columns, progress=ctx.progress)
 
     inputs = {f"pool/{p.name}": fingerprint_path(p) for p in pool_folders}
     inputs.update({f"validation/{p.name}": fingerprint_path(p) for p in validation_folders})
-    return run_stage(out_dir, "scores", {"weights": weights}, inputs, build, log=log)
+    return run_stage(out_dir, "scores", {"weights": weights}, inputs, build, log=ctx.log)
 
 
 def merge_all_shards(features_dir: str | Path, log=print) -> list[Path]:

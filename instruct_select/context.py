@@ -1,0 +1,60 @@
+"""The run context: what every stage of one command shares, built once and handed down.
+
+A command (``run``, ``demo``, ``train`` ...) decides the device, the dtype, the chat template, how
+to report progress, which shard of the work this process does, and loads the pool once; every
+stage below reads them from here instead of taking them again as parameters.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .data.loading import LoadedData, load_examples
+from .distributed import Shard, local_device
+from .errors import ConfigError
+
+STOP_POINTS = ("warmup", "features")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """``shard``: an independent job's share (``--shard i/N``); None: this process's rank of the
+    torch.distributed world (the whole data without one). ``stop_after``: end the run after the
+    warmup or the gradient features (scheduler jobs)."""
+
+    device: str | None = None
+    dtype: str = "float32"
+    chat_template: str | None = None
+    progress: bool = True
+    log: Callable[[str], None] = print
+    shard: Shard | None = None
+    stop_after: str | None = None
+    pool: LoadedData | None = None
+
+    def __post_init__(self) -> None:
+        if self.stop_after not in (None, *STOP_POINTS):
+            raise ConfigError(f"stop_after must be one of {', '.join(STOP_POINTS)}, got {self.stop_after!r}")
+
+    @classmethod
+    def create(cls, *, device: str | None = "auto", pool: str | Path | LoadedData | None = None,
+               data_format: str = "auto", **settings) -> "RunContext":
+        """A context for one command: ``device`` "auto" is this process's GPU under torchrun, else
+        the default; ``pool`` a path is loaded here, once."""
+        if isinstance(pool, (str, Path)) and str(pool):
+            pool = load_examples(pool, format=data_format)
+        return cls(device=local_device() or device, pool=pool or None, **settings)
+
+    def replace(self, **changes) -> "RunContext":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def is_shard_job(self) -> bool:
+        """An independent ``--shard i/N`` job (N > 1): it computes its share and stops."""
+        return self.shard is not None and self.shard.count > 1
+
+    def require_pool(self) -> LoadedData:
+        if self.pool is None:
+            raise ConfigError("this stage needs a pool: give the training data (pool=... or --data)")
+        return self.pool

@@ -1,0 +1,60 @@
+"""RDS's representations: last-token final hidden states of the pool and the validation set under
+the last warmup checkpoint, one cached feature store per split."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifacts import Artifact, fingerprint_json, fingerprint_path
+from ..config import RunConfig
+from ..context import RunContext
+from ..data.batching import Batching
+from ..data.example import Example
+from ..data.loading import LoadedData
+from ..layout import RunLayout
+from .warmup import validation_data, warmup, warmup_model
+
+
+def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    validation = validation_data(config)
+    warmup_dir = warmup(ctx, config, layout)
+    if ctx.stop_after == "warmup":
+        return None
+    folders = {split: _states_stage(ctx, warmup_dir, data, layout.hidden_states(split), config)
+               for split, data in (("pool", ctx.require_pool()), ("validation", validation))}
+    if ctx.is_shard_job or ctx.stop_after == "features":
+        return None
+    value = {split: _read(folder) for split, folder in folders.items()}
+    return Artifact(value, fingerprint_json({s: fingerprint_path(f) for s, f in folders.items()}))
+
+
+def _states_stage(ctx: RunContext, warmup_dir: Path, data: LoadedData, folder: Path, config: RunConfig) -> Path:
+    from ..features.sharded import sharded_store_stage
+    from ..train.checkpoint import list_checkpoints
+
+    features = config.influence.features
+    batching = Batching(features.max_length, features.token_budget, features.max_batch_size)
+    checkpoint = list_checkpoints(warmup_dir)[-1]
+    inputs = {"model": fingerprint_path(warmup_dir), "checkpoint": f"epoch-{checkpoint.epoch}",
+              "data": data.fingerprint}
+    settings = {"max_length": batching.max_length}
+
+    def fill(out: Path, examples: list[Example], meta: dict) -> dict:
+        from ..features.hidden import fill_last_token_states
+        from ..features.store import FeatureStore
+
+        model, tokenizer = warmup_model(warmup_dir, checkpoint, ctx.device)
+        store = FeatureStore.open_or_create(out, [e.id for e in examples], int(model.config.hidden_size),
+                                            "float32", meta)
+        return fill_last_token_states(model, tokenizer, examples, store, batching, progress=ctx.progress)
+
+    sharded_store_stage(ctx, folder, "hidden-states", settings, inputs, data.examples, {**settings, **inputs}, fill)
+    return folder
+
+
+def _read(folder: Path):
+    import numpy as np
+
+    from ..features.store import FeatureStore
+
+    store = FeatureStore.open(folder)
+    return store.ids, np.asarray(store.features, dtype=np.float32)
