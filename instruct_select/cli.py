@@ -81,7 +81,8 @@ def cmd_evaluate(args) -> None:
     out = args.out or Path(args.model).parent / "evaluation"
     ctx = _context(args, device=args.device, dtype=args.dtype)
     result = evaluate_stage(ctx, args.model, args.tests, out, settings, base=args.base)
-    print(capability_table({Path(args.model).name: result.manifest["outputs"]}))
+    rows = {Path(args.model).name: result.manifest["outputs"]}
+    print(capability_table(rows), capability_table(rows, metric="loss"), sep="\n\n")
     print(f"metrics written to {Path(result.path) / 'metrics.json'}")
 
 

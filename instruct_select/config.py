@@ -87,12 +87,23 @@ class TrainSettings:
 @dataclass
 class EvalSettings:
     max_new_tokens: int = _help("greedy tokens generated per test prompt", default=24)
-    batch_size: int = _help("prompts per generation batch", default=64)
+    batch_size: int = _help("prompts per generation batch; also the most examples per loss batch", default=64)
     default_checker: str = _help("checker for test records that name none", default="exact")
+    max_length: int = _help("tokens per test example (prompt + reference answer) in the held-out loss "
+                            "pass; longer ones are cut on the right, and one left without an answer "
+                            "token is counted and listed in metrics.json", default=2048)
+    loss_token_budget: int = _help("padded tokens per held-out loss batch (batch size x longest example)",
+                                   default=8192)
 
     def __post_init__(self) -> None:
         _check(self.max_new_tokens >= 1, "max_new_tokens must be >= 1")
         _check(self.batch_size >= 1, "batch_size must be >= 1")
+        _check(self.max_length >= 2, f"eval.max_length must be >= 2, got {self.max_length}")
+        _check(
+            self.loss_token_budget >= self.max_length,
+            f"eval.loss_token_budget ({self.loss_token_budget}) must be at least eval.max_length "
+            f"({self.max_length}) so that the longest test example fits in a batch",
+        )
 
 
 @dataclass

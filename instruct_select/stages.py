@@ -107,6 +107,7 @@ def train_stage(ctx: RunContext, model: str | Path, out_dir: str | Path, setting
 def evaluate_stage(ctx: RunContext, model_dir: str | Path, tests: str | Path, out_dir: str | Path,
                    settings: EvalSettings | None = None, *, base: str | Path | None = None):
     """Evaluate a trained model (or a base model) on every capability; writes metrics.json."""
+    from .data.batching import Batching
     from .evaluate import evaluate_capabilities
     from .models.loading import load_tokenizer, load_trained
 
@@ -117,12 +118,20 @@ def evaluate_stage(ctx: RunContext, model_dir: str | Path, tests: str | Path, ou
     def build(folder: Path) -> dict:
         model = load_trained(model_dir, base=base, dtype=ctx.dtype, device=ctx.device)
         tokenizer = load_tokenizer(model_dir)
+        loss_batching = Batching(settings.max_length, settings.loss_token_budget, settings.batch_size)
         metrics = evaluate_capabilities(model, tokenizer, test_sets, max_new_tokens=settings.max_new_tokens,
                                         batch_size=settings.batch_size, default_checker=settings.default_checker,
-                                        progress=ctx.progress)
+                                        progress=ctx.progress, loss_batching=loss_batching)
         atomic_write_json(folder / "metrics.json", metrics)
+        loss = metrics["heldout_loss"]
+        excluded = sum(len(v["excluded_no_answer_token"]) for v in loss["capabilities"].values())
+        if excluded:
+            ctx.log(f"[evaluate] {excluded} test examples have no reference-answer token within "
+                    f"eval.max_length={settings.max_length} and no loss (listed in metrics.json)")
         return {"summary": metrics["summary"],
-                "scores": {c: v["score"] for c, v in metrics["capabilities"].items()}}
+                "scores": {c: v["score"] for c, v in metrics["capabilities"].items()},
+                "loss": {c: v["mean"] for c, v in loss["capabilities"].items()},
+                "loss_summary": loss["summary"]}
 
     return run_stage(out_dir, "evaluate", to_dict(settings), inputs, build, log=ctx.log)
 

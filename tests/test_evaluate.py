@@ -1,8 +1,11 @@
-"""Tests for per-capability evaluation: checkers, summaries, batched greedy generation, scoring.
+"""Tests for per-capability evaluation: checkers, summaries, batched greedy generation, scoring,
+and the held-out loss of the reference answers.
 
 Generation runs a tiny random Llama and a word-level tokenizer built here, saved with
 save_pretrained and loaded back with from_pretrained, and is checked against a slow obvious
-reference: one prompt at a time, no padding, no cache, argmax of the full forward pass.
+reference: one prompt at a time, no padding, no cache, argmax of the full forward pass. The
+held-out loss is checked the same way: one unpadded example at a time, the answer's tokens found
+by rendering the prompt and the whole conversation, the cross-entropy summed by hand.
 """
 from __future__ import annotations
 
@@ -21,11 +24,16 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from instruct_select.cli import main
+from instruct_select.config import EvalSettings
+from instruct_select.data.batching import Batching
+from instruct_select.data.chat import IGNORE_INDEX
 from instruct_select.data.example import Example
 from instruct_select.errors import ConfigError, InputError
-from instruct_select.evaluate import CHECKERS, evaluate_capabilities, generate_greedy, summarise
+from instruct_select.evaluate import CHECKERS, evaluate_capabilities, generate_greedy, heldout_losses, summarise
 from instruct_select.evaluate import capabilities as capabilities_module
 from instruct_select.evaluate.capabilities import split_example, write_metrics
+from instruct_select.evaluate.heldout_loss import reference_item
 from instruct_select.evaluate.checkers import get_checker
 from instruct_select.evaluate.generation import _decode_until_eos, render_prompts
 
@@ -252,6 +260,18 @@ TEST_SETS = {
 }
 
 
+def stub_losses(monkeypatch, loss_for=lambda example: 1.0):
+    """Replace the loss pass (it needs a real model) with ``loss_for(example)`` per example."""
+    calls = []
+
+    def fake(model, tokenizer, examples, batching, progress=True):
+        calls.append([e.id for e in examples])
+        return [loss_for(e) for e in examples], [False] * len(examples)
+
+    monkeypatch.setattr(capabilities_module, "heldout_losses", fake)
+    return calls
+
+
 def stub_generator(answer_for):
     """A generate_greedy stand-in answering each prompt by its last user turn."""
     calls = []
@@ -268,6 +288,7 @@ def test_scores_full_marks_for_references_and_zero_for_wrong_answers(monkeypatch
                   for examples in TEST_SETS.values() for e in examples}
     fake, calls = stub_generator(references.__getitem__)
     monkeypatch.setattr(capabilities_module, "generate_greedy", fake)
+    stub_losses(monkeypatch)
     metrics = evaluate_capabilities(None, None, TEST_SETS, progress=False)
     assert len(calls) == 1 and len(calls[0]) == 5  # one pass over every capability
     assert metrics["capabilities"]["math"] == {
@@ -291,6 +312,7 @@ def test_per_example_checkers_and_mixed_scores(monkeypatch):
                "one minus five": "-4", "say yes": "yes", "say no": " no thanks "}
     fake, _ = stub_generator(answers.__getitem__)
     monkeypatch.setattr(capabilities_module, "generate_greedy", fake)
+    stub_losses(monkeypatch)
     metrics = evaluate_capabilities(None, None, TEST_SETS, default_checker="exact", progress=False)
     math_result, chat_result = metrics["capabilities"]["math"], metrics["capabilities"]["chat"]
     assert (math_result["correct"], math_result["n"]) == (2, 3)  # "number" from each record
@@ -321,13 +343,14 @@ def test_prompt_stops_before_the_last_assistant_turn():
 def test_bad_test_sets_fail_before_generating(monkeypatch):
     fake, calls = stub_generator(lambda q: "")
     monkeypatch.setattr(capabilities_module, "generate_greedy", fake)
+    loss_calls = stub_losses(monkeypatch)
     with pytest.raises(InputError, match="'code'"):
         evaluate_capabilities(None, None, {"chat": TEST_SETS["chat"], "code": []})
     with pytest.raises(ConfigError, match="regex"):
         evaluate_capabilities(None, None, {"chat": [qa("c9", "hi", "hi", checker="regex")]})
     with pytest.raises(ConfigError):
         evaluate_capabilities(None, None, TEST_SETS, default_checker="nope")
-    assert calls == []
+    assert calls == [] and loss_calls == []
 
 
 def test_end_to_end_with_a_real_model_and_atomic_metrics(tiny, tmp_path):
@@ -342,8 +365,196 @@ def test_end_to_end_with_a_real_model_and_atomic_metrics(tiny, tmp_path):
     got = [s["response"] for cap in sets for s in metrics["samples"][cap]]
     assert got == direct
     assert [metrics["capabilities"][c]["n"] for c in sets] == [4, 3]
+    for capability, examples in sets.items():  # the loss pass ran on the same model, in one go
+        by_hand = [reference_loss(model, tokenizer, e.messages) for e in examples]
+        assert metrics["heldout_loss"]["capabilities"][capability]["mean"] == pytest.approx(
+            sum(by_hand) / len(by_hand), rel=1e-5)
 
     written = write_metrics(metrics, tmp_path)
     assert written == tmp_path / "metrics.json"
     assert json.loads(written.read_text()) == json.loads(json.dumps(metrics))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no temp file left
+
+
+# ----------------------------------------------------------------------------- held-out loss
+
+LOSS_EXAMPLES = [  # lengths deliberately unsorted; one multi-turn, one with a system turn
+    qa("l0", "what is the cat", "the cat sat on the mat"),
+    qa("l1", "one", "two"),
+    Example(id="l2", task=None, messages=[
+        {"role": "system", "content": "yes no"},
+        {"role": "user", "content": "the big red dog sat on the small blue mat and it was green"},
+        {"role": "assistant", "content": "it was a dog"}]),
+    Example(id="l3", task=None, messages=[
+        {"role": "user", "content": "a cat"}, {"role": "assistant", "content": "yes"},
+        {"role": "user", "content": "what is it"}, {"role": "assistant", "content": "a small cat"}]),
+    qa("l4", "four five", "the answer is no no no yes"),
+    qa("l5", "dog", "big dog"),
+]
+
+
+def reference_loss(model, tokenizer, messages):
+    """Slow obvious loss of the last assistant turn: one unpadded example, the answer's tokens found
+    by rendering the prompt and the whole conversation, the cross-entropy summed by hand."""
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    prompt = tokenizer.apply_chat_template(messages[:last], tokenize=False, add_generation_prompt=True)
+    whole = tokenizer.apply_chat_template(messages[:last + 1], tokenize=False)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(whole, add_special_tokens=False)["input_ids"]
+    assert ids[:len(prompt_ids)] == prompt_ids and len(ids) > len(prompt_ids)
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
+    terms = [-float(log_probs[t - 1, ids[t]]) for t in range(len(prompt_ids), len(ids))]
+    return sum(terms) / len(terms)
+
+
+def labelled(item):
+    return [t for t in item.labels if t != IGNORE_INDEX]
+
+
+@pytest.mark.parametrize("max_batch_size", [8, 3, 1])
+def test_batched_heldout_loss_matches_one_example_at_a_time_by_hand(tiny, max_batch_size):
+    model, tokenizer = tiny
+    batching = Batching(max_length=256, token_budget=4096, max_batch_size=max_batch_size)
+    losses, truncated = heldout_losses(model, tokenizer, LOSS_EXAMPLES, batching, progress=False)
+    expected = [reference_loss(model, tokenizer, e.messages) for e in LOSS_EXAMPLES]
+    assert len({round(x, 4) for x in expected}) == len(expected)  # distinct: a mix-up would show
+    assert truncated == [False] * len(LOSS_EXAMPLES)
+    assert losses == pytest.approx(expected, rel=1e-5)
+    # The comparison has teeth only if batches hold examples of different lengths (padding).
+    lengths = {len(reference_item(tokenizer, e, 256)) for e in LOSS_EXAMPLES}
+    assert len(lengths) > 3
+
+
+def test_loss_pass_leaves_the_models_mode_as_it_was(tiny):
+    model, tokenizer = tiny
+    batching = Batching(max_length=256, token_budget=4096, max_batch_size=8)
+    model.train()
+    try:
+        losses, _ = heldout_losses(model, tokenizer, LOSS_EXAMPLES[:2], batching, progress=False)
+        assert model.training
+    finally:
+        model.eval()
+    assert losses == pytest.approx([reference_loss(model, tokenizer, e.messages) for e in LOSS_EXAMPLES[:2]],
+                                   rel=1e-5)
+
+
+def test_the_mask_covers_exactly_the_reference_answer(tiny):
+    _, tokenizer = tiny
+    item = reference_item(tokenizer, LOSS_EXAMPLES[3], 256)  # multi-turn: "yes" is a demonstration
+    answer = tokenizer.convert_tokens_to_ids(["a", "small", "cat", "<|end|>"])
+    assert labelled(item) == answer
+    n = len(answer)  # the answer is the rendered conversation's tail; everything before is context
+    assert list(item.input_ids[-n:]) == list(item.labels[-n:]) == answer
+    assert all(t == IGNORE_INDEX for t in item.labels[:-n])
+
+
+class NoisyOutsideTheAnswer(torch.nn.Module):
+    """The tiny model with every logit that does not predict an answer token (prompt positions,
+    and the last real token, which predicts padding) replaced by loud noise."""
+
+    def __init__(self, model, assistant_id):
+        super().__init__()
+        self.model, self.assistant_id = model, assistant_id
+
+    def forward(self, input_ids, attention_mask):
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits.clone()
+        noise = 100 * torch.randn(logits.shape, generator=torch.Generator().manual_seed(0))
+        for row in range(len(input_ids)):
+            start = int((input_ids[row] == self.assistant_id).nonzero().max())  # predicts the first answer token
+            end = int(attention_mask[row].sum()) - 1
+            outside = torch.ones(logits.shape[1], dtype=torch.bool)
+            outside[start:end] = False
+            logits[row, outside] = noise[row, outside]
+        return type("Output", (), {"logits": logits})
+
+
+def test_only_answer_tokens_count_and_the_prompt_acts_through_conditioning(tiny):
+    model, tokenizer = tiny
+    pair = [qa("p1", "what is the cat", "the dog sat"), qa("p2", "two three four five big", "the dog sat")]
+    batching = Batching(max_length=256, token_budget=4096, max_batch_size=8)
+    items = [reference_item(tokenizer, e, 256) for e in pair]
+    assert labelled(items[0]) == labelled(items[1]) and len(items[0]) != len(items[1])
+    losses, _ = heldout_losses(model, tokenizer, pair, batching, progress=False)
+    # Same answer tokens, different losses: the user turn changes only what the answer is conditioned on.
+    assert abs(losses[0] - losses[1]) > 1e-3
+    assert losses == pytest.approx([reference_loss(model, tokenizer, e.messages) for e in pair], rel=1e-5)
+    noisy = NoisyOutsideTheAnswer(model, tokenizer.convert_tokens_to_ids("<|assistant|>"))
+    scrambled, _ = heldout_losses(noisy, tokenizer, pair + LOSS_EXAMPLES, batching, progress=False)
+    clean, _ = heldout_losses(model, tokenizer, pair + LOSS_EXAMPLES, batching, progress=False)
+    assert scrambled == pytest.approx(clean, rel=1e-6)
+
+
+def test_loss_summary_worst_is_the_highest_loss(monkeypatch):
+    fake, _ = stub_generator(lambda question: "wrong 7")
+    monkeypatch.setattr(capabilities_module, "generate_greedy", fake)
+    losses = {"m1": 1.0, "m2": 4.0, "m3": 2.0, "c1": 0.5, "c2": 1.5}
+    stub_losses(monkeypatch, lambda example: losses[example.id])
+    metrics = evaluate_capabilities(None, None, TEST_SETS, progress=False)
+    loss = metrics["heldout_loss"]
+    assert loss["capabilities"]["math"] == {
+        "mean": pytest.approx(7 / 3), "n": 3, "truncated": 0, "excluded_no_answer_token": [],
+        "by_subtask": {"add": {"mean": 1.5, "n": 2}, "mul": {"mean": 4.0, "n": 1}},
+    }
+    assert loss["capabilities"]["chat"]["mean"] == 1.0 and loss["capabilities"]["chat"]["by_subtask"] == {}
+    assert loss["summary"]["worst_capability"] == "math" and loss["summary"]["worst"] == pytest.approx(7 / 3)
+    assert loss["summary"]["macro"] == pytest.approx(5 / 3) and loss["summary"]["spread"] == pytest.approx(2 / 3)
+    # Accuracy keeps its own sense of worst: both are 0, the tie goes alphabetically to chat.
+    assert metrics["summary"]["worst_capability"] == "chat"
+    ties = summarise({"b": 2.0, "a": 2.0, "c": 0.1}, higher_is_better=False)
+    assert (ties["worst_capability"], ties["worst"]) == ("a", 2.0)
+
+
+def test_examples_without_an_answer_token_are_counted_not_dropped(tiny, monkeypatch):
+    model, tokenizer = tiny
+    fake, calls = stub_generator(lambda question: "yes")
+    monkeypatch.setattr(capabilities_module, "generate_greedy", fake)
+    long_question = " ".join(["the big red dog sat on the mat"] * 3)
+    sets = {"chat": [qa("short", "say yes", "yes"), qa("long", long_question, "no")],
+            "math": [qa("m", "one", "two three"), qa("partial", "a b c d", "one two three four five")]}
+    batching = Batching(max_length=12, token_budget=64, max_batch_size=8)
+    metrics = evaluate_capabilities(model, tokenizer, sets, progress=False, loss_batching=batching)
+    chat, math_ = metrics["heldout_loss"]["capabilities"]["chat"], metrics["heldout_loss"]["capabilities"]["math"]
+    assert (chat["n"], chat["truncated"], chat["excluded_no_answer_token"]) == (1, 1, ["long"])
+    assert (math_["n"], math_["truncated"], math_["excluded_no_answer_token"]) == (2, 1, [])
+    # The excluded example adds nothing to the mean (not a zero, not a guess).
+    assert chat["mean"] == pytest.approx(reference_loss(model, tokenizer, sets["chat"][0].messages), rel=1e-5)
+    assert metrics["capabilities"]["chat"]["n"] == 2  # accuracy still scores it
+    assert metrics["heldout_loss"]["settings"]["max_length"] == 12
+    calls.clear()
+    with pytest.raises(InputError, match=r"'chat'.*eval\.max_length=12"):
+        evaluate_capabilities(model, tokenizer, {"chat": sets["chat"][1:], "math": sets["math"]},
+                              progress=False, loss_batching=batching)
+    assert calls == []  # stopped before any generation
+
+
+def test_eval_settings_check_the_loss_pass():
+    settings = EvalSettings()
+    assert (settings.max_length, settings.loss_token_budget) == (2048, 8192)
+    with pytest.raises(ConfigError, match="loss_token_budget"):
+        EvalSettings(max_length=16384)
+    with pytest.raises(ConfigError, match="max_length"):
+        EvalSettings(max_length=1)
+
+
+def test_evaluate_command_reports_accuracy_and_loss(tiny_lab, tmp_path, capsys):
+    from instruct_select.artifacts import ArtifactMismatchError
+    from instruct_select.context import RunContext
+    from instruct_select.stages import evaluate_stage
+
+    out = tmp_path / "evaluation"
+    model = tiny_lab.model("small")
+    assert main(["--quiet", "evaluate", "--model", str(model), "--tests", str(tiny_lab.test), "--out", str(out),
+                 "--device", "cpu", "--max-new-tokens", "4"]) == 0
+    printed = capsys.readouterr().out
+    outputs = json.loads((out / "manifest.json").read_text())["outputs"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(outputs) >= {"summary", "scores", "loss", "loss_summary"}
+    assert outputs["loss"] == {c: v["mean"] for c, v in metrics["heldout_loss"]["capabilities"].items()}
+    assert set(outputs["loss"]) == set(outputs["scores"]) and all(v > 0 for v in outputs["loss"].values())
+    assert outputs["loss_summary"]["worst"] == max(outputs["loss"].values())
+    assert "Held-out loss" in printed and f"{outputs['loss_summary']['macro']:.3f}" in printed
+    # A new loss setting changes the evaluation's manifest: the folder is refused, naming it.
+    ctx = RunContext.create(progress=False, log=lambda m: None, device="cpu")
+    with pytest.raises(ArtifactMismatchError, match="max_length"):
+        evaluate_stage(ctx, model, tiny_lab.test, out, EvalSettings(max_new_tokens=4, max_length=1024))

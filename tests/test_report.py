@@ -24,11 +24,21 @@ TASKS = ["code", "math", "logic"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _row(rng, shift=0.0):
+def _row(rng, shift=0.0, loss=True):
+    """An evaluation's outputs: accuracy per capability and (unless ``loss`` is False, as in rows made
+    before the held-out loss was measured) the loss, lower where accuracy is higher."""
     scores = {c: float(np.clip(rng.uniform(0.2, 0.8) + shift, 0, 1)) for c in ["code", "math", "logic", "format"]}
     values = list(scores.values())
-    return {"scores": scores, "summary": {"macro": float(np.mean(values)), "worst": min(values),
-                                          "spread": float(np.std(values)), "n_capabilities": 4}}
+    row = {"scores": scores, "summary": {"macro": float(np.mean(values)), "worst": min(values),
+                                         "spread": float(np.std(values)), "n_capabilities": 4}}
+    if loss:
+        losses = {c: float(3.0 - 2.0 * v + rng.uniform(0, 0.3)) for c, v in scores.items()}
+        values = list(losses.values())
+        row["loss"] = losses
+        row["loss_summary"] = {"macro": float(np.mean(values)), "worst": max(values),
+                               "worst_capability": max(losses, key=losses.get), "spread": float(np.std(values)),
+                               "n_capabilities": 4}
+    return row
 
 
 def _pool(path, n=60):
@@ -113,8 +123,9 @@ def test_report_embeds_every_figure(full_run, tmp_path):
     text = page.read_text()
     pngs = sorted((tmp_path / "report").glob("*.png"))
     names = {p.name for p in pngs}
-    assert {"composition.png", "results-5pct.png", "results-10pct.png", "influence-aid-thi-10pct.png",
-            "influence-distributions.png", "learning-percentage-0.png", "ideal-volumes.png"} <= names
+    assert {"composition.png", "results-5pct.png", "results-10pct.png", "loss-5pct.png", "loss-10pct.png",
+            "influence-aid-thi-10pct.png", "influence-distributions.png", "learning-percentage-0.png",
+            "ideal-volumes.png"} <= names
     for png in pngs:
         data = png.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000
@@ -122,9 +133,41 @@ def test_report_embeds_every_figure(full_run, tmp_path):
     assert text.count("data:image/png;base64,") == len(pngs)
     assert "Not in this run" not in text
     assert "<table>" in text and "± " in text and "Models trained on each IDEAL mixture" in text
+    loss = text[text.index("<section id='loss'>"):].split("</section>")[0]
+    assert loss.count("<table>") == 2 and "held-out loss (nats)" in loss and "No loss for" not in loss
+    assert f"{np.mean([r['loss']['code'] for r in _runs(full_run)['10%']['bids']]):.3f} ± " in loss
     # random and full carry no influence diagnostics of their own: the report computes them.
     note = text[text.index("AID and THI of "):].split(" computed here")[0]
     assert "random @ 10%" in note and "full" in note and "bids" not in note
+
+
+def _runs(root):
+    return json.loads((root / "experiments.json").read_text())["runs"]
+
+
+def test_loss_tables_read_the_same_rows_and_mark_what_is_absent():
+    from instruct_select.report.tables import capability_table, mean_spread_table
+
+    rng = np.random.default_rng(3)
+    new, old = _row(rng), _row(rng, loss=False)
+    accuracy = capability_table({"new": new, "old": old})
+    assert accuracy.splitlines()[0] == "| method | code | format | logic | math | macro | worst | spread |"
+    assert accuracy.splitlines()[2].split(" | ")[1] == f"{100 * new['scores']['code']:.1f}"
+    loss = capability_table({"new": new, "old": old}, metric="loss")
+    caption, _, header, _, new_line, old_line = loss.splitlines()
+    assert "Held-out loss" in caption and "lower is better" in caption and header == accuracy.splitlines()[0]
+    assert new_line.split(" | ")[1] == f"{new['loss']['code']:.3f}"
+    assert new_line.endswith(f"| {new['loss_summary']['worst']:.3f} | {new['loss_summary']['spread']:.3f} |")
+    assert old_line == "| old | - | - | - | - | - | - | - |"
+    assert capability_table({"old": old}, metric="loss").splitlines()[2] == "| method | macro | worst | spread |"
+    other = _row(rng)
+    cells = mean_spread_table({"m": [new, other, old]}, metric="loss").splitlines()[-1].split(" | ")
+    pair = [new["loss"]["code"], other["loss"]["code"]]  # the seed without a loss adds nothing
+    assert cells[1] == f"{np.mean(pair):.3f} ± {np.std(pair):.3f}" and cells[-1] == "3 |"
+    worst = [new["loss_summary"]["worst"], other["loss_summary"]["worst"]]
+    assert cells[6] == f"{np.mean(worst):.3f} ± {np.std(worst):.3f}"
+    with pytest.raises(ValueError, match="unknown metric"):
+        capability_table({"new": new}, metric="bleu")
 
 
 def test_collect_reads_the_layouts(full_run):
@@ -158,13 +201,14 @@ def test_results_json_of_a_demo_and_of_a_run_config():
 
 
 def test_partial_run_names_what_is_absent(tmp_path, capsys):
-    row = _row(np.random.default_rng(2))
+    row = _row(np.random.default_rng(2), loss=False)  # made before the held-out loss was measured
     (tmp_path / "results.json").write_text(json.dumps({"settings": {"budget": "15%"},
                                                        "rows": {"random @ 15%": row, "bids @ 15%": row}}))
     assert main(["report", str(tmp_path)]) == 0
     assert str(tmp_path / "report" / "report.html") in capsys.readouterr().out
     text = (tmp_path / "report" / "report.html").read_text()
-    assert text.count("Not in this run") == 5 and "ideal/summary.json" in text
+    assert text.count("Not in this run") == 6 and "ideal/summary.json" in text
+    assert "No held-out loss in the results" in text and not (tmp_path / "report" / "loss-15pct.png").exists()
     assert (tmp_path / "report" / "results-15pct.png").stat().st_size > 0
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "is not a folder" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..artifacts import atomic_write_text
 from . import plots
+from .tables import Metric, get_metric
 from .collect import (RunContents, budget_key, collect_run, fill_influence, first_seed, influence_distributions,
                       learning_percentage_data)
 
@@ -40,7 +41,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     contents = collect_run(run_dir)
     out = Path(out_dir) if out_dir is not None else contents.root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    sections = [builder(contents, out) for builder in (_results, _composition, _influence_diagnostics,
+    sections = [builder(contents, out) for builder in (_results, _heldout_loss, _composition, _influence_diagnostics,
                                                          _influence_distributions, _learning_percentage, _ideal)]
     page = out / "report.html"
     atomic_write_text(page, _page(contents, sections, out))
@@ -74,32 +75,63 @@ def _results(c: RunContents, out: Path) -> Section:
     return s
 
 
-def _results_table(per_method: dict[str, list[dict]], title: str, row_label: str = "method") -> str:
-    capabilities = sorted({k for rows in per_method.values() for r in rows for k in r["scores"]})
+def _heldout_loss(c: RunContents, out: Path) -> Section:
+    s = Section("loss", "Held-out loss per capability",
+                "The loss of each test example's reference answer under the fine-tuned model (token-mean "
+                "cross-entropy over the answer's tokens, nats: the loss LESS itself optimises), averaged per "
+                "capability; lower is better. Where accuracy sits near the floor (small models on hard "
+                "benchmarks) the loss still separates the selections. Right of the dashed line: macro-average, "
+                "worst capability (the highest loss) and spread.")
+    with_loss = {budget: {m: rows for m, rows in per.items() if any(r.get("loss") for r in rows)}
+                 for budget, per in c.results.items()}
+    with_loss = {budget: per for budget, per in with_loss.items() if per}
+    if not with_loss:
+        s.absent = (f"No held-out loss in the results under {c.root}: evaluations made before it was measured "
+                    "lack it. Their evaluation folders are refused by the new eval settings (max_length, "
+                    "loss_token_budget); delete them, or use a new run directory, and rerun to get it.")
+        return s
+    base = c.base_row if c.base_row and c.base_row.get("loss") else None
+    for budget in sorted(with_loss, key=budget_key):
+        per_method = with_loss[budget]
+        fig = plots.results_figure(per_method, budget, base, metric="loss")
+        missing = sorted(set(c.results[budget]) - set(per_method), key=plots.method_sort_key)
+        note = f" No loss for {', '.join(missing)} (evaluated before it was measured)." if missing else ""
+        s.figures.append((_save(fig, out, f"loss-{_tag(budget)}.png"), f"Budget {budget}.{note}"))
+        s.html += _results_table(per_method, f"Budget {budget}", metric="loss")
+    return s
+
+
+def _results_table(per_method: dict[str, list[dict]], title: str, row_label: str = "method",
+                   metric: str = "accuracy") -> str:
+    m = get_metric(metric)
+    capabilities = sorted({k for rows in per_method.values() for r in rows for k in r.get(m.key) or {}})
     columns = capabilities + list(plots.CAPABILITY_SUMMARIES)
-    cells = {m: {col: plots.metric_values(rows, col) for col in columns} for m, rows in per_method.items()}
-    means = {m: {col: statistics.mean(v) if v else None for col, v in row.items()} for m, row in cells.items()}
+    cells = {name: {col: plots.metric_values(rows, col, metric) for col in columns}
+             for name, rows in per_method.items()}
+    means = {name: {col: statistics.mean(v) if v else None for col, v in row.items()} for name, row in cells.items()}
     best = {}
     for col in columns:
-        values = [means[m][col] for m in means if means[m][col] is not None]
-        # Bold marks a winner; when every method ties there is none.
-        best[col] = (min if col == "spread" else max)(values) if len(set(values)) > 1 else None
+        values = [means[name][col] for name in means if means[name][col] is not None]
+        # Bold marks a winner; when every method ties there is none. Spread is best lowest either way.
+        best[col] = (min if col == "spread" or m.lower_is_better else max)(values) if len(set(values)) > 1 else None
     head = "".join(f"<th>{html.escape(col)}</th>" for col in [row_label, *columns, "seeds"])
     body = ""
     for method in sorted(cells, key=plots.method_sort_key):
         row = cells[method]
-        tds = "".join(_cell(values, best[col]) for col, values in row.items())
+        tds = "".join(_cell(values, best[col], m) for col, values in row.items())
         body += f"<tr><td>{html.escape(method)}</td>{tds}<td>{len(per_method[method])}</td></tr>"
-    return (f"<table><caption>{html.escape(title)}: accuracy (%), mean ± std where there are several seeds; the best "
-            f"value of each column in bold (lowest for spread)</caption><tr>{head}</tr>{body}</table>")
+    which = "lowest" if m.lower_is_better else "lowest for spread"
+    return (f"<table><caption>{html.escape(title)}: {html.escape(m.label)}, mean ± std where there are several "
+            f"seeds; the best value of each column in bold ({which})</caption><tr>{head}</tr>{body}</table>")
 
 
-def _cell(values: list[float], best: float | None) -> str:
+def _cell(values: list[float], best: float | None, m: Metric) -> str:
     if not values:
         return "<td>–</td>"
     mean = statistics.mean(values)
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
-    text = f"{100 * mean:.1f} ± {100 * std:.1f}" if len(values) > 1 else f"{100 * mean:.1f}"
+    d = m.digits
+    text = f"{m.scale * mean:.{d}f} ± {m.scale * std:.{d}f}" if len(values) > 1 else f"{m.scale * mean:.{d}f}"
     return f"<td><b>{text}</b></td>" if best is not None and abs(mean - best) < 1e-12 else f"<td>{text}</td>"
 
 

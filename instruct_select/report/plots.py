@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-CAPABILITY_SUMMARIES = ("macro", "worst", "spread")
+from .tables import SUMMARIES as CAPABILITY_SUMMARIES, get_metric
+
 MAIN_METHODS = ("random", "less", "bids", "full", "task-balanced", "lp-hard", "rds")
 TITLE_SIZE = 13
 
@@ -143,11 +144,14 @@ def influence_distribution_figure(raw: dict[str, np.ndarray], normalised: dict[s
     return fig
 
 
-def results_figure(per_method: dict[str, list[dict]], budget: str, base: dict | None = None) -> Figure:
-    """Per-capability accuracy with mean ± std over seeds, then macro, worst and spread."""
+def results_figure(per_method: dict[str, list[dict]], budget: str, base: dict | None = None,
+                   metric: str = "accuracy") -> Figure:
+    """Per-capability accuracy (or held-out loss, ``metric="loss"``) with mean ± std over seeds,
+    then macro, worst and spread."""
+    m = get_metric(metric)
     names = sorted(per_method, key=method_sort_key) + (["base (no tuning)"] if base else [])
     runs = {**per_method, **({"base (no tuning)": [base]} if base else {})}
-    capabilities = sorted({c for rows in runs.values() for r in rows for c in r["scores"]})
+    capabilities = sorted({c for rows in runs.values() for r in rows for c in r.get(m.key) or {}})
     groups = capabilities + list(CAPABILITY_SUMMARIES)
     colours = method_palette(names)
     fig = Figure(figsize=(12, 4.8), layout="constrained")
@@ -155,31 +159,35 @@ def results_figure(per_method: dict[str, list[dict]], budget: str, base: dict | 
     width = 0.8 / max(1, len(names))
     x = np.arange(len(groups))
     for k, name in enumerate(names):
-        values = [metric_values(runs[name], g) for g in groups]
-        means = [100 * statistics.mean(v) if v else np.nan for v in values]
-        stds = [100 * statistics.pstdev(v) if len(v) > 1 else 0.0 for v in values]
+        values = [metric_values(runs[name], g, metric) for g in groups]
+        means = [m.scale * statistics.mean(v) if v else np.nan for v in values]
+        stds = [m.scale * statistics.pstdev(v) if len(v) > 1 else 0.0 for v in values]
         ax.bar(x + (k - (len(names) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
                color="lightgrey" if name.startswith("base") else colours[name],
                hatch="//" if name.startswith("base") else None, label=f"{name} ({len(runs[name])} seed"
                f"{'s' if len(runs[name]) != 1 else ''})", error_kw={"elinewidth": 0.8})
     ax.axvline(len(capabilities) - 0.5, color="black", linewidth=0.8, linestyle="--")
     ax.set_xticks(x, groups)
-    ax.set_xlabel("capability  |  summaries across capabilities (spread = std across capabilities)")
-    ax.set_ylabel("accuracy (%), mean ± std over seeds")
+    worst = "worst = highest loss, " if m.lower_is_better else ""
+    ax.set_xlabel(f"capability  |  summaries across capabilities ({worst}spread = std across capabilities)")
+    ax.set_ylabel(f"{m.label}, mean ± std over seeds")
     ax.grid(axis="y", alpha=0.3)
-    top = max((100 * max(v) for rows in runs.values() for g in groups for v in [metric_values(rows, g)] if v),
-              default=0.0)
-    ax.set_ylim(0, max(top * 1.15, 5.0))  # all-zero results still get a readable axis
-    ax.set_title(f"Per-capability results at budget {budget}", fontsize=TITLE_SIZE)
+    top = max((m.scale * max(v) for rows in runs.values() for g in groups for v in [metric_values(rows, g, metric)]
+               if v), default=0.0)
+    # All-zero results still get a readable axis.
+    ax.set_ylim(0, max(top * 1.15, 5.0 if m.scale == 100 else 0.1))
+    title = ("Held-out loss per capability (lower is better)" if m.lower_is_better else "Per-capability results")
+    ax.set_title(f"{title} at budget {budget}", fontsize=TITLE_SIZE)
     _legend_right(fig, ax)
     return fig
 
 
-def metric_values(rows: list[dict], group: str) -> list[float]:
-    """A capability's score, or a summary (macro, worst, spread), over the rows (seeds)."""
-    if group in CAPABILITY_SUMMARIES:
-        return [float(r["summary"][group]) for r in rows if group in r.get("summary", {})]
-    return [float(r["scores"][group]) for r in rows if group in r["scores"]]
+def metric_values(rows: list[dict], group: str, metric: str = "accuracy") -> list[float]:
+    """A capability's score (or loss), or a summary (macro, worst, spread), over the rows (seeds);
+    rows without that metric (made before the loss was measured) are left out."""
+    m = get_metric(metric)
+    source = m.summary if group in CAPABILITY_SUMMARIES else m.key
+    return [float(r[source][group]) for r in rows if group in (r.get(source) or {})]
 
 
 def ideal_figure(summary: dict) -> Figure:
