@@ -17,6 +17,7 @@ from .commands.handoff import add_handoff_parsers
 from .commands.models import add_models_parsers
 from .errors import InstructSelectError
 
+DEMO_METHODS = "random,less,bids,lp-hard,full"
 DISTRIBUTED_COMMANDS = {"run", "train", "demo", "experiment", "ideal"}
 EPILOG = "Settings can also come from --config FILE.yaml and key=value overrides (e.g. epochs=3 lora.r=16)."
 
@@ -74,15 +75,15 @@ def cmd_train(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from .config import EvalSettings
-    from .report.tables import capability_table
+    from .report.tables import results_tables
     from .stages import evaluate_stage
 
-    settings = EvalSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    settings = EvalSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, max_length=args.max_length)
     out = args.out or Path(args.model).parent / "evaluation"
     ctx = _context(args, device=args.device, dtype=args.dtype)
     result = evaluate_stage(ctx, args.model, args.tests, out, settings, base=args.base)
     rows = {Path(args.model).name: result.manifest["outputs"]}
-    print(capability_table(rows), capability_table(rows, metric="loss"), sep="\n\n")
+    print(results_tables(rows))
     print(f"metrics written to {Path(result.path) / 'metrics.json'}")
 
 
@@ -90,7 +91,7 @@ def cmd_run(args) -> None:
     from .config import RunConfig, apply_overrides, from_dict, load_yaml
     from .errors import ConfigError
     from .pipeline import check_config, run_config
-    from .report.tables import capability_table
+    from .report.tables import results_tables
 
     data = apply_overrides(load_yaml(args.config), args.overrides)
     if data.get("kind") == "ideal":
@@ -105,7 +106,7 @@ def cmd_run(args) -> None:
     results = run_config(config, shard=Shard.parse(args.shard) if args.shard else None,
                          stop_after=args.stop_after, progress=not args.quiet)
     if results.rows():
-        print(capability_table(results.rows()))
+        print(results_tables(results.rows()))
     for label, entry in results.arms.items():
         print(f"{label}: selection {entry.selection}" + (f", model {entry.model}" if entry.model else ""))
 
@@ -143,14 +144,36 @@ def cmd_methods(args) -> None:
 
 
 def cmd_demo(args) -> None:
+    if args.real:
+        _real_demo(args)
+        return
     from .demo import DemoSettings, run_demo
 
+    args.run_dir = args.run_dir or "runs/demo"
     settings = DemoSettings(budget=args.budget, seed=args.seed, methods=args.methods.split(","),
                             model_size=args.model_size)
     run_demo(args.run_dir, args.lab, settings, progress=not args.quiet)
+    print("\nOn a real model: bash scripts/demo.sh --real (SmolLM2-135M-Instruct on real data, a small "
+          "comparison); the full real benchmark and its latest table: experiments/real_mixed_results.md")
 
 
-EXPERIMENTS = {"influence": "influence", "lp": "learning_percentage", "ideal": "ideal"}
+def _real_demo(args) -> None:
+    """A small real mixed benchmark: SmolLM2-135M-Instruct, one budget, one seed."""
+    from .experiments import Grid
+    from .experiments.real_mixed import DEFAULT_DATA, METHODS, RealMixedSizes, run_real_mixed
+    from .layout import RunLayout
+    from .models.real import prepare_real_model
+
+    layout = RunLayout(args.run_dir or "runs/real-demo")
+    methods = METHODS if args.methods == DEMO_METHODS else args.methods.split(",")
+    log = (lambda m: None) if args.quiet else print
+    markdown = run_real_mixed(prepare_real_model("smollm2-135m", log=log), DEFAULT_DATA, layout.root,
+                              Grid([args.budget], [args.seed]), methods=methods, sizes=RealMixedSizes.small(),
+                              out=layout.experiments_md, log=log)
+    print(f"{markdown}\n(written to {layout.experiments_md})")
+
+
+EXPERIMENTS = {"influence": "influence", "lp": "learning_percentage", "ideal": "ideal", "real": "real_mixed"}
 
 
 def cmd_experiment(args) -> None:
@@ -179,10 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build the capability lab (cached), select with each method at the "
                        "budget, fine-tune the lab model on each selection, evaluate every capability "
                        "and print the method x capability table (also written to the run directory).")
-    p.add_argument("--run-dir", default="runs/demo", help="where the demo's stages go (default: %(default)s)")
+    p.add_argument("--run-dir", default=None, help="where the demo's stages go (default: runs/demo, "
+                   "with --real runs/real-demo)")
     p.add_argument("--lab", default="runs/lab", help="where the lab is built or found (default: %(default)s)")
     p.add_argument("--budget", default="15%", help="selection budget (default: %(default)s)")
-    p.add_argument("--methods", default="random,less,bids,lp-hard,full", help="comma-separated methods (default: %(default)s; see `instruct-select methods`)")
+    p.add_argument("--methods", default=DEMO_METHODS, help="comma-separated methods (default: %(default)s; "
+                   "with --real random,less,bids,rds,lp-hard,full; see `instruct-select methods`)")
+    p.add_argument("--real", action="store_true", help="a small comparison on the real model SmolLM2-135M-Instruct "
+                   "and real data (../shared/data/real) instead of the lab; scripts/demo.sh --real installs the model")
     p.add_argument("--model-size", default="large", help="lab model to fine-tune: small or large (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for selection and training (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
@@ -233,19 +260,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default=None, help="base model for an adapter (default: the adapter's own record)")
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-length", type=int, default=2048, help="tokens per test example in the held-out loss "
+                   "pass (default: %(default)s)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
 
-    experiment = sub.add_parser("experiment", help="experiments on the lab: influence, lp (learning percentage), ideal",
+    experiment = sub.add_parser("experiment", help="experiments: influence, lp, ideal (the lab), real (SmolLM2 on real data)",
                                 description="Run an experiment's budgets x seeds grid on the lab through the one "
                                 "pipeline (cached stages) and write mean ± std per capability with the command "
                                 "that produced it.").add_subparsers(dest="experiment", required=True)
-    from .experiments import influence, ideal, learning_percentage
+    from .experiments import ideal, influence, learning_percentage, real_mixed
 
     for name, module, help_text in (("influence", influence, "every selector over budgets and seeds"),
                                     ("lp", learning_percentage, "learning percentage: small models select for large"),
-                                    ("ideal", ideal, "IDEAL's rounds, and BIDS inside the IDEAL mixture")):
+                                    ("ideal", ideal, "IDEAL's rounds, and BIDS inside the IDEAL mixture"),
+                                    ("real", real_mixed, "the real mixed benchmark on SmolLM2-135M-Instruct")):
         p = experiment.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0])
         module.add_arguments(p)
         p.set_defaults(func=cmd_experiment)

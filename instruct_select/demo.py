@@ -19,7 +19,7 @@ from .lab.build import LabPaths, LabSettings, build_lab
 from .lab.presets import lab_eval_settings, lab_influence_settings, lab_train_settings
 from .layout import RunLayout
 from .pipeline import run_config
-from .report.tables import capability_table
+from .report.tables import results_tables
 
 DEFAULT_METHODS = ["random", "less", "bids", "lp-hard", "full"]
 
@@ -63,6 +63,6 @@ def run_demo(run_dir: str | Path, lab_dir: str | Path, settings: DemoSettings | 
               f"(lp-* selected by '{settings.lp_selection_size}'). "
               "Accuracy (%) per capability on held-out test sets; macro = mean over capabilities, "
               "worst = lowest capability, spread = standard deviation across capabilities.")
-    log(f"\n{header}\n\n{capability_table(rows)}\n\n(written to {RunLayout(run_dir).results_md}; "
+    log(f"\n{header}\n\n{results_tables(rows)}\n\n(written to {RunLayout(run_dir).results_md}; "
         f"{time.time() - start:.0f} s)")
     return rows

@@ -14,6 +14,7 @@
       agreement-A-vs-B.json      Kendall τ between two selection models' learning percentages
       ideal/round-R/ ideal/final/ ideal/summary.json    IDEAL's rounds
       report/                    the HTML report
+      data/                      data an experiment prepared for the run (e.g. the real mixed benchmark)
       NAME/                      a run of its own inside this one (``child``), laid out the same way
 
 Readers (the report) find arms through ``RunLayout.arms``, which reads each arm's own manifest:
@@ -137,6 +138,7 @@ class RunLayout:
     ideal_final = _folder("ideal/final")
     ideal_summary = _folder("ideal/summary.json")
     report = _folder("report")
+    data = _folder("data")
 
     def agreement(self, a: str, b: str) -> Path:
         return self.root / f"agreement-{a}-vs-{b}.json"

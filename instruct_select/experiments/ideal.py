@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..artifacts import atomic_write_json, atomic_write_text
-from ..report.tables import mean_spread_table
+from ..report.tables import mean_spread_tables
 from ..config import RunConfig
 from ..ideal.settings import IdealSettings
 from ..lab.presets import lab_eval_settings, lab_influence_settings, lab_train_settings, tiny_lab_settings
@@ -109,7 +109,7 @@ def main(args) -> None:
               f"'{model.name}', {args.rounds} rounds, m = 0.15, seeds {', '.join(map(str, seeds))}. Accuracy (%) "
               "per capability on the test sets, mean ± std over seeds; 'uniform' trains on the pool as "
               "given; 'IDEAL round r' on the mixture after r rounds.")
-    markdown = (f"# IDEAL on the lab\n\n{header}\n\n{mean_spread_table(runs)}\n\n"
+    markdown = (f"# IDEAL on the lab\n\n{header}\n\n{mean_spread_tables(runs)}\n\n"
                 f"Domain volumes:\n\n{volumes_table(summaries)}\n\n"
                 f"Command: `{command_line()}`; {time.time() - start:.0f} s.\n")
     atomic_write_text(args.out, markdown)

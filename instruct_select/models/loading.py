@@ -43,11 +43,36 @@ def load_base_model(name_or_path: str | Path, dtype: str = "float32", device: st
 
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    _check_causal(name_or_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=DTYPES[dtype])
     except OSError as err:
         raise ConfigError(f"cannot load a model from {name_or_path!r}: {err}") from None
+    except ValueError as err:
+        if "Unrecognized configuration class" not in str(err):
+            raise
+        raise ConfigError(f"{name_or_path}: not a causal language model (AutoModelForCausalLM cannot load this "
+                          f"configuration); {CAUSAL_HINT}") from None
     return model.to(resolve_device(device))
+
+
+CAUSAL_HINT = "give the folder or hub id of a causal LM such as a Llama, Qwen or SmolLM"
+CAUSAL_ARCHITECTURES = ("ForCausalLM", "LMHeadModel")
+
+
+def _check_causal(name_or_path: str | Path) -> None:
+    """Refuse a local checkpoint saved as another kind of model (an encoder, a classifier):
+    AutoModelForCausalLM would load its body under a freshly initialised, random LM head."""
+    import json
+
+    config = Path(name_or_path) / "config.json"
+    try:
+        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError):
+        return  # not a local folder with a readable config: from_pretrained says what is wrong
+    if architectures and not any(a.endswith(CAUSAL_ARCHITECTURES) for a in architectures):
+        raise ConfigError(f"{name_or_path}: holds a {', '.join(architectures)}, not a causal language model; "
+                          f"{CAUSAL_HINT}")
 
 
 def add_lora(model, settings: LoraSettings):

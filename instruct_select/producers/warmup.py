@@ -7,7 +7,7 @@ from ..artifacts import finished_manifest, require_finished
 from ..config import LoraSettings, RunConfig, from_dict
 from ..context import RunContext
 from ..data.loading import LoadedData, load_examples
-from ..errors import ArtifactMismatchError, ConfigError
+from ..errors import ArtifactMismatchError, ConfigError, InputError
 from ..layout import RunLayout
 from ..stages import select_stage, train_stage
 from ..train.checkpoint import Checkpoint, load_weights_into
@@ -28,11 +28,26 @@ def warmup(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Path:
 
 
 def validation_data(config: RunConfig) -> LoadedData:
-    """The validation set influence-based methods score against (one file per target task)."""
+    """The validation set influence-based methods score against (one file per target task), checked
+    before any compute: every target task keeps at least one response token after truncation."""
+    from collections import Counter
+
+    from ..data.chat import tokenize_example
+    from ..models.loading import load_tokenizer
+
     if not str(config.validation):
         raise ConfigError("influence-based methods (less, bids, rds, ...) need validation data: set validation "
                           "to a folder with one file per target task")
-    return load_examples(config.validation)
+    validation = load_examples(config.validation)
+    tokenizer = load_tokenizer(config.model, config.chat_template or None)
+    length = config.influence.features.max_length
+    kept = Counter(e.task for e in validation.examples if tokenize_example(tokenizer, e, length).n_response_tokens)
+    for task, total in sorted(Counter(e.task for e in validation.examples).items()):
+        if not kept[task]:
+            raise InputError(f"{config.validation}: none of the {total} validation examples of task {task!r} keeps "
+                             f"a response token after truncation to {length} tokens; raise "
+                             "influence.features.max_length or shorten their prompts")
+    return validation
 
 
 def warmup_model(warmup_dir: Path, checkpoint: Checkpoint, device: str | None = None):

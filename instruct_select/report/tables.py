@@ -85,3 +85,19 @@ def _mean_std(values: list[float], m: Metric, digits: int) -> str:
         return "-"
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
     return f"{m.scale * statistics.mean(values):.{digits}f} ± {m.scale * std:.{digits}f}"
+
+
+def results_tables(rows: dict[str, dict]) -> str:
+    """The accuracy table, then the held-out loss table when any row measured it."""
+    tables = [capability_table(rows)]
+    if any(row.get("loss") for row in rows.values()):
+        tables.append(capability_table(rows, metric="loss"))
+    return "\n\n".join(tables)
+
+
+def mean_spread_tables(runs: dict[str, list[dict]]) -> str:
+    """``results_tables`` over seeds: mean ± std of accuracy, then of the held-out loss if measured."""
+    tables = [mean_spread_table(runs)]
+    if any(r.get("loss") for seeds in runs.values() for r in seeds):
+        tables.append(mean_spread_table(runs, metric="loss"))
+    return "\n\n".join(tables)
