@@ -127,7 +127,11 @@ def reference_greedy(model, tokenizer, messages, max_new_tokens):
     ("number", "$0.50", "#### .5", True),
     ("number", "I don't know", "#### 3", False),
     ("number", "3", "no number here", False),
-    ("number", "first 3, then 72", "#### 72", False),  # the response's FIRST number counts
+    ("number", "first 3, then 72", "#### 72", True),  # the final answer counts, not the first number
+    ("number", "72, since 3 + 69", "#### 72", False),  # ... so a trailing working is the answer
+    ("number", "The answer is 72. I checked 3 ways.", "#### 72", True),
+    ("number", "so x = \\boxed{18}, after 2 steps", "#### 18", True),
+    ("number", "24 + 48 = 72\n#### 72\n", "#### 72", True),
     ("number", "1,2,3", "#### 123", False),  # a list is not a thousands-separated number
     ("number", "12,345,678 apples", "#### 12345678", True),
     ("contains", "Well, the answer is PARIS.", "paris", True),
@@ -137,6 +141,33 @@ def reference_greedy(model, tokenizer, messages, max_new_tokens):
 ])
 def test_checkers_golden(name, response, reference, expected):
     assert CHECKERS[name](response, reference) is expected
+
+
+def test_number_reads_the_final_answer_of_gsm8k_worked_answers():
+    """Real worked answers: each GSM8K test answer, given as the response, matches its own
+    reference; the same answer with its final number changed does not; a chain of thought that
+    ends in "The answer is N." matches."""
+    import json
+
+    from conftest import SHARED
+
+    path = SHARED / "data" / "real" / "gsm8k_test.jsonl"
+    if not path.is_file():
+        pytest.skip(f"{path} is not here (it comes with ../shared)")
+    from instruct_select.evaluate.checkers import parse_numbers
+
+    rows = [json.loads(line) for line in path.read_text().splitlines()[:200]]
+    checker = CHECKERS["number"]
+    first_number_differs = 0
+    for row in rows:
+        answer = row["answer"]
+        worked, final = answer.rsplit("####", 1)
+        assert checker(answer, answer)
+        assert checker(f"{worked.strip()} The answer is {final.strip()}.", answer)
+        wrong = parse_numbers(final)[0] + 1
+        assert not checker(f"{worked.strip()} The answer is {wrong}.", answer)
+        first_number_differs += parse_numbers(answer)[0] != parse_numbers(final)[0]
+    assert first_number_differs > 150  # what a first-number rule would have marked wrong
 
 
 def test_unknown_checker_names_the_known_ones():

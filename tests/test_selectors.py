@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from instruct_select.data.example import Example
-from instruct_select.errors import ArtifactMismatchError
+from instruct_select.errors import ArtifactMismatchError, ConfigError
 from instruct_select.influence.attribution import AttributionMatrix
 from instruct_select.select.registry import available_selectors
 from instruct_select.select.selection import run_selector
@@ -69,7 +69,31 @@ def test_influence_rules_against_plain_numpy():
     cols = art["attribution"].columns
     subtasks = sorted({(c["task"], c["subtask"]) for c in cols})
     per = np.stack([a[:, [j for j, c in enumerate(cols) if (c["task"], c["subtask"]) == s]].mean(1) for s in subtasks], 1)
-    assert run_selector("less", pool, 5, artifacts=art).ids == top(per.max(1))
+    assert run_selector("less", pool, 5, artifacts=art, options={"less_groups": "subtask"}).ids == top(per.max(1))
+    tasks = sorted({c["task"] for c in cols})
+    per_task = np.stack([per[:, [k for k, s in enumerate(subtasks) if s[0] == t]].mean(1) for t in tasks], 1)
+    assert run_selector("less", pool, 5, artifacts=art).ids == top(per_task.max(1))
+
+
+def test_less_task_max_is_not_won_by_a_small_noisy_group():
+    """Task "a" has two one-column subtasks, task "b" four columns and no subtasks. Row 0 has one
+    lucky column in a/s1; row 1 is consistently useful for b. LESS's rule (the mean over each
+    target task, subtasks averaged first, then the max over tasks) prefers row 1; the max over
+    (task, subtask) groups prefers row 0."""
+    from instruct_select.influence.attribution import AttributionMatrix
+
+    pool = [Example(f"p{i}", "t", [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}])
+            for i in range(3)]
+    columns = [{"id": "a1", "task": "a", "subtask": "s1"}, {"id": "a2", "task": "a", "subtask": "s2"},
+               *({"id": f"b{j}", "task": "b", "subtask": None} for j in range(4))]
+    scores = np.array([[0.9, -0.5, 0.0, 0.0, 0.0, 0.0],   # task a: (0.9 - 0.5) / 2 = 0.2; max subtask 0.9
+                       [0.0, 0.0, 0.5, 0.5, 0.5, 0.5],    # task b: 0.5
+                       [0.1, 0.1, 0.1, 0.1, 0.1, 0.1]], np.float32)
+    art = {"attribution": AttributionMatrix(scores, [e.id for e in pool], columns, [])}
+    assert run_selector("less", pool, 1, artifacts=art).ids == ["p1"]
+    assert run_selector("less", pool, 1, artifacts=art, options={"less_groups": "subtask"}).ids == ["p0"]
+    with pytest.raises(ConfigError, match="less_groups"):
+        run_selector("less", pool, 1, artifacts=art, options={"less_groups": "cluster"})
 
 
 def test_task_balanced_round_robin():

@@ -47,15 +47,37 @@ def exact_ci(response: str, reference: str) -> bool:
     return normalise(response) == normalise(reference)
 
 
-def number(response: str, reference: str) -> bool:
-    """The first number in the response equals the last number in the reference, numerically.
+_MARKERS = (re.compile(r"####"), re.compile(r"the (?:final )?answer is", re.IGNORECASE))
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
-    The reference's last number is its final answer ("… #### 72" in GSM8K); the response's first
-    number is what a short greedy answer commits to. Decimals compare exactly, so "72.0" matches
-    "72". No number on either side counts as wrong.
+
+def final_answer(text: str) -> Decimal | None:
+    """The number a worked answer ends on: after the last ``####``, else after the last "The
+    answer is", else inside the last ``\\boxed{...}``, else the text's last number; None if none.
+
+    Chain-of-thought answers mention many numbers before the result, so neither the first nor an
+    arbitrary one will do; GSM8K's references mark theirs with ``####``.
     """
-    got, want = parse_numbers(response), parse_numbers(reference)
-    return bool(got) and bool(want) and got[0] == want[-1]
+    for marker in _MARKERS:
+        matches = list(marker.finditer(text))
+        if matches:
+            after = parse_numbers(text[matches[-1].end():])
+            if after:
+                return after[0]
+    boxed = _BOXED.findall(text)
+    if boxed and parse_numbers(boxed[-1]):
+        return parse_numbers(boxed[-1])[0]
+    numbers = parse_numbers(text)
+    return numbers[-1] if numbers else None
+
+
+def number(response: str, reference: str) -> bool:
+    """The response's final answer equals the reference's, numerically (``final_answer`` on both).
+
+    Decimals compare exactly, so "72.0" matches "72". No number on either side counts as wrong.
+    """
+    got, want = final_answer(response), final_answer(reference)
+    return got is not None and want is not None and got == want
 
 
 def contains(response: str, reference: str) -> bool:

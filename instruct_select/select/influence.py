@@ -2,7 +2,8 @@
 
 | name          | rule                                                                    |
 |---------------|-------------------------------------------------------------------------|
-| less          | task-max: mean over each subtask's columns, max over subtasks, top B    |
+| less          | task-max: each target task's mean (subtask means averaged first), max   |
+|               | over target tasks, top B (``less_groups="subtask"``: max over subtasks) |
 | instance-max  | max_j A_ij, top B                                                        |
 | sum           | Σ_j A_ij, top B                                                          |
 | normalized    | max_j Â_ij (columns standardised over all rows), top B                   |
@@ -16,7 +17,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from ..errors import ArtifactMismatchError, InputError
+from ..errors import ArtifactMismatchError, ConfigError, InputError
 from .base import Ranking, SelectionContext
 
 INFLUENCE_NEEDS = ("attribution",)
@@ -51,6 +52,16 @@ def column_groups(columns: list[dict], key: str) -> dict[str, list[int]]:
 def group_means(scores: np.ndarray, groups: dict[str, list[int]]) -> np.ndarray:
     """(N, number of groups): each row's mean score over each group's columns."""
     return np.stack([scores[:, cols].mean(axis=1) for cols in groups.values()], axis=1)
+
+
+def task_means(scores: np.ndarray, columns: list[dict]) -> np.ndarray:
+    """(N, target tasks): each row's mean influence on each target task, the task's subtask means
+    averaged with equal weight where its columns carry subtasks (so a large subtask does not
+    outweigh a small one), its columns' plain mean otherwise. Tasks in sorted name order."""
+    per_task: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for j, col in enumerate(columns):
+        per_task[str(col.get("task"))][str(col.get("subtask") or "")].append(j)
+    return np.stack([group_means(scores, dict(per_task[task])).mean(axis=1) for task in sorted(per_task)], axis=1)
 
 
 def _blockwise_mean_std(scores: np.ndarray, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -98,27 +109,40 @@ def top_rows(score: np.ndarray, ids: list[str], limit: int) -> Ranking:
 class _TopByScore:
     needs = INFLUENCE_NEEDS
 
-    def score(self, scores: np.ndarray, columns: list[dict]) -> np.ndarray:
+    def score(self, scores: np.ndarray, columns: list[dict], options: dict) -> np.ndarray:
         raise NotImplementedError
 
     def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
         scores, ids, columns = pool_matrix(ctx)
-        return top_rows(self.score(scores, columns), ids, limit)
+        return top_rows(self.score(scores, columns, ctx.options), ids, limit)
+
+
+LESS_GROUPS = ("task", "subtask")
 
 
 class LessSelector(_TopByScore):
-    name = "less"
-    description = "LESS task-max: mean influence per validation subtask, max over subtasks, top B"
+    """LESS (Xia et al. 2024): a training example's influence on a target task is its mean
+    influence over the task's validation examples; it is scored by its best target task.
+    ``less_groups="subtask"`` takes the max over every (task, subtask) group instead, as LESS's
+    code does within one target task (``.reshape(n, N_SUBTASKS, -1).mean(-1).max(-1)``)."""
 
-    def score(self, scores, columns):
-        return group_means(scores, column_groups(columns, "subtask")).max(axis=1)
+    name = "less"
+    description = "LESS task-max: mean influence per target task (subtasks averaged first), max over tasks, top B"
+
+    def score(self, scores, columns, options):
+        groups = options.get("less_groups", "task")
+        if groups not in LESS_GROUPS:
+            raise ConfigError(f"less_groups must be one of {', '.join(LESS_GROUPS)}, got {groups!r}")
+        if groups == "subtask":
+            return group_means(scores, column_groups(columns, "subtask")).max(axis=1)
+        return task_means(scores, columns).max(axis=1)
 
 
 class InstanceMaxSelector(_TopByScore):
     name = "instance-max"
     description = "max influence over single validation instances, top B"
 
-    def score(self, scores, columns):
+    def score(self, scores, columns, options):
         return scores.max(axis=1)
 
 
@@ -126,7 +150,7 @@ class SumSelector(_TopByScore):
     name = "sum"
     description = "summed influence over all validation instances, top B"
 
-    def score(self, scores, columns):
+    def score(self, scores, columns, options):
         return scores.sum(axis=1)
 
 
@@ -134,7 +158,7 @@ class NormalizedSelector(_TopByScore):
     name = "normalized"
     description = "instance-normalised influence (columns standardised), max over instances, top B"
 
-    def score(self, scores, columns):
+    def score(self, scores, columns, options):
         return standardise_columns(scores)[0].max(axis=1)
 
 
