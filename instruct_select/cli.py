@@ -17,7 +17,7 @@ from .commands.handoff import add_handoff_parsers
 from .commands.models import add_models_parsers
 from .errors import InstructSelectError
 
-DEMO_METHODS = "random,less,bids,lp-hard,full"
+LAB_DEMO_METHODS = "random,less,bids,lp-hard,full"
 DISTRIBUTED_COMMANDS = {"run", "train", "demo", "experiment", "ideal"}
 EPILOG = "Settings can also come from --config FILE.yaml and key=value overrides (e.g. epochs=3 lora.r=16)."
 
@@ -160,15 +160,15 @@ def cmd_demo(args) -> None:
 def _real_demo(args) -> None:
     """A small real mixed benchmark: SmolLM2-135M-Instruct, one budget, one seed."""
     from .experiments import Grid
-    from .experiments.real_mixed import DEFAULT_DATA, METHODS, RealMixedSizes, run_real_mixed
+    from .experiments.real_mixed import DEFAULT_DATA, DEMO_METHODS, RealMixedSizes, run_real_mixed
     from .layout import RunLayout
     from .models.real import prepare_real_model
 
     layout = RunLayout(args.run_dir or "runs/real-demo")
-    methods = METHODS if args.methods == DEMO_METHODS else args.methods.split(",")
+    methods = DEMO_METHODS if args.methods == LAB_DEMO_METHODS else args.methods.split(",")
     log = (lambda m: None) if args.quiet else print
     markdown = run_real_mixed(prepare_real_model("smollm2-135m", log=log), DEFAULT_DATA, layout.root,
-                              Grid([args.budget], [args.seed]), methods=methods, sizes=RealMixedSizes.small(),
+                              Grid([args.budget], [args.seed]), methods=methods, sizes=RealMixedSizes.demo(),
                               out=layout.experiments_md, log=log)
     print(f"{markdown}\n(written to {layout.experiments_md})")
 
@@ -206,8 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "with --real runs/real-demo)")
     p.add_argument("--lab", default="runs/lab", help="where the lab is built or found (default: %(default)s)")
     p.add_argument("--budget", default="15%", help="selection budget (default: %(default)s)")
-    p.add_argument("--methods", default=DEMO_METHODS, help="comma-separated methods (default: %(default)s; "
-                   "with --real random,less,bids,rds,lp-hard,full; see `instruct-select methods`)")
+    p.add_argument("--methods", default=LAB_DEMO_METHODS, help="comma-separated methods (default: %(default)s; "
+                   "with --real random,less,bids,full; see `instruct-select methods`)")
     p.add_argument("--real", action="store_true", help="a small comparison on the real model SmolLM2-135M-Instruct "
                    "and real data (../shared/data/real) instead of the lab; scripts/demo.sh --real installs the model")
     p.add_argument("--model-size", default="large", help="lab model to fine-tune: small or large (default: %(default)s)")

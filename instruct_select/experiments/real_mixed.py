@@ -34,7 +34,7 @@ SOURCES = {"math": "gsm8k_train.jsonl", "code": "gpteacher_codegen.json", "chat"
 BBH_TASKS = ("boolean_expressions", "date_understanding", "logical_deduction_three_objects", "navigate",
              "sports_understanding", "web_of_lies")
 CHECKERS = {"math": "number", "code": "contains", "chat": "contains", "reasoning": "exact_ci"}
-METHODS = ["random", "less", "bids", "rds", "lp-hard", "full"]
+METHODS = ["random", "less", "bids", "rds", "rds+", "ifd", "lp-hard", "full"]
 DEFAULT_DATA = "../shared/data/real"
 
 
@@ -50,8 +50,13 @@ class RealMixedSizes:
 
     @classmethod
     def small(cls) -> "RealMixedSizes":
-        """The `demo --real` size: minutes, not hours."""
+        """A quick look (`--small`): about an hour for one seed and three budgets on two cores."""
         return cls(pool={"math": 120, "code": 60, "chat": 20}, validation=4, test=12)
+
+    @classmethod
+    def demo(cls) -> "RealMixedSizes":
+        """`demo --real`: one budget, one seed, four methods in under half an hour on two cores."""
+        return cls(pool={"math": 72, "code": 36, "chat": 12}, validation=4, test=8)
 
 
 def _conversation(prompt: str, answer: str) -> list[dict]:
