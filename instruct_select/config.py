@@ -144,7 +144,8 @@ class LPSettings:
                        "('' for one)", default="")
     epochs: int = _help("n: epochs the selection model trains on the whole pool", default=3)
     variant: str = _help("lp1 or lp_app", default="lp1")
-    clusters: int | None = _help("k-means clusters; null: max(1, round(sqrt(N / 2)))", default=None)
+    clusters: int | None = _help("k-means clusters; null: max(1, round(N / 52)), the paper's mean cluster size "
+                                 "(1,000 for 52K examples)", default=None)
     tolerance: float = _help("losses closer than this count as unchanged", default=1e-3)
     encoder: str = _help("'hidden' (the selection model's mean-pooled hidden states) or a local "
                          "sentence-transformers folder", default="hidden")

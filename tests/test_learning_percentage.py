@@ -1,6 +1,8 @@
-"""Learning percentage: LP formulas on hand-computed trajectories, the treatment of examples that did
-not move, exact per-cluster budgets, the three orderings, seeded k-means, Kendall τ, batched loss
-trajectories against a one-at-a-time reference, resuming, and the whole path on the tiny lab.
+"""Learning percentage: LP formulas on hand-computed trajectories, the ranking of examples that did
+not move (the raw ratio, as the reference; or last), exact per-cluster budgets that cover every
+cluster (against a slow reference), the default number of clusters, the three orderings, seeded
+k-means, Kendall τ, batched loss trajectories against a one-at-a-time reference, resuming, and the
+whole path on the tiny lab.
 
 The selector module is imported inside the tests (fixture ``lp``), not at collection: importing it
 registers lp-hard/lp-easy/lp-random, and other test files parametrise over the registry when they
@@ -12,6 +14,7 @@ import importlib
 import itertools
 import json
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -65,65 +68,176 @@ def test_lp1_and_lp_app_pinned_on_hand_computed_trajectories(lp):
     assert one.counts() == {"learned": 3, "unmoved": 0, "regressed": 0, "excluded_no_loss": 0}
 
 
-def test_unmoved_regressed_and_missing_examples_are_counted_not_divided(lp):
+def test_unmoved_regressed_and_missing_examples_are_counted_and_keep_the_raw_ratio(lp):
     losses = np.log([[3, 3, 3], [3, 2.9, 3.002], [2, 2.5, 3], [2, 2, 2], [4, 3, 2]])
     losses[3] = np.nan  # no response token after truncation
     traj = LossTrajectories.from_losses(["flat", "tiny", "worse", "none", "ok"], losses)
     assert traj.excluded == ["none"]
     result = lp.learning_percentages(traj, "lp1", tolerance=1e-3)
     assert result.ids == ["flat", "ok", "tiny", "worse"] and result.excluded == ["none"]
-    assert np.all(np.isfinite(result.values))
     assert list(result.status) == [lp.UNMOVED, lp.LEARNED, lp.UNMOVED, lp.REGRESSED]
-    # Reported values use the denominator clamped to the band: tiny -> (3 - 2.9) / (1e-3 * 3).
-    np.testing.assert_allclose(result.values[2], 0.1 / 3e-3)
+    # The reference's values: flat 0 (P_0 = P_n exactly), ok 1/2, tiny 0.1 / -0.002, worse -0.5 / -1.
+    np.testing.assert_allclose(result.values, [0.0, 0.5, -50.0, 0.5], rtol=1e-9)
     assert result.counts() == {"learned": 1, "unmoved": 2, "regressed": 1, "excluded_no_loss": 1}
+    # A denominator of one ulp overflows the ratio: clamped to the largest float, sign kept, never inf.
+    values, status = lp.lp_values(np.array([1.0]), np.array([1e300]), np.array([np.nextafter(1.0, 2.0)]))
+    assert values[0] == np.finfo(np.float64).max and status[0] == lp.UNMOVED
     with pytest.raises(ConfigError, match="lp_tolerance"):
         lp.learning_percentages(traj, "lp1", tolerance=0)
     with pytest.raises(ConfigError, match="lp_app"):
         lp.learning_percentages(LossTrajectories.from_losses(["a", "b"], np.log([[3, 2], [3, 1]])), "lp1")
 
 
-def test_untrained_tail_is_ranked_last_for_hard_and_easy(lp):
-    # flat2's clamped value (0.01 / 0.003) would put it before flat in lp-easy: the tail goes by id.
-    perplexities = {"h1": (10, 9, 2), "h2": (10, 8, 2), "e1": (10, 3, 2), "flat": (3, 3, 3), "flat2": (3, 2.99, 3),
-                    "up": (2, 3, 4), "gone": (2, 2, 2)}
+def _untrained_case():
+    # LP(1) by hand: h1 1/8, h2 2/8, e1 7/8 (learned); flat 0 (P_0 = P_n exactly: the reference's 0);
+    # noise 0.1 / -0.002 = -50 (unmoved: inside the 1e-3 band); dip 2 / -1 = -2 and up -1 / -2 = 0.5
+    # (regressed: perplexity rose); gone has no loss.
+    perplexities = {"h1": (10, 9, 2), "h2": (10, 8, 2), "e1": (10, 3, 2), "flat": (3, 3, 3),
+                    "noise": (3, 2.9, 3.002), "dip": (4, 2, 5), "up": (2, 3, 4), "gone": (2, 2, 2)}
     traj = _trajectories(perplexities)
     traj.losses[traj.ids.index("gone")] = np.nan
     traj = LossTrajectories.from_losses(traj.ids, traj.losses)
-    pool = _pool(list(perplexities))
-    artifacts = {"loss_trajectories": traj, "embeddings": (traj.ids, np.ones((7, 3)))}
-    hard = _run_selector("lp-hard", pool, 6, artifacts=artifacts, options={"clusters": 1})
-    easy = _run_selector("lp-easy", pool, 6, artifacts=artifacts, options={"clusters": 1})
-    assert hard.ids == ["h1", "h2", "e1", "flat", "flat2", "up"]
-    assert easy.ids == ["e1", "h2", "h1", "flat", "flat2", "up"]
-    assert all(math.isfinite(s) for s in hard.scores + easy.scores)
-    assert hard.diagnostics["status_counts"] == {"learned": 3, "unmoved": 2, "regressed": 1, "excluded_no_loss": 1}
+    return _pool(list(perplexities)), {"loss_trajectories": traj, "embeddings": (traj.ids, np.ones((8, 3)))}
+
+
+def test_examples_that_did_not_learn_are_ranked_by_their_raw_ratio_as_the_reference(lp):
+    pool, artifacts = _untrained_case()
+    one = {"clusters": 1}
+    hard = _run_selector("lp-hard", pool, 7, artifacts=artifacts, options=one)
+    easy = _run_selector("lp-easy", pool, 7, artifacts=artifacts, options=one)
+    # Small2Large sorts every example of a cluster by its LP(1) value, whatever happened to it.
+    assert hard.ids == ["noise", "dip", "flat", "h1", "h2", "up", "e1"]
+    assert easy.ids == ["e1", "up", "h2", "h1", "flat", "dip", "noise"]
+    np.testing.assert_allclose(hard.scores, [-50, -2, 0, 0.125, 0.25, 0.5, 0.875], rtol=1e-9)
+    assert hard.diagnostics["lp_unlearned"] == "ratio"
+    assert hard.diagnostics["status_counts"] == {"learned": 3, "unmoved": 2, "regressed": 2, "excluded_no_loss": 1}
     assert hard.diagnostics["excluded_no_loss_ids"] == ["gone"]
-    assert hard.diagnostics["selected_status_counts"] == {"learned": 3, "unmoved": 2, "regressed": 1}
-    assert "gone" not in hard.ids + easy.ids
-    assert _run_selector("lp-hard", pool, 3, artifacts=artifacts, options={"clusters": 1}).ids == ["h1", "h2", "e1"]
-    with pytest.raises(InputError, match="only 6 of 7 have a loss trajectory"):
-        _run_selector("lp-hard", pool, 7, artifacts=artifacts, options={"clusters": 1})
+    assert _run_selector("lp-hard", pool, 3, artifacts=artifacts, options=one).ids == ["noise", "dip", "flat"]
+    with pytest.raises(InputError, match="only 7 of 8 have a loss trajectory"):
+        _run_selector("lp-hard", pool, 8, artifacts=artifacts, options=one)
+
+
+def test_lp_unlearned_last_keeps_the_old_rule_learned_first_then_unmoved_then_regressed(lp):
+    pool, artifacts = _untrained_case()
+    last = {"clusters": 1, "lp_unlearned": "last"}
+    hard = _run_selector("lp-hard", pool, 7, artifacts=artifacts, options=last)
+    easy = _run_selector("lp-easy", pool, 7, artifacts=artifacts, options=last)
+    # The tail goes by id whatever its values (noise's -50 would otherwise lead lp-hard).
+    assert hard.ids == ["h1", "h2", "e1", "flat", "noise", "dip", "up"]
+    assert easy.ids == ["e1", "h2", "h1", "flat", "noise", "dip", "up"]
+    assert all(math.isfinite(s) for s in hard.scores + easy.scores)
+    assert hard.diagnostics["selected_status_counts"] == {"learned": 3, "unmoved": 2, "regressed": 2}
+    assert _run_selector("lp-hard", pool, 3, artifacts=artifacts, options=last).ids == ["h1", "h2", "e1"]
+    with pytest.raises(ConfigError, match="lp_unlearned"):
+        _run_selector("lp-hard", pool, 3, artifacts=artifacts, options={"lp_unlearned": "first"})
+    with pytest.raises(ConfigError, match="lp_quotas"):
+        _run_selector("lp-hard", pool, 3, artifacts=artifacts, options={"lp_quotas": "ceil"})
 
 
 # ------------------------------------------------------------------------------------------------
 # Quotas and orderings on clustered pools
 
 
-def test_largest_remainder_quotas_by_hand(lp):
-    # 5 of (5, 3, 2): exact 2.5, 1.5, 1.0 -> floors 2, 1, 1; the one left goes to the lower of the tied.
-    assert lp.cluster_quotas([5, 3, 2], 5).tolist() == [3, 1, 1]
-    # 4 of (7, 5, 3): exact 1.87, 1.33, 0.8 -> floors 1, 1, 0; remainders 13, 5, 12 (/15).
+def _coverage_quotas_reference(sizes, total):
+    """The coverage rule written out slowly: one per non-empty cluster (the largest first when there
+    are fewer than clusters), then Hamilton's method on n_c - 1 with exact fractions."""
+    sizes = [int(n) for n in sizes]
+    nonempty = [c for c, n in enumerate(sizes) if n > 0]
+    if total < len(nonempty):
+        chosen = sorted(nonempty, key=lambda c: (-sizes[c], c))[:total]
+        return [int(c in chosen) for c in range(len(sizes))]
+    left = total - len(nonempty)
+    capacity = [max(n - 1, 0) for n in sizes]
+    exact = [Fraction(left * w, sum(capacity)) if sum(capacity) else Fraction(0) for w in capacity]
+    quotas = [int(n > 0) + math.floor(e) for n, e in zip(sizes, exact)]
+    by_remainder = sorted(range(len(sizes)), key=lambda c: (-(exact[c] - math.floor(exact[c])), c))
+    for c in by_remainder[: total - sum(quotas)]:
+        quotas[c] += 1
+    return quotas
+
+
+def test_coverage_quotas_by_hand(lp):
+    # 5 of (5, 3, 2): one each, then 2 over what is left (4, 2, 1)/7: exact 8/7, 4/7, 2/7 -> floors
+    # 1, 0, 0; the last one to the largest remainder, 4/7.
+    assert lp.cluster_quotas([5, 3, 2], 5).tolist() == [2, 2, 1]
+    # 4 of (7, 5, 3): one each, then 1 over (6, 4, 2)/12: the largest remainder is the first cluster's.
     assert lp.cluster_quotas([7, 5, 3], 4).tolist() == [2, 1, 1]
+    # Fewer than clusters: the largest clusters get one each, ties to the lower index; empty ones none.
     assert lp.cluster_quotas([1, 1, 1, 1], 2).tolist() == [1, 1, 0, 0]
+    assert lp.cluster_quotas([10, 0, 3, 3, 1], 3).tolist() == [1, 0, 1, 1, 0]
+    assert lp.cluster_quotas([10, 0, 3, 3, 1], 4).tolist() == [1, 0, 1, 1, 1]
+    assert lp.cluster_quotas([10, 0, 3, 3, 1], 17).tolist() == [10, 0, 3, 3, 1]
+    assert lp.cluster_quotas([10, 0, 3, 3, 1], 0).tolist() == [0, 0, 0, 0, 0]
+    with pytest.raises(InputError):
+        lp.cluster_quotas([2, 2], 5)
+    # The rule before, kept as lp_quotas="proportional": 5 of (5, 3, 2) is 2.5, 1.5, 1.0.
+    assert lp.cluster_quotas([5, 3, 2], 5, "proportional").tolist() == [3, 1, 1]
+    assert lp.cluster_quotas([7, 5, 3], 4, "proportional").tolist() == [2, 1, 1]
+
+
+def test_coverage_quotas_against_the_slow_reference(lp):
     rng = np.random.default_rng(0)
-    for _ in range(200):
-        sizes = rng.integers(0, 30, size=rng.integers(1, 12))
+    for _ in range(400):
+        sizes = rng.integers(0, 30, size=rng.integers(1, 14))
         total = int(rng.integers(0, sizes.sum() + 1))
         quotas = lp.cluster_quotas(sizes, total)
+        assert quotas.tolist() == _coverage_quotas_reference(sizes, total)
+        assert quotas.sum() == total and np.all(quotas <= sizes) and np.all(quotas >= 0)
+        nonempty = sizes > 0
+        if total >= nonempty.sum():
+            assert np.all(quotas[nonempty] >= 1)
+        else:
+            assert np.all(quotas <= 1)
+        proportional = lp.cluster_quotas(sizes, total, "proportional")
         exact = sizes * total / max(sizes.sum(), 1)
-        assert quotas.sum() == total and np.all(quotas <= sizes)
-        assert np.all(np.abs(quotas - exact) < 1)
+        assert proportional.sum() == total and np.all(np.abs(proportional - exact) < 1)
+
+
+def test_paper_scale_budgets_cover_every_cluster_and_stay_exact(lp):
+    # 52,000 examples in 1,000 clusters of uneven size (as k-means makes them).
+    rng = np.random.default_rng(1)
+    weights = rng.lognormal(0, 0.9, 1000)
+    sizes = np.maximum(1, np.floor(weights / weights.sum() * 52_000)).astype(np.int64)
+    sizes[np.argmax(sizes)] += 52_000 - sizes.sum()
+    five, one = 2_600, 520
+    assert np.sum(lp.cluster_quotas(sizes, five, "proportional") == 0) > 0  # the rule before left some empty
+    quotas = lp.cluster_quotas(sizes, five)
+    assert quotas.sum() == five and quotas.min() >= 1
+    assert lp.reference_ceil_total(sizes, five) > five  # the reference's ceil overshoots
+    ones = lp.cluster_quotas(sizes, one)  # 1%: fewer examples than clusters, one each to the largest
+    assert ones.sum() == one and ones.max() == 1
+    assert sizes[ones == 1].min() >= sizes[ones == 0].max()
+    assert lp.reference_ceil_total(sizes, one) >= 1000  # ceil gives every cluster one: about 2%
+
+
+def test_default_clusters_gives_the_papers_k_at_the_papers_scale(lp):
+    assert lp.default_clusters(52_000) == 1000 and lp.default_clusters(52_002) == 1000  # Alpaca
+    assert lp.default_clusters(15_011) == 289  # Dolly, at the same mean cluster size
+    assert lp.default_clusters(4_000) == 77  # the lab's default pool: clusters of about 52
+    assert lp.default_clusters(240) == 5  # the tiny lab
+    assert lp.default_clusters(10) == 1 and lp.default_clusters(1) == 1
+
+
+def _take_reference(labels, quotas, tier, key):
+    """Each cluster's rows sorted by (tier, key, row), its first quota kept; heads first, then the rest."""
+    rank = lambda r: (tier[r], key[r], r)  # noqa: E731
+    heads, rest = [], []
+    for c in range(len(quotas)):
+        members = sorted((r for r in range(len(labels)) if labels[r] == c), key=rank)[: quotas[c]]
+        heads += members[:1]
+        rest += members[1:]
+    return sorted(heads, key=rank) + sorted(rest, key=rank)
+
+
+def test_take_by_quota_against_the_slow_reference(lp):
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        n, k = int(rng.integers(1, 40)), int(rng.integers(1, 8))
+        labels = rng.integers(0, k, n)
+        sizes = np.bincount(labels, minlength=k)
+        quotas = lp.cluster_quotas(sizes, int(rng.integers(0, n + 1)))
+        tier, key = rng.integers(0, 3, n).astype(np.int8), rng.integers(0, 4, n).astype(float)  # many ties
+        assert lp.take_by_quota(labels, quotas, tier, key).tolist() == _take_reference(labels, quotas, tier, key)
 
 
 def _blob_pool(sizes=(7, 5, 3), seed=0):
@@ -148,7 +262,20 @@ def test_budget_met_exactly_with_documented_rounding_on_uneven_clusters(lp):
     selection = _run_selector("lp-hard", pool, 4, artifacts=artifacts, options={"clusters": 3})
     per_blob = {b: sum(blob_of[i] == b for i in selection.ids) for b in range(3)}
     assert per_blob == {0: 2, 1: 1, 2: 1}  # the hand-computed quotas above
-    assert sorted(selection.diagnostics["cluster_sizes"]) == [3, 5, 7]
+    d = selection.diagnostics
+    assert sorted(d["cluster_sizes"]) == [3, 5, 7] and d["cluster_selected"] == d["cluster_quotas"]
+    assert d["clusters_covered"] == d["clusters_nonempty"] == 3 and d["lp_quotas"] == "coverage"
+    # 8 of 15: one each, then 5 over (6, 4, 2)/12 -> 2.5, 1.67, 0.83 -> (3, 3, 2); the reference's
+    # ceil(n_c · 8/15) would take 4 + 3 + 2 = 9.
+    eight = _run_selector("lp-hard", pool, 8, artifacts=artifacts, options={"clusters": 3})
+    assert sorted(sum(blob_of[i] == b for i in eight.ids) for b in range(3)) == [2, 3, 3]
+    assert {b: sum(blob_of[i] == b for i in eight.ids) for b in range(3)} == {0: 3, 1: 3, 2: 2}
+    assert eight.diagnostics["reference_ceil_total"] == 9
+    old = _run_selector("lp-hard", pool, 8, artifacts=artifacts, options={"clusters": 3, "lp_quotas": "proportional"})
+    assert {b: sum(blob_of[i] == b for i in old.ids) for b in range(3)} == {0: 4, 1: 3, 2: 1}  # 3.73, 2.67, 1.6
+    two = _run_selector("lp-hard", pool, 2, artifacts=artifacts, options={"clusters": 3})
+    assert sorted(blob_of[i] for i in two.ids) == [0, 1]  # fewer than clusters: the two largest
+    assert two.diagnostics["clusters_covered"] == 2
     for limit in range(1, 16):
         ids = _run_selector("lp-random", pool, limit, artifacts=artifacts, options={"clusters": 3}, seed=limit).ids
         assert len(ids) == limit == len(set(ids))
@@ -157,17 +284,17 @@ def test_budget_met_exactly_with_documented_rounding_on_uneven_clusters(lp):
 def test_hard_easy_random_order_inside_clusters(lp):
     pool, artifacts, blob_of = _blob_pool()
     options = {"clusters": 3}
-    hard = _run_selector("lp-hard", pool, "40%", artifacts=artifacts, options=options)
-    easy = _run_selector("lp-easy", pool, "40%", artifacts=artifacts, options=options)
-    assert len(hard.ids) == len(easy.ids) == 6
-    assert sorted(hard.ids) == ["b0-00", "b0-01", "b0-02", "b1-00", "b1-01", "b2-00"]
-    assert sorted(easy.ids) == ["b0-04", "b0-05", "b0-06", "b1-03", "b1-04", "b2-02"]
-    assert hard.scores == sorted(hard.scores) and easy.scores == sorted(easy.scores, reverse=True)
-    randoms = [_run_selector("lp-random", pool, "40%", artifacts=artifacts, options=options, seed=s) for s in range(6)]
+    hard = _run_selector("lp-hard", pool, "8", artifacts=artifacts, options=options)
+    easy = _run_selector("lp-easy", pool, "8", artifacts=artifacts, options=options)
+    # Quotas (3, 3, 2). Each cluster's first pick comes first, then the rest, each part by LP (ties
+    # by id): a prefix of the ranking (what a token budget keeps) reaches every cluster first.
+    assert hard.ids == ["b0-00", "b1-00", "b2-00", "b0-01", "b1-01", "b2-01", "b0-02", "b1-02"]
+    assert easy.ids == ["b0-06", "b1-04", "b2-02", "b0-05", "b0-04", "b1-03", "b1-02", "b2-01"]
+    randoms = [_run_selector("lp-random", pool, "8", artifacts=artifacts, options=options, seed=s) for s in range(6)]
     for selection in randoms:  # same quotas per cluster as lp-hard
         assert sorted(blob_of[i] for i in selection.ids) == sorted(blob_of[i] for i in hard.ids)
     assert len({tuple(sorted(s.ids)) for s in randoms}) > 1
-    again = _run_selector("lp-random", list(reversed(pool)), "40%", artifacts=artifacts, options=options, seed=3)
+    again = _run_selector("lp-random", list(reversed(pool)), "8", artifacts=artifacts, options=options, seed=3)
     assert again.ids == randoms[3].ids  # seeded, whatever the pool order
 
 
@@ -182,8 +309,10 @@ def test_conformance_like_the_registry_test(lp):
     for method in ("lp-hard", "lp-easy", "lp-random"):
         first = _run_selector(method, pool, "7", seed=3, artifacts=artifacts)
         assert first.ids == _run_selector(method, list(reversed(pool)), "7", seed=3, artifacts=artifacts).ids
-        assert len(set(first.ids)) == 7 and first.diagnostics["clusters"] == 5  # round(sqrt(50 / 2))
+        assert len(set(first.ids)) == 7 and first.diagnostics["clusters"] == 1  # round(50 / 52)
         assert len(_run_selector(method, pool, "20%", seed=3, artifacts=artifacts).ids) == 10
+        several = _run_selector(method, pool, "7", seed=3, artifacts=artifacts, options={"clusters": 5})
+        assert len(set(several.ids)) == 7 and several.diagnostics["clusters_covered"] == 5
 
 
 # ------------------------------------------------------------------------------------------------
@@ -382,8 +511,9 @@ def test_lp_hard_end_to_end_on_tiny_lab(tiny_lab, tmp_path, lp):
     assert isinstance(trajectories, LossTrajectories) and trajectories.losses.shape == (len(pool), 3)
     assert isinstance(artifacts["embeddings"], Embeddings) and set(produced) == set(artifacts)
     selection = _run_selector("lp-hard", pool, "10%", artifacts=artifacts)
-    assert len(selection.ids) == 24 and selection.diagnostics["clusters"] == round(math.sqrt(len(pool) / 2))
+    assert len(selection.ids) == 24 and selection.diagnostics["clusters"] == round(len(pool) / 52)
     assert sum(selection.diagnostics["cluster_quotas"]) == 24
+    assert selection.diagnostics["clusters_covered"] == selection.diagnostics["clusters_nonempty"]
     assert set(selection.diagnostics["lp_by_task"]) == {e.task for e in pool}
     # Hardest first: the selection's LP sits below the pool's median LP.
     values = lp.learning_percentages(trajectories)

@@ -141,6 +141,24 @@ def test_report_embeds_every_figure(full_run, tmp_path):
     assert "random @ 10%" in note and "full" in note and "bids" not in note
 
 
+def test_influence_figure_draws_the_instance_level_beside_older_diagnostics(full_run):
+    from instruct_select.report import plots
+
+    bids = next(s for s in collect_run(full_run).selections if s.label == "bids-10pct-seed0")
+    normalised = bids.influence["normalised"]
+    assert set(normalised["aid_instance"]) == {f"v{j}" for j in range(6)} == set(bids.influence["instance_task"])
+    assert sum(normalised["thi_instance"].values()) == sum(normalised["thi_instance_by_task"].values()) == 6
+    assert bids.influence["statistics_rows"] == 60 and bids.influence["left_out"]["no_response_token"] == 0
+    # A selection whose diagnostics predate the instance level (aid and thi only) is drawn beside it.
+    aid = {k: {"bids": bids.influence[k]["aid"], "old": dict.fromkeys(TASKS, 0.1)} for k in ("raw", "normalised")}
+    thi = {k: {"bids": bids.influence[k]["thi"], "old": dict.fromkeys(TASKS, 2)} for k in ("raw", "normalised")}
+    instances = {"bids": {t: [v for key, v in normalised["aid_instance"].items()
+                              if bids.influence["instance_task"][key] == t] for t in TASKS}}
+    fig = plots.influence_diagnostics_figure(aid, thi, "10%", instances, {"bids": normalised["thi_instance_by_task"]})
+    assert len(fig.axes) == 4 and fig.axes[3].get_title() == "THI, instance level, normalised"
+    assert len(plots.influence_diagnostics_figure(aid, thi, "10%").axes) == 3
+
+
 def _runs(root):
     return json.loads((root / "experiments.json").read_text())["runs"]
 

@@ -156,9 +156,12 @@ def _composition(c: RunContents, out: Path) -> Section:
 def _influence_diagnostics(c: RunContents, out: Path) -> Section:
     s = Section("aid-thi", "Influence diagnostics of the selections (AID and THI)",
                 "The BIDS paper's diagnostics, per validation task. AID: the mean influence of the selected "
-                "examples on that task's validation instances (raw, and after column normalisation). THI: the "
-                "share of selected examples whose highest summed influence is on that task. Balanced bars mean "
-                "the selection serves every task.")
+                "examples on that task's validation instances (raw, and after column normalisation; the dots "
+                "are the single instances, so a task's mean cannot hide one the selection does not serve). "
+                "THI: the share of selected examples whose highest summed influence is on that task; at the "
+                "instance level, whose single most influenced validation instance belongs to it. Column "
+                "statistics leave out pool examples with no response token. Balanced bars mean the selection "
+                "serves every task.")
     filled = fill_influence(first_seed(c.selections), c.attribution_dir) if c.attribution_dir else []
     with_influence = [x for x in first_seed(c.selections) if x.influence]
     if not with_influence:
@@ -172,11 +175,25 @@ def _influence_diagnostics(c: RunContents, out: Path) -> Section:
                        key=lambda x: plots.method_sort_key(x.name))
         aid = {k: {x.name: x.influence[k]["aid"] for x in group} for k in ("raw", "normalised")}
         thi = {k: {x.name: x.influence[k]["thi"] for x in group} for k in ("raw", "normalised")}
-        name = _save(plots.influence_diagnostics_figure(aid, thi, budget), out, f"influence-aid-thi-{_tag(budget)}.png")
+        # The instance level, for selections whose diagnostics carry it (made after it was added).
+        aid_instances = {x.name: _per_task(x.influence["normalised"]["aid_instance"], x.influence["instance_task"])
+                         for x in group if "aid_instance" in x.influence["normalised"]}
+        thi_instance = {x.name: x.influence["normalised"]["thi_instance_by_task"]
+                        for x in group if "thi_instance_by_task" in x.influence["normalised"]}
+        figure = plots.influence_diagnostics_figure(aid, thi, budget, aid_instances, thi_instance)
+        name = _save(figure, out, f"influence-aid-thi-{_tag(budget)}.png")
         here = [x.name for x in group if x.name in filled]
         note = f" AID and THI of {', '.join(here)} computed here from the attribution matrix." if here else ""
         s.figures.append((name, f"Budget {budget}.{note}"))
     return s
+
+
+def _per_task(values: dict[str, float], task_of: dict[str, str]) -> dict[str, list[float]]:
+    """Per-instance values grouped by their instance's task."""
+    grouped: dict[str, list[float]] = {}
+    for key, value in values.items():
+        grouped.setdefault(task_of[key], []).append(value)
+    return grouped
 
 
 def _influence_distributions(c: RunContents, out: Path) -> Section:

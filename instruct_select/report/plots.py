@@ -85,30 +85,47 @@ def composition_figure(bars: dict[str, dict[str, int]], pool: dict[str, int]) ->
 
 
 def influence_diagnostics_figure(aid: dict[str, dict[str, dict[str, float]]],
-                                 thi: dict[str, dict[str, dict[str, int]]], budget: str) -> Figure:
+                                 thi: dict[str, dict[str, dict[str, int]]], budget: str,
+                                 aid_instances: dict[str, dict[str, list[float]]] | None = None,
+                                 thi_instance: dict[str, dict[str, int]] | None = None) -> Figure:
     """AID (raw and normalised) and THI (normalised) per validation task, a bar per selection.
 
     ``aid[kind][selection][task]`` and ``thi[kind][selection][task]``, kind "raw" or "normalised".
+    Instance level, where the diagnostics carry it: ``aid_instances[selection][task]`` (each of the
+    task's validation instances' normalised AID, drawn as dots on that selection's bar: a task's
+    mean can hide an instance the selection does not serve) and ``thi_instance[selection][task]``
+    (selected examples whose single most influenced instance belongs to the task: a fourth panel).
     """
     names = list(aid["raw"])
     tasks = sorted({t for per in aid["raw"].values() for t in per})
     colours = method_palette(names)
-    fig = Figure(figsize=(12, 4.4), layout="constrained")
-    axes = fig.subplots(1, 3)
+    instance_panel = bool(thi_instance)
+    fig = Figure(figsize=(16 if instance_panel else 12, 4.4), layout="constrained")
+    axes = fig.subplots(1, 4 if instance_panel else 3)
     panels = [(aid["raw"], "AID, raw influence", "mean influence of the selection"),
               (aid["normalised"], "AID, column-normalised", "mean normalised influence"),
               (_shares(thi["normalised"]), "THI, column-normalised", "selected examples (%)")]
+    if instance_panel:
+        # Selections whose diagnostics predate the instance level have no bar here (NaN draws nothing).
+        shares = _shares(thi_instance)
+        panels.append(({n: shares.get(n, {t: np.nan for t in tasks}) for n in names},
+                       "THI, instance level, normalised", "selected examples (%)"))
     width = 0.8 / max(1, len(names))
     x = np.arange(len(tasks))
-    for ax, (values, title, ylabel) in zip(axes, panels):
+    for p, (ax, (values, title, ylabel)) in enumerate(zip(axes, panels)):
         for k, name in enumerate(names):
-            ax.bar(x + (k - (len(names) - 1) / 2) * width, [values[name].get(t, 0.0) for t in tasks],
-                   width, color=colours[name], label=name)
+            offset = x + (k - (len(names) - 1) / 2) * width
+            ax.bar(offset, [values[name].get(t, 0.0) for t in tasks], width, color=colours[name], label=name)
+            if p == 1 and aid_instances and name in aid_instances:
+                for xi, t in zip(offset, tasks):
+                    points = aid_instances[name].get(t, [])
+                    ax.scatter(np.full(len(points), xi), points, s=6, color="black", alpha=0.5, zorder=3,
+                               linewidths=0)
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_xticks(x, tasks, rotation=30, ha="right")
         ax.set_xlabel("validation task")
         ax.set_ylabel(ylabel)
-        ax.set_title(title, fontsize=11)
+        ax.set_title(title + (" (dots: instances)" if p == 1 and aid_instances else ""), fontsize=11)
     _legend_right(fig, axes[0])
     fig.suptitle(f"BIDS diagnostics at budget {budget}", fontsize=TITLE_SIZE)
     return fig

@@ -8,36 +8,53 @@ From an example's perplexities P_0 (base model), P_1 (after epoch 1) and P_n (af
 A low value means most learning happened late: a hard example.
 
 Examples the training did not move. Let band = tolerance · P_0 (``lp_tolerance``, default 1e-3).
-  - learned:   P_0 − P_n >  band; LP as above.
-  - unmoved:   |P_0 − P_n| ≤ band (LP(1) would be 0/0 or noise over noise);
-  - regressed: P_0 − P_n < −band (perplexity rose: the ratio's sign no longer means anything).
-The status comes from the trajectory, so it is the same for both variants. Unmoved and regressed
-examples are never ordered by their value: in every cluster they come after all learned examples
-(unmoved, then regressed, then by id), for lp-hard and lp-easy alike, so they are taken only when a
-cluster's quota exceeds its learned members. Their reported LP(1) score has its denominator
-clamped to the band, (P_0 − P_1) / max(P_0 − P_n, band); LP_app's denominator P_0 ≥ 1 needs no
-clamp; both are always finite. Examples with no loss (no response token after truncation: NaN
-trajectories) are left out entirely, and a budget larger than what remains is refused. All three
-kinds are counted in the diagnostics; no NaN or inf reaches a ranking.
+  - learned:   P_0 − P_n >  band;
+  - unmoved:   |P_0 − P_n| ≤ band (LP(1) is noise over noise);
+  - regressed: P_0 − P_n < −band (perplexity rose: the ratio's sign flips).
+The status comes from the trajectory, so it is the same for both variants. Every example's value is
+the raw ratio, as the reference implementation computes it (Small2Large ``process_pickle.py``:
+(P_0 − P_1)/(P_0 − P_3), and 0 where P_0 = P_3 exactly), and by default every example is ranked by
+that value whatever its status: a regressed example that improved in epoch 1 gets a negative LP(1)
+and counts as very hard, as in the reference. ``lp_unlearned="last"`` (the rule before) instead puts
+unmoved and regressed examples after every learned one in each cluster (unmoved, then regressed,
+then by id). A value too large for a float is clamped to ±max float, so no NaN or inf reaches a
+ranking. Examples with no loss (no response token after truncation: NaN trajectories) are left out
+entirely, and a budget larger than what remains is refused. All kinds are counted in the diagnostics.
 
 Selection. Candidates (every pool example with a finite trajectory) are sorted by id, their
 embeddings L2-normalised and clustered with the seeded k-means of ``select/kmeans.py``; k is
-``clusters`` or, by default, max(1, round(sqrt(N / 2))) for N candidates (the paper uses k=1000 for
-52K; this rule gives about 160 there and keeps clusters of a few dozen on small pools). The budget
-B is split over clusters in proportion to their sizes, exactly: cluster c gets floor(B · n_c / N),
-and the B − Σ floor units left go one each to the clusters with the largest remainders
-(B · n_c mod N, compared exactly in integers), ties to the lower cluster index. So the selection
-holds exactly B examples (the paper's "at least one per cluster" overshoots; this never does).
+``clusters`` or, by default, max(1, round(N / 52)) for N candidates: the paper's mean cluster size
+(k = 1,000 for the 52,002 Alpaca examples; the sizes of the authors' released Dolly subsets imply
+roughly 250-290 clusters for its 15,011, and this rule gives 289). The budget B is split over the k' non-empty clusters
+(``lp_quotas="coverage"``, the default):
+
+  - B ≥ k': every cluster gets one example first; the B − k' left are split in proportion to what
+    each cluster has left, n_c − 1, by largest remainder: floor((B − k') · (n_c − 1) / (N − k')),
+    then one more each to the largest remainders (compared exactly in integers), ties to the lower
+    cluster index;
+  - B < k': one each to the B largest clusters (ties to the lower cluster index).
+
+So the selection holds exactly B examples and, whenever the budget allows, touches every cluster.
+The reference takes ceil(n_c · p) of every cluster (``subset.py``: the first chunk of
+``np.array_split`` into 1/p parts), so every cluster gets one but the total overshoots (1% of
+Alpaca was about 2%); overshooting cannot be kept as an option (the budget is a hard cap), so the
+diagnostics report what the reference would have taken (``reference_ceil_total``).
+``lp_quotas="proportional"`` is the plain largest-remainder split of B · n_c / N (the rule before:
+exact, but it left 18 of Alpaca's 1,000 clusters empty at 5%).
 
 | name      | order inside each cluster                                              |
 |-----------|------------------------------------------------------------------------|
-| lp-hard   | lowest LP first (learned), then unmoved, then regressed                |
-| lp-easy   | highest LP first (learned), then unmoved, then regressed               |
+| lp-hard   | lowest LP first                                                        |
+| lp-easy   | highest LP first                                                       |
 | lp-random | uniform at random (seeded), same quotas; statuses ignored              |
 
-The returned ranking is the selection itself (exactly ``limit`` ids), ordered globally by the same
-key, so a token budget keeps the hardest (easiest) first. Options: ``lp_variant`` ("lp1" or
-"lp_app"), ``clusters``, ``lp_tolerance``; ``seed`` seeds k-means and lp-random.
+The returned ranking is the selection itself (exactly ``limit`` ids): first each covered cluster's
+first pick, then the rest, each part ordered globally by the same key (ties by id). A token budget,
+which keeps a prefix of the ranking, so keeps the coverage before any cluster's second pick. Quotas
+are computed for the exact ``limit`` the selector is given: largest remainder is not monotone in the
+budget, so (as before) the selection at one budget need not be a prefix of the selection at a
+larger one. Options: ``lp_variant`` ("lp1" or "lp_app"), ``clusters``, ``lp_tolerance``,
+``lp_quotas``, ``lp_unlearned``; ``seed`` seeds k-means and lp-random.
 """
 from __future__ import annotations
 
@@ -54,6 +71,15 @@ VARIANTS = ("lp1", "lp_app")
 LEARNED, UNMOVED, REGRESSED = 0, 1, 2
 STATUS_NAMES = ("learned", "unmoved", "regressed")
 DEFAULT_TOLERANCE = 1e-3
+PAPER_CLUSTER_SIZE = 52  # 52,002 Alpaca examples / the paper's 1,000 clusters
+QUOTA_RULES = ("coverage", "proportional")
+UNLEARNED_ORDERS = ("ratio", "last")
+QUOTA_TEXT = {
+    "coverage": "one example per non-empty cluster first (when the budget is smaller than their number: the "
+                "largest clusters, ties to the lower index), the rest by largest remainder of what each cluster "
+                "has left (n_c - 1), ties to the lower cluster; exactly the budget",
+    "proportional": "largest remainder of budget x n_c / N, ties to the lower cluster; exactly the budget",
+}
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 
@@ -72,16 +98,21 @@ class LearningPercentages:
 
 def lp_values(p0: np.ndarray, p1: np.ndarray, pn: np.ndarray, variant: str = "lp1",
               tolerance: float = DEFAULT_TOLERANCE) -> tuple[np.ndarray, np.ndarray]:
-    """(values, status) from perplexity arrays; see the module docstring for the rules."""
+    """(values, status) from perplexity arrays: the raw ratio (0 where its denominator is exactly 0,
+    as the reference writes it), and the status from the tolerance band; see the module docstring."""
     if variant not in VARIANTS:
         raise ConfigError(f"lp_variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     if not tolerance > 0:
-        raise ConfigError(f"lp_tolerance must be > 0 (it keeps LP(1) from dividing by zero), got {tolerance}")
+        raise ConfigError(f"lp_tolerance must be > 0 (it separates learned from unmoved examples), got {tolerance}")
     p0, p1, pn = (np.asarray(a, dtype=np.float64) for a in (p0, p1, pn))
     moved, band = p0 - pn, tolerance * p0
     status = np.where(moved > band, LEARNED, np.where(moved < -band, REGRESSED, UNMOVED)).astype(np.int8)
-    denominator = p0 if variant == "lp_app" else np.maximum(moved, band)
-    return (p0 - p1) / denominator, status
+    denominator = p0 if variant == "lp_app" else moved
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        values = np.where(denominator != 0, (p0 - p1) / np.where(denominator != 0, denominator, 1.0), 0.0)
+    # A denominator of a few ulps can overflow the ratio: clamp, keeping its sign and its rank.
+    big = np.finfo(np.float64).max
+    return np.nan_to_num(values, nan=0.0, posinf=big, neginf=-big), status
 
 
 def learning_percentages(trajectories, variant: str = "lp1", tolerance: float = DEFAULT_TOLERANCE) -> LearningPercentages:
@@ -98,36 +129,68 @@ def learning_percentages(trajectories, variant: str = "lp1", tolerance: float = 
                                [i for i, ok in zip(ids, finite) if not ok], variant)
 
 
-def cluster_quotas(sizes, total: int) -> np.ndarray:
-    """Split ``total`` over clusters proportionally to ``sizes`` by largest remainder (ties: lower index)."""
+def largest_remainder(weights, total: int) -> np.ndarray:
+    """Split ``total`` in proportion to the integer ``weights``: floors of total · w / Σw, then one more
+    each to the largest remainders (exact integer comparison), ties to the lower index."""
+    weights = np.asarray(weights, dtype=np.int64)
+    whole = max(int(weights.sum()), 1)
+    numerators = weights * total
+    quotas = numerators // whole
+    order = np.lexsort((np.arange(len(weights)), -(numerators % whole)))  # largest remainder, lowest index
+    quotas[order[: total - int(quotas.sum())]] += 1
+    return quotas
+
+
+def cluster_quotas(sizes, total: int, rule: str = "coverage") -> np.ndarray:
+    """How many examples each cluster gives to a selection of exactly ``total`` (module docstring).
+
+    coverage: one per non-empty cluster first (the largest clusters' when ``total`` is smaller than
+    their number), the rest by largest remainder over what each has left; proportional: largest
+    remainder of total · n_c / N.
+    """
+    if rule not in QUOTA_RULES:
+        raise ConfigError(f"lp_quotas must be one of {', '.join(QUOTA_RULES)}, got {rule!r}")
     sizes = np.asarray(sizes, dtype=np.int64)
     n = int(sizes.sum())
     if not 0 <= total <= n:
         raise InputError(f"cannot select {total} of {n} examples")
-    numerators = sizes * total
-    quotas = numerators // max(n, 1)
-    remainders = numerators % max(n, 1)
-    left = total - int(quotas.sum())
-    order = np.lexsort((np.arange(len(sizes)), -remainders))  # largest remainder, then lowest index
-    quotas[order[:left]] += 1
-    return quotas
+    if rule == "proportional":
+        return largest_remainder(sizes, total)
+    nonempty = sizes > 0
+    covered = int(nonempty.sum())
+    if total < covered:  # not enough for every cluster: the largest ones, ties to the lower index
+        quotas = np.zeros(len(sizes), dtype=np.int64)
+        quotas[np.lexsort((np.arange(len(sizes)), -sizes))[:total]] = 1
+        return quotas
+    # What is left after the first pick of each cluster, split by what each has left: no cluster is
+    # given more than it holds (R ≤ W, so floor(R·w/W) ≤ w, and one rounded up had a fraction below w).
+    return nonempty.astype(np.int64) + largest_remainder(np.maximum(sizes - 1, 0), total - covered)
+
+
+def reference_ceil_total(sizes, total: int) -> int:
+    """What the reference (Small2Large ``subset.py``) would take at the fraction total / N: Σ ceil(n_c · p)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    n = max(int(sizes.sum()), 1)
+    return int((-(-(sizes * total) // n)).sum())
 
 
 def default_clusters(n: int) -> int:
-    return max(1, round((n / 2) ** 0.5))
+    """k with the paper's mean cluster size: 1,000 for the 52K Alpaca pool, about 290 for 15K Dolly."""
+    return max(1, round(n / PAPER_CLUSTER_SIZE))
 
 
 def take_by_quota(labels: np.ndarray, quotas: np.ndarray, tier: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """Rows in global (tier, key, row) order, keeping each cluster's first ``quotas[c]`` rows."""
+    """Each cluster's first ``quotas[c]`` rows in (tier, key, row) order; returned as every cluster's
+    first pick in that global order, then the other picks in that order (module docstring)."""
     order = np.lexsort((np.arange(len(labels)), key, tier))
     taken = np.zeros(len(quotas), dtype=np.int64)
-    keep = []
+    heads, rest = [], []
     for row in order:
         c = labels[row]
         if taken[c] < quotas[c]:
             taken[c] += 1
-            keep.append(row)
-    return np.asarray(keep, dtype=np.int64)
+            (heads if taken[c] == 1 else rest).append(row)
+    return np.asarray(heads + rest, dtype=np.int64)
 
 
 def _embedding_rows(embeddings, ids: list[str]) -> np.ndarray:
@@ -168,15 +231,20 @@ def _lp_summary(lp: LearningPercentages, task_of: dict[str, str]) -> dict[str, d
     return summary
 
 
-def _learned_only(lp: LearningPercentages, key: np.ndarray) -> np.ndarray:
-    """``key`` for learned rows, 0 for the others: unmoved and regressed rows are ordered by id alone."""
-    return np.where(lp.status == LEARNED, key, 0.0)
+def _by_value(lp: LearningPercentages, key: np.ndarray, unlearned: str) -> tuple[np.ndarray, np.ndarray]:
+    """(tier, key) for lp-hard and lp-easy. "ratio": one tier, every row by its value (the reference);
+    "last": learned rows by value, then unmoved, then regressed rows, those by id alone."""
+    if unlearned not in UNLEARNED_ORDERS:
+        raise ConfigError(f"lp_unlearned must be one of {', '.join(UNLEARNED_ORDERS)}, got {unlearned!r}")
+    if unlearned == "ratio":
+        return np.zeros(len(lp.ids), dtype=np.int8), key
+    return lp.status, np.where(lp.status == LEARNED, key, 0.0)
 
 
 class _LearningPercentageSelector:
     needs = ("loss_trajectories", "embeddings")
 
-    def order_key(self, lp: LearningPercentages, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def order_key(self, lp: LearningPercentages, seed: int, unlearned: str) -> tuple[np.ndarray, np.ndarray]:
         """(tier, key): rows are taken by ascending tier, then ascending key."""
         raise NotImplementedError
 
@@ -191,19 +259,29 @@ class _LearningPercentageSelector:
         k = int(ctx.options.get("clusters") or default_clusters(n))
         if not 1 <= k <= n:
             raise ConfigError(f"clusters must be between 1 and the {n} scorable examples, got {k}")
+        rule = ctx.options.get("lp_quotas") or "coverage"
+        if rule not in QUOTA_RULES:  # checked before k-means runs, not after
+            raise ConfigError(f"lp_quotas must be one of {', '.join(QUOTA_RULES)}, got {rule!r}")
+        unlearned = ctx.options.get("lp_unlearned") or "ratio"
+        tier, key = self.order_key(lp, ctx.seed, unlearned)  # checks lp_unlearned before k-means runs
         clustering = kmeans(_embedding_rows(ctx.need("embeddings"), lp.ids), k, seed=ctx.seed)
         sizes = clustering.sizes()
-        quotas = cluster_quotas(sizes, limit)
-        tier, key = self.order_key(lp, ctx.seed)
+        quotas = cluster_quotas(sizes, limit, rule)
         rows = take_by_quota(clustering.labels, quotas, tier, key)
+        selected = np.bincount(clustering.labels[rows], minlength=k)
         task_of = {e.id: e.task for e in ctx.pool}
         diagnostics = {
             "lp_variant": lp.variant, "lp_tolerance": float(ctx.options.get("lp_tolerance", DEFAULT_TOLERANCE)),
+            "lp_unlearned": unlearned if self.name != "lp-random" else "ignored",
             "status_counts": lp.counts(), "excluded_no_loss_ids": lp.excluded[:20],
             "selected_status_counts": {s: int(np.sum(lp.status[rows] == c)) for c, s in enumerate(STATUS_NAMES)},
             "clusters": k, "cluster_sizes": sizes.tolist(), "cluster_quotas": quotas.tolist(),
+            "cluster_selected": selected.tolist(),
+            "clusters_nonempty": int(np.sum(sizes > 0)), "clusters_covered": int(np.sum(selected > 0)),
+            "reference_ceil_total": reference_ceil_total(sizes, limit),
             "kmeans": {"inertia": clustering.inertia, "iterations": clustering.iterations, "seed": ctx.seed},
-            "rounding": "per-cluster quotas by largest remainder of budget x size / N, ties to the lower cluster",
+            "lp_quotas": rule,
+            "rounding": QUOTA_TEXT[rule],
             "lp_by_task": _lp_summary(lp, task_of),
         }
         return Ranking([lp.ids[r] for r in rows], lp.values[rows].astype(float).tolist(), diagnostics)
@@ -213,23 +291,23 @@ class LpHardSelector(_LearningPercentageSelector):
     name = "lp-hard"
     description = "learning percentage: the hardest (lowest LP) share of every k-means cluster"
 
-    def order_key(self, lp, seed):
-        return lp.status, _learned_only(lp, lp.values)
+    def order_key(self, lp, seed, unlearned):
+        return _by_value(lp, lp.values, unlearned)
 
 
 class LpEasySelector(_LearningPercentageSelector):
     name = "lp-easy"
     description = "learning percentage: the easiest (highest LP) share of every k-means cluster"
 
-    def order_key(self, lp, seed):
-        return lp.status, _learned_only(lp, -lp.values)
+    def order_key(self, lp, seed, unlearned):
+        return _by_value(lp, -lp.values, unlearned)
 
 
 class LpRandomSelector(_LearningPercentageSelector):
     name = "lp-random"
     description = "random members of every k-means cluster, with lp-hard's per-cluster quotas"
 
-    def order_key(self, lp, seed):
+    def order_key(self, lp, seed, unlearned):
         # A stream apart from k-means' (same seed) so the two draws are independent.
         return np.zeros(len(lp.ids), dtype=np.int8), np.random.default_rng([seed, 1]).permutation(len(lp.ids))
 
