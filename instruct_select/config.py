@@ -195,6 +195,8 @@ class RunConfig:
     influence: InfluenceSettings = _help("warmup and gradient features", default_factory=InfluenceSettings)
     learning_percentage: LPSettings = _help("selection model for lp-hard / lp-easy / lp-random",
                                             default_factory=LPSettings)
+    ifd_model: str = _help("the model whose losses give ifd's IFD scores (Superfiltering: a small one such as "
+                           "GPT-2 for a large one); '' = the run's own model", default="")
     train: TrainSettings = _help("fine-tuning on each selection", default_factory=TrainSettings)
     finetune: bool = _help("fine-tune on each selection after selecting", default=True)
     eval: EvalSettings = _help("evaluation of each fine-tuned model", default_factory=EvalSettings)

@@ -6,6 +6,8 @@
         features/SPLIT/epoch-E/  gradient features of the pool and the validation set
         scores/                  the attribution matrix
         hidden-states/SPLIT/     last-token states under the last warmup checkpoint (RDS)
+        representations/SPLIT/   the base model's position-weighted mean states (RDS+)
+        ifd-losses/              each pool example's response loss with and without its prompt (IFD)
         learning_percentage[-LABEL]/   a selection model: train/, losses/epoch-E/, embeddings/
       base/evaluation/           the untuned model, when asked
       METHOD-BUDGET-seedS[-by-LABEL]/   one arm: select/, train/ (model/), evaluation/
@@ -98,12 +100,16 @@ class RunLayout:
     warmup_data = _folder("influence/warmup-data")
     features = _folder("influence/features")
     scores = _folder("influence/scores")
+    ifd_losses = _folder("influence/ifd-losses")
 
     def feature_store(self, split: str, epoch: int) -> Path:
         return self.features / split / f"epoch-{epoch}"
 
     def hidden_states(self, split: str) -> Path:
         return self.influence / "hidden-states" / split
+
+    def representations(self, split: str) -> Path:
+        return self.influence / "representations" / split
 
     def selection_model(self, label: str = "") -> SelectionModelFolders:
         return SelectionModelFolders(self.influence / ("learning_percentage" + (f"-{label}" if label else "")))

@@ -18,7 +18,7 @@ from ..config import RunConfig
 from ..context import RunContext
 from ..errors import ConfigError
 from ..layout import RunLayout
-from . import attribution, embeddings, hidden_states, loss_trajectories
+from . import attribution, embeddings, hidden_states, ifd_losses, loss_trajectories, representations
 
 # produce(ctx, config, layout) -> Artifact, or None when the context stops the run early (a shard
 # job, --stop-after).
@@ -28,6 +28,8 @@ PRODUCERS: dict[str, Producer] = {
     "embeddings": embeddings.produce,
     "attribution": attribution.produce,
     "hidden_states": hidden_states.produce,
+    "representations": representations.produce,
+    "ifd_losses": ifd_losses.produce,
 }
 
 

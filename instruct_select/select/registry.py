@@ -7,15 +7,17 @@ from __future__ import annotations
 from ..errors import ConfigError
 from .base import Selector
 from .bids import BidsSelector
+from .ifd import IfdSelector
 from .influence import InstanceMaxSelector, LessSelector, NormalizedSelector, SumSelector, TaskBalancedSelector
 from .learning_percentage import LpEasySelector, LpHardSelector, LpRandomSelector
 from .rds import RdsSelector
+from .rds_plus import RdsPlusSelector
 from .simple import FullSelector, RandomSelector
 
 SELECTORS: tuple[type, ...] = (
     RandomSelector, FullSelector,
     LessSelector, BidsSelector, InstanceMaxSelector, SumSelector, NormalizedSelector, TaskBalancedSelector,
-    RdsSelector,
+    RdsSelector, RdsPlusSelector, IfdSelector,
     LpHardSelector, LpEasySelector, LpRandomSelector,
 )
 REGISTRY: dict[str, Selector] = {cls.name: cls() for cls in sorted(SELECTORS, key=lambda c: c.name)}

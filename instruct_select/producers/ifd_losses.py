@@ -1,0 +1,74 @@
+"""IFD's losses: every pool example's response loss given its prompt and alone, one cached
+feature store (``features.ifd``).
+
+The scoring model is ``config.ifd_model`` when set (Superfiltering: a small model scores for a large
+one), else the run's own model, as it is before any training (Cherry_LLM scores with a briefly
+pre-trained model; here the base model stands in, so the method needs no training of its own).
+Its chat template is the run's ``chat_template`` setting, else its tokenizer's own, else (another
+model that has none, like GPT-2) the plain one.
+Batches follow the gradient features' settings (``influence.features``: max_length, token_budget,
+max_batch_size). Both losses are forward passes only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import Artifact, fingerprint_model, fingerprint_path
+from ..config import RunConfig
+from ..context import RunContext
+from ..data.batching import Batching
+from ..data.example import Example
+from ..layout import RunLayout
+
+
+def ifd_model(config: RunConfig) -> str:
+    return config.ifd_model or config.model
+
+
+def ifd_template(ctx: RunContext, config: RunConfig) -> str | None:
+    """The run's chat template setting; for another IFD model with no template of its own (GPT-2)
+    and none set, the plain one (Superfiltering prompts GPT-2 with plain text)."""
+    if ctx.chat_template or not config.ifd_model:
+        return ctx.chat_template
+    from transformers import AutoTokenizer
+
+    try:
+        own = getattr(AutoTokenizer.from_pretrained(config.ifd_model), "chat_template", None)
+    except OSError:
+        return None  # the pass's load_tokenizer says what is wrong
+    return None if own else "plain"
+
+
+def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    from ..features.sharded import sharded_store_stage
+
+    if ctx.stop_after == "warmup":  # a scheduler's warmup-only run: this pass is not part of it
+        return None
+    pool, model_path, folder = ctx.require_pool(), ifd_model(config), layout.ifd_losses
+    features = config.influence.features
+    batching = Batching(features.max_length, features.token_budget, features.max_batch_size)
+    template = ifd_template(ctx, config)
+    settings = {"max_length": batching.max_length, "chat_template": template, "dtype": ctx.dtype}
+    inputs = {"model": fingerprint_model(model_path), "data": pool.fingerprint}
+
+    def fill(out: Path, examples: list[Example], meta: dict) -> dict:
+        from ..features.ifd import fill_ifd_losses
+        from ..features.store import FeatureStore
+        from ..models.loading import load_base_model, load_tokenizer
+
+        model = load_base_model(model_path, ctx.dtype, ctx.device)
+        store = FeatureStore.open_or_create(out, [e.id for e in examples], 2, "float32", meta)
+        return fill_ifd_losses(model, load_tokenizer(model_path, template), examples, store, batching,
+                               progress=ctx.progress, log=ctx.log)
+
+    sharded_store_stage(ctx, folder, "ifd-losses", settings, inputs, pool.examples, {**settings, **inputs}, fill)
+    if ctx.is_shard_job or ctx.stop_after == "features":
+        return None
+    from ..features.ifd import IfdLosses
+    from ..features.store import FeatureStore
+
+    store = FeatureStore.open(folder)
+    losses = np.asarray(store.features, dtype=np.float64)
+    return Artifact(IfdLosses(store.ids, losses[:, 0], losses[:, 1]), fingerprint_path(folder))

@@ -1,0 +1,68 @@
+"""RDS+'s representations: the base model's position-weighted mean final hidden states of the pool
+and of the validation set, one cached feature store per split (``features.representations``).
+
+No warmup: RDS+ embeds with the base model itself (``config.model``). Batches follow the gradient
+features' settings (``influence.features``: max_length, token_budget, max_batch_size).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifacts import Artifact, fingerprint_json, fingerprint_model, fingerprint_path
+from ..config import RunConfig
+from ..context import RunContext
+from ..data.batching import Batching
+from ..data.example import Example
+from ..data.loading import LoadedData
+from ..layout import RunLayout
+from .warmup import validation_data
+
+
+def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    if ctx.stop_after == "warmup":  # a scheduler's warmup-only run: this pass is not part of it
+        return None
+    validation = validation_data(config)
+    folders = {split: _split_stage(ctx, config, data, layout.representations(split))
+               for split, data in (("pool", ctx.require_pool()), ("validation", validation))}
+    if ctx.is_shard_job or ctx.stop_after == "features":
+        return None
+    from ..features.representations import Representations
+
+    pool_ids, pool = _read(folders["pool"])
+    val_ids, val = _read(folders["validation"])
+    task_of = {e.id: str(e.task) for e in validation.examples}
+    value = Representations(pool_ids, pool, val_ids, val, [task_of[i] for i in val_ids])
+    return Artifact(value, fingerprint_json({s: fingerprint_path(f) for s, f in folders.items()}))
+
+
+def _split_stage(ctx: RunContext, config: RunConfig, data: LoadedData, folder: Path) -> Path:
+    from ..features.sharded import sharded_store_stage
+
+    features = config.influence.features
+    batching = Batching(features.max_length, features.token_budget, features.max_batch_size)
+    settings = {"pooling": "position-weighted mean", "max_length": batching.max_length,
+                "chat_template": ctx.chat_template, "dtype": ctx.dtype}
+    inputs = {"model": fingerprint_model(config.model), "data": data.fingerprint}
+
+    def fill(out: Path, examples: list[Example], meta: dict) -> dict:
+        from ..features.representations import fill_weighted_mean_states
+        from ..features.store import FeatureStore
+        from ..models.loading import load_base_model, load_tokenizer
+
+        model = load_base_model(config.model, ctx.dtype, ctx.device)
+        store = FeatureStore.open_or_create(out, [e.id for e in examples], int(model.config.hidden_size),
+                                            "float32", meta)
+        return fill_weighted_mean_states(model, load_tokenizer(config.model, ctx.chat_template), examples, store,
+                                         batching, progress=ctx.progress)
+
+    sharded_store_stage(ctx, folder, "representations", settings, inputs, data.examples, {**settings, **inputs}, fill)
+    return folder
+
+
+def _read(folder: Path):
+    import numpy as np
+
+    from ..features.store import FeatureStore
+
+    store = FeatureStore.open(folder)
+    return store.ids, np.asarray(store.features, dtype=np.float32)
