@@ -50,17 +50,27 @@ class LoraSettings:
 class TrainSettings:
     epochs: int = _help("passes over the training data", default=2)
     learning_rate: float = _help("peak learning rate", default=1e-3)
-    schedule: str = _help("learning-rate schedule: linear | cosine | constant", default="linear")
-    warmup_ratio: float = _help("fraction of steps with linear warmup", default=0.05)
+    schedule: str = _help("learning-rate decay after the warmup, per optimizer step: linear (LESS) | "
+                           "cosine (BIDS) | constant", default="linear")
+    warmup_ratio: float = _help("fraction of optimizer steps with linear warmup", default=0.05)
     weight_decay: float = _help("AdamW weight decay", default=0.0)
     adam_beta1: float = _help("AdamW beta1", default=0.9)
     adam_beta2: float = _help("AdamW beta2", default=0.999)
     adam_epsilon: float = _help("AdamW epsilon", default=1e-8)
     max_grad_norm: float = _help("gradient clipping norm (0 disables)", default=1.0)
-    token_budget: int = _help("padded tokens per batch (batch size x longest example)", default=4096)
-    max_batch_size: int = _help("most examples in one batch", default=64)
+    batching: str = _help(
+        "how optimizer steps are formed. token_budget (fast): one length-packed batch per step, the "
+        "mean loss of its examples, so a step's example count varies with their lengths. examples (the "
+        "papers'): batch_size examples per step from a fresh shuffle each epoch, gradients accumulated "
+        "over micro-batches under token_budget / max_batch_size, every example 1/batch_size of its step. "
+        "Both regroup the examples every epoch", default="token_budget")
+    batch_size: int = _help("examples per optimizer step when batching=examples (LESS, BIDS: 128); "
+                            "unused by token_budget", default=128)
+    token_budget: int = _help("padded tokens per batch (batch size x longest example); per micro-batch "
+                              "when batching=examples", default=4096)
+    max_batch_size: int = _help("most examples in one batch (micro-batch when batching=examples)", default=64)
     max_length: int = _help("tokens per example; longer ones are truncated on the right", default=256)
-    seed: int = _help("seed for LoRA init, dropout and batch order", default=0)
+    seed: int = _help("seed for LoRA init, dropout and which examples share a batch, in what order", default=0)
     full_finetune: bool = _help("train every weight instead of LoRA adapters", default=False)
     lora: LoraSettings = _help("LoRA settings", default_factory=LoraSettings)
     save_checkpoints: bool = _help("keep a checkpoint (weights + Adam moments) per epoch", default=True)
@@ -82,6 +92,9 @@ class TrainSettings:
             "so that the longest example fits in a batch",
         )
         _check(self.max_batch_size >= 1, "max_batch_size must be >= 1")
+        _check(self.batching in ("token_budget", "examples"),
+               f"batching must be token_budget or examples, got {self.batching!r}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass

@@ -39,6 +39,9 @@ def test_real_model_recipe_has_the_papers_settings():
     assert config.budgets == ["5%", "10%", "15%"] and set(config.methods) >= {"less", "bids"}
     assert config.train.learning_rate == 2e-5 and config.train.epochs == 2
     assert config.dtype == "bfloat16"
+    # The papers' batching: 128 examples per optimizer step, BIDS's cosine decay, 2048 tokens.
+    for train in (config.influence.warmup, config.train):
+        assert (train.batching, train.batch_size, train.schedule, train.max_length) == ("examples", 128, "cosine", 2048)
 
 
 def test_bad_config_is_a_clear_error(tmp_path):

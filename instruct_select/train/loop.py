@@ -1,10 +1,13 @@
 """The one fine-tuning loop, used for LESS/BIDS warmup and for training on a selection.
 
-Seeded and deterministic: LoRA initialisation, dropout and batch order all come from
-``settings.seed``. Batches are length-sorted under a token budget; the learning rate follows a
-warmup-then-decay schedule computed per step; the loss is ``per_example_loss`` averaged over the
-batch. After each epoch a checkpoint keeps the trainable weights, AdamW's moments keyed by
-parameter name, and the epoch's mean learning rate (what LESS's checkpoint weighting needs).
+Seeded and deterministic: LoRA initialisation, dropout and which examples share a step all come
+from ``settings.seed``, regrouped every epoch. An optimizer step is one length-packed batch under
+the token budget (``batching=token_budget``, fast) or ``batch_size`` examples whose gradients
+accumulate over micro-batches (``batching=examples``, as the papers train); either way its loss is
+the mean of ``per_example_loss`` over the step's examples. The learning rate follows a
+warmup-then-decay schedule computed per optimizer step. After each epoch a checkpoint keeps the
+trainable weights, AdamW's moments keyed by parameter name, and the epoch's mean learning rate
+(what LESS's checkpoint weighting needs).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import TrainSettings
-from ..data.batching import collate, token_budget_batches
+from ..data.batching import collate, example_steps, token_budget_batches
 from ..data.chat import RenderReport, tokenize_examples
 from ..data.example import Example
 from ..loss import model_per_example_loss
@@ -76,12 +79,8 @@ def train_model(
         eps=settings.adam_epsilon,
         weight_decay=settings.weight_decay,
     )
-    # Batch order needs the seed only; computing every epoch's batches up front gives the step count.
-    epochs = [
-        token_budget_batches(items, settings.token_budget, settings.max_batch_size,
-                             seed=settings.seed, epoch=e)
-        for e in range(settings.epochs)
-    ]
+    # Steps need the seed only; computing every epoch's steps up front gives the schedule's length.
+    epochs = [epoch_steps(items, settings, e) for e in range(settings.epochs)]
     total_steps = sum(len(b) for b in epochs)
     pad_id = tokenizer.pad_token_id
     checkpoints = _resume(model, optimizer, named, out_dir, settings, log) if out_dir is not None else []
@@ -90,29 +89,29 @@ def train_model(
     tokens = 0
     bar = tqdm(total=total_steps, initial=step, desc="train", disable=not progress, leave=False)
     shard = process_shard()
-    for epoch, batches in enumerate(epochs, start=1):
+    for epoch, plan in enumerate(epochs, start=1):
         if epoch <= len(checkpoints):
             continue  # finished before an interruption; its state was restored above
         lrs, losses = [], []
-        for batch_indices in batches:
+        for step_indices in plan:
             lr = lr_at(step, total_steps, settings.learning_rate, settings.schedule, settings.warmup_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_sum, batch_tokens = _accumulate_gradients(model, named, [items[i] for i in batch_indices],
-                                                           pad_id, shard)
+            loss_sum, batch_tokens = _accumulate_gradients(model, named, [items[i] for i in step_indices],
+                                                           pad_id, shard, settings)
             if settings.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_([p for _, p in named], settings.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             lrs.append(lr)
-            losses.append(loss_sum / len(batch_indices))
+            losses.append(loss_sum / len(step_indices))
             tokens += batch_tokens
             step += 1
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
         epoch_losses.append(sum(losses) / len(losses))
         log(f"[train] epoch {epoch}/{settings.epochs}: mean loss {epoch_losses[-1]:.4f}, "
-            f"mean lr {sum(lrs) / len(lrs):.2e}, {len(batches)} steps")
+            f"mean lr {sum(lrs) / len(lrs):.2e}, {len(plan)} steps")
         if out_dir is not None and settings.save_checkpoints:
             path = Path(out_dir) / "checkpoints" / f"epoch-{epoch}"
             if is_main():
@@ -150,21 +149,43 @@ def _resume(model, optimizer, named, out_dir, settings: TrainSettings, log) -> l
     return done
 
 
-def _accumulate_gradients(model, named, batch_items, pad_id: int, shard) -> tuple[float, int]:
-    """Gradients of the batch's mean per-example loss, left in ``.grad``; (loss sum, tokens).
+def epoch_steps(items, settings: TrainSettings, epoch: int) -> list[list[int]]:
+    """The optimizer steps of epoch ``epoch`` (0-based): indices into ``items``, one list per step."""
+    if settings.batching == "examples":
+        return example_steps(items, settings.batch_size, seed=settings.seed, epoch=epoch)
+    return token_budget_batches(items, settings.token_budget, settings.max_batch_size,
+                                seed=settings.seed, epoch=epoch)
 
-    Under torch.distributed each process takes every N-th example of the same global batch,
-    padded to the global batch's width, and the gradient sums are all-reduced: the update equals
-    the single-process one up to floating-point summation order.
+
+def _micro_batches(step_items, shard, settings: TrainSettings) -> list[tuple[list, int | None]]:
+    """This process's share of a step as (micro-batch, padded width) pairs."""
+    mine = shard.take(step_items)
+    if not mine:
+        return []
+    if settings.batching == "examples":
+        # Each process packs its own share, so a micro-batch is as large as the budget allows on
+        # every process however many there are; right padding leaves the real tokens' losses alone.
+        packed = token_budget_batches(mine, settings.token_budget, settings.max_batch_size)
+        return [([mine[i] for i in b], None) for b in packed]
+    # One batch: every process pads its share to the global batch's width, the shapes one process has.
+    return [(mine, max(len(item) for item in step_items))]
+
+
+def _accumulate_gradients(model, named, step_items, pad_id: int, shard, settings: TrainSettings) -> tuple[float, int]:
+    """Gradients of the step's mean per-example loss, left in ``.grad``; (loss sum, tokens).
+
+    Every micro-batch contributes the sum of its examples' losses divided by the step's example
+    count, so each example weighs 1/N of the step whatever its length or micro-batch: the update
+    equals one batch of all N examples up to floating-point summation order. Under torch.distributed
+    each process takes every count-th example of the same step and the gradient sums are
+    all-reduced once per step, which gives the same update again.
     """
-    mine = shard.take(batch_items)
-    width = max(len(item) for item in batch_items)
     loss_sum = torch.zeros((), dtype=torch.float64)
     tokens = torch.zeros((), dtype=torch.float64)
-    if mine:
-        batch = collate(mine, pad_id, pad_to=width)
+    for micro, width in _micro_batches(step_items, shard, settings):
+        batch = collate(micro, pad_id, pad_to=width)
         losses = model_per_example_loss(model, batch)
-        (losses.sum() / len(batch_items)).backward()
+        (losses.sum() / len(step_items)).backward()
         loss_sum += losses.detach().double().sum().cpu()
         tokens += float(batch["attention_mask"].sum())
     if shard.count > 1:
