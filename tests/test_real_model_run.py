@@ -19,7 +19,7 @@ from instruct_select.data.chat import IGNORE_INDEX, tokenize_example
 from instruct_select.data.example import Example
 
 SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
-METHODS = ["random", "less", "bids", "instance-max", "sum", "normalized", "task-balanced", "rds",
+METHODS = ["random", "less", "bids", "instance-max", "sum", "normalized", "task-balanced", "rds", "rds+", "ifd",
            "lp-hard", "lp-easy", "lp-random", "full"]
 TASKS = ("math", "code", "chat")
 
