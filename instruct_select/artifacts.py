@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -23,6 +24,23 @@ from typing import Any, Callable, Iterator
 from .errors import ArtifactMismatchError
 
 MANIFEST = "manifest.json"
+STARTED = "started.json"  # what an unfinished stage folder was started with (settings, inputs)
+# ``--restart``: start interrupted stages afresh instead of refusing ones started with other
+# settings. Set for the length of one command (``restarting``), read by ``run_stage``.
+_RESTART: ContextVar[bool] = ContextVar("restart_interrupted_stages", default=False)
+# The stage being built, for the message a Ctrl-C ends with ("interrupted during features").
+CURRENT_STAGE: ContextVar[str | None] = ContextVar("current_stage", default=None)
+
+
+@contextmanager
+def restarting(enabled: bool = True) -> Iterator[None]:
+    """Within this block, ``run_stage`` deletes an interrupted stage started with other settings
+    (a folder holding the project's ``started.json`` and no manifest) and builds it afresh."""
+    token = _RESTART.set(enabled)
+    try:
+        yield
+    finally:
+        _RESTART.reset(token)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,6 +208,10 @@ def run_stage(
     reads. ``build`` writes its files into the folder (it may resume from what an interrupted
     run left) and returns extra facts for the manifest. The manifest is written last.
 
+    Before building, ``started.json`` records the settings and inputs, so that an interrupted stage
+    resumes only for the same ones: a rerun with anything different is refused, naming the
+    difference, unless the command runs under ``restarting()`` (``--restart``), which starts it afresh.
+
     Under torch.distributed every process calls this for the same folder, builds its share, and the
     main process writes the manifest between two barriers; ``per_process=True`` is for a folder
     that belongs to this process alone (a shard), which writes its own manifest without waiting.
@@ -210,10 +232,14 @@ def run_stage(
         )
     from .distributed import barrier, is_main
 
+    _check_interrupted(stage_dir, wanted, log)
     stage_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(stage_dir / STARTED, wanted)
     start = time.time()
     # Under torch.distributed every process builds its share; the main one writes the manifest.
+    token = CURRENT_STAGE.set(name)
     extra = build(stage_dir) or {}
+    CURRENT_STAGE.reset(token)  # not on an exception: the command's error names the stage it ended in
     manifest = dict(wanted)
     manifest.update(
         outputs=extra,
@@ -229,3 +255,26 @@ def run_stage(
         atomic_write_json(stage_dir / MANIFEST, manifest)
     barrier()
     return StageResult(stage_dir, manifest, skipped=False)
+
+
+def _check_interrupted(stage_dir: Path, wanted: dict, log: Callable[[str], None]) -> None:
+    """Refuse to resume an unfinished stage that was started with other settings or inputs."""
+    started = stage_dir / STARTED
+    if not started.is_file():
+        return
+    diff = _differences({k: read_json(started).get(k) for k in wanted}, wanted)
+    if not diff:
+        log(f"[{wanted['stage']}] resuming the interrupted stage in {stage_dir}")
+        return
+    if _RESTART.get():
+        from .distributed import barrier, is_main
+
+        log(f"[{wanted['stage']}] --restart: discarding the interrupted stage in {stage_dir}")
+        if is_main():
+            shutil.rmtree(stage_dir)
+        barrier()
+        return
+    raise ArtifactMismatchError(
+        f"{stage_dir} holds an interrupted '{wanted['stage']}' stage started with other settings:\n  "
+        + "\n  ".join(diff)
+        + "\nRerun with the settings it was started with to resume it, or add --restart to start it afresh.")

@@ -12,6 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .artifacts import CURRENT_STAGE, restarting
 from .commands import FORMAT_HELP
 from .commands.handoff import add_handoff_parsers
 from .commands.models import add_models_parsers
@@ -20,6 +21,8 @@ from .errors import InstructSelectError
 LAB_DEMO_METHODS = "random,less,bids,lp-hard,full"
 DISTRIBUTED_COMMANDS = {"run", "train", "demo", "experiment", "ideal"}
 EPILOG = "Settings can also come from --config FILE.yaml and key=value overrides (e.g. epochs=3 lora.r=16)."
+# run and ideal take the YAML as their first argument, so they have no --config to point to
+RECIPE_EPILOG = "key=value overrides after CONFIG change the YAML's settings (e.g. budgets=[10%] train.epochs=3)."
 
 
 def _train_settings(args):
@@ -44,8 +47,9 @@ def _context(args, pool=None, **settings):
     """The command's RunContext: its progress setting, and its pool loaded once."""
     from .context import RunContext
 
-    return RunContext.create(pool=pool, data_format=getattr(args, "format", "auto"), progress=not args.quiet,
-                             **settings)
+    return RunContext.create(pool=pool, data_format=getattr(args, "format", "auto"),
+                             skip_invalid=getattr(args, "skip_invalid", False), id_field=getattr(args, "id_field", None),
+                             columns=getattr(args, "columns", None), progress=not args.quiet, **settings)
 
 
 def cmd_select(args) -> None:
@@ -185,7 +189,8 @@ def cmd_experiment(args) -> None:
 def cmd_inspect(args) -> None:
     from .data.loading import load_examples
 
-    loaded = load_examples(args.path, format=args.format, skip_invalid=args.skip_invalid)
+    loaded = load_examples(args.path, format=args.format, skip_invalid=args.skip_invalid, id_field=args.id_field,
+                           columns=args.columns)
     print(loaded.summary())
 
 
@@ -196,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(LESS, BIDS, learning percentage, IDEAL), then fine-tune and evaluate per capability.",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--restart", action="store_true", help="start interrupted stages afresh when they were "
+                        "started with other settings (otherwise such a rerun is refused, naming the difference)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="the lab demo: select, fine-tune and evaluate every capability",
@@ -232,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tokenizer", default=None, help="tokenizer that counts tokens for a token budget")
     p.add_argument("--scores", default=None,
-                   help="an attribution-matrix folder (RUN/influence/scores) for less, bids and the ablations")
-    p.add_argument("--format", default="auto", help=FORMAT_HELP)
+                   help="an attribution-matrix folder (RUN/influence/scores) for less, bids and the ablations; "
+                   "`instruct-select run CONFIG` with one of them in its methods writes it")
+    _add_data_arguments(p)
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("train", help="fine-tune a model (LoRA or full) on a pool or a selection", epilog=EPILOG,
@@ -242,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="base model: local folder or hub id")
     p.add_argument("--data", required=True, help="training pool")
     p.add_argument("--selection", default=None, help="a selection folder: train on its ids only")
-    p.add_argument("--format", default="auto", help=FORMAT_HELP)
+    _add_data_arguments(p)
     p.add_argument("--out", required=True, help="output folder (model/, checkpoints/, manifest.json)")
     p.add_argument("--config", default=None, help="YAML with training settings (a 'train:' section or top level)")
     p.add_argument("--chat-template", default=None, help="'plain' or a Jinja template when the tokenizer has none")
@@ -284,14 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Load a pool or test file the way every stage does (format auto-detected) "
                        "and print what was found: format, counts per task, duplicates, skipped records.")
     p.add_argument("path")
-    p.add_argument("--format", default="auto", help=FORMAT_HELP)
-    p.add_argument("--skip-invalid", action="store_true", help="count and skip invalid records instead of stopping")
+    _add_data_arguments(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("run", help="run a whole selection config (real model or lab): features, selections, training",
                        description="Run everything a YAML config asks for: warmup and gradient features (when a "
                        "method needs them), each method x budget selection, fine-tuning on each, and evaluation. "
-                       "See configs/ for ready recipes.", epilog=EPILOG)
+                       "See configs/ for ready recipes.", epilog=RECIPE_EPILOG)
     p.add_argument("config", help="YAML file with a RunConfig (see configs/)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. budgets=[10%%] influence.features.dim=4096")
     p.add_argument("--dry-run", action="store_true", help="validate the config and stop")
@@ -306,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train on the mixture, measure each domain's influence on a reference loss "
                        "through a K-FAC/EK-FAC inverse Hessian, grow the domains that help and shrink the others, "
                        "retrain; R rounds. Writes volumes, influences and each round's mixture in the input's "
-                       "format. See configs/ideal_*.yaml.", epilog=EPILOG)
+                       "format. See configs/ideal_*.yaml.", epilog=RECIPE_EPILOG)
     p.add_argument("config", help="an IDEAL recipe (kind: ideal), e.g. configs/ideal_llama31_8b.yaml")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rounds=1 m=0.3")
     p.add_argument("--dry-run", action="store_true", help="validate the recipe and stop")
@@ -329,6 +336,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_data_arguments(p) -> None:
+    """How a pool is read: the same flags wherever one is loaded (inspect, select, train)."""
+    p.add_argument("--format", default="auto", help=FORMAT_HELP)
+    p.add_argument("--columns", default=None, metavar="KEY=FIELD,...",
+                   help="read records through a column mapping, LLaMA-Factory's keys: prompt, query, response, "
+                   "history, system, or messages (e.g. prompt=instruction,query=input,response=output)")
+    p.add_argument("--id-field", default=None, metavar="FIELD",
+                   help="the record field holding each example's id (default: 'id' when present, else a content hash)")
+    p.add_argument("--skip-invalid", action="store_true", help="count and skip invalid records instead of stopping")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -343,10 +361,17 @@ def main(argv: list[str] | None = None) -> int:
             if init_from_environment() and not is_main():
                 args.quiet = True
                 sys.stdout = open(os.devnull, "w")
-        args.func(args)
+        with restarting(args.restart):
+            args.func(args)
     except InstructSelectError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        stage = CURRENT_STAGE.get()
+        where = f" during {stage}" if stage else ""
+        print(f"error: interrupted{where}; rerun the same command to resume (finished stages are kept)",
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -38,6 +38,8 @@ def sharded_store_stage(ctx: RunContext, folder: str | Path, stage: str, setting
     folder, log = Path(folder), ctx.log
     collective = ctx.shard is None
     shard = ctx.shard or process_shard()
+    if finished_manifest(folder) is None and shard.count == 1:
+        _refuse_unmerged_shards(folder)
     if finished_manifest(folder) is not None or shard.count == 1:
         return run_stage(folder, stage, settings, inputs, lambda f: fill(f, examples, meta), log=log)
     shard_meta = {**meta, "shard_index": shard.index, "shard_count": shard.count,
@@ -48,6 +50,16 @@ def sharded_store_stage(ctx: RunContext, folder: str | Path, stage: str, setting
         return None
     barrier()
     return run_stage(folder, stage, settings, inputs, merge_store_shards, log=log)
+
+
+def _refuse_unmerged_shards(folder: Path) -> None:
+    """A single process must not recompute, and so silently drop, what shard jobs left here."""
+    shards = sorted(p.name for p in folder.glob("shard-*-of-*") if p.is_dir())
+    if shards:
+        raise ArtifactMismatchError(
+            f"{folder} holds the work of --shard jobs ({', '.join(shards)}) and no merged result: finish "
+            f"every shard, then run `instruct-select merge {folder.parent.parent}`; or delete the shard "
+            "folders to compute everything in this process")
 
 
 def merge_store_shards(folder: Path) -> dict:

@@ -15,6 +15,8 @@ from .warmup import validation_data, warmup, warmup_model
 
 
 def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    if ctx.is_shard_job:  # shard jobs split the gradient features only; this forward pass runs unsplit later
+        return None
     validation = validation_data(config)
     warmup_dir = warmup(ctx, config, layout)
     if ctx.stop_after == "warmup":

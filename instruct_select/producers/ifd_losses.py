@@ -44,6 +44,8 @@ def ifd_template(ctx: RunContext, config: RunConfig) -> str | None:
 def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
     from ..features.sharded import sharded_store_stage
 
+    if ctx.is_shard_job:  # shard jobs split the gradient features only; this forward pass runs unsplit later
+        return None
     if ctx.stop_after == "warmup":  # a scheduler's warmup-only run: this pass is not part of it
         return None
     pool, model_path, folder = ctx.require_pool(), ifd_model(config), layout.ifd_losses

@@ -19,6 +19,8 @@ from .warmup import validation_data
 
 
 def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    if ctx.is_shard_job:  # shard jobs split the gradient features only; this forward pass runs unsplit later
+        return None
     if ctx.stop_after == "warmup":  # a scheduler's warmup-only run: this pass is not part of it
         return None
     validation = validation_data(config)
