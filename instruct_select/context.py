@@ -39,11 +39,14 @@ class RunContext:
 
     @classmethod
     def create(cls, *, device: str | None = "auto", pool: str | Path | LoadedData | None = None,
-               data_format: str = "auto", **settings) -> "RunContext":
+               data_format: str = "auto", skip_invalid: bool = False, id_field: str | None = None,
+               columns: str | None = None, **settings) -> "RunContext":
         """A context for one command: ``device`` "auto" is this process's GPU under torchrun, else
-        the default; ``pool`` a path is loaded here, once."""
+        the default; ``pool`` a path is loaded here, once, with ``data.loading.load_examples``'s
+        format, skip_invalid, id_field and columns."""
         if isinstance(pool, (str, Path)) and str(pool):
-            pool = load_examples(pool, format=data_format)
+            pool = load_examples(pool, format=data_format, skip_invalid=skip_invalid,
+                                 id_field=id_field or None, columns=columns or None)
         return cls(device=local_device() or device, pool=pool or None, **settings)
 
     def replace(self, **changes) -> "RunContext":

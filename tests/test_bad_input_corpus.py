@@ -29,7 +29,7 @@ def _msg(**changes):
 
 # (name, file name, file content (str or bytes), extra CLI args, fragments the error must contain)
 FILE_CASES = [
-    ("broken JSON line", "p.jsonl", _jsonl(OK, "{not json"), [], ["p.jsonl:2"]),
+    ("broken JSON line", "p.jsonl", _jsonl(OK, "{not json"), [], ["p.jsonl:2", "or pass --skip-invalid"]),
     ("messages not a list", "p.jsonl", _jsonl(_msg(messages="hi")), [], ["p.jsonl:1", "list"]),
     ("content a number", "p.jsonl", _jsonl(_msg(messages=[{"role": "user", "content": 3},
                                                           {"role": "assistant", "content": "x"}])), [], ["p.jsonl:1"]),
@@ -43,7 +43,8 @@ FILE_CASES = [
     ("no assistant turn", "p.jsonl", _jsonl(_msg(messages=[{"role": "user", "content": "a"}])), [], ["p.jsonl:1", "assistant"]),
     ("empty file", "p.jsonl", "", [], ["p.jsonl", "empty"]),
     ("non-UTF-8 bytes", "p.jsonl", b'{"messages": "\xff\xfe"}\n', [], ["p.jsonl", "UTF-8"]),
-    ("duplicate ids", "p.jsonl", _jsonl(_msg(id="a"), _msg(id="a")), [], ["'a'", "p.jsonl:1", "p.jsonl:2"]),
+    ("duplicate ids", "p.jsonl", _jsonl(_msg(id="a"), _msg(id="a")), [], ["'a'", "p.jsonl:1", "p.jsonl:2",
+                                                                         "name a unique field with --id-field FIELD"]),
     ("unknown fields", "p.jsonl", _jsonl({"foo": 1, "bar": 2}), [], ["p.jsonl", "foo"]),
     ("unknown format name", "p.jsonl", _jsonl(OK), ["--format", "yaml"], ["unknown format 'yaml'"]),
     ("JSON top level a string", "p.json", '"hello"', [], ["p.json"]),
@@ -54,6 +55,28 @@ FILE_CASES = [
     ("corrupt Parquet", "p.parquet", b"PAR1 not really", [], ["p.parquet", "Parquet"]),
     ("missing file", None, None, [], ["no such file"]),
     ("id of a wrong type", "p.jsonl", _jsonl(_msg(id=[1, 2])), [], ["p.jsonl:1", "id"]),
+    ("Alpaca output null", "p.jsonl", _jsonl({"instruction": "do", "output": None}), [],
+     ["p.jsonl:1: field 'output' is null; give it a value"]),
+    ("undetectable fields", "p.jsonl", _jsonl({"q": "a", "r": "b"}), [],
+     ["p.jsonl:1", "Map your fields with --columns", "--format NAME"]),
+    ("id field absent", "p.jsonl", _jsonl(OK), ["--id-field", "uid"],
+     ["p.jsonl:1: missing id field 'uid' (named by --id-field)"]),
+    ("columns unknown key", "p.jsonl", _jsonl(OK), ["--columns", "prompt=q,answer=a"],
+     ["--columns: unknown key 'answer'; the keys are prompt, query, response, history, messages, system"]),
+    ("columns not KEY=FIELD", "p.jsonl", _jsonl(OK), ["--columns", "prompt"], ["--columns: 'prompt' is not KEY=FIELD"]),
+    ("columns without a response", "p.jsonl", _jsonl(OK), ["--columns", "prompt=q"],
+     ["--columns: name where the conversation is: prompt= and response="]),
+    ("columns messages with prompt", "p.jsonl", _jsonl(OK), ["--columns", "messages=m,prompt=q"],
+     ["['prompt'] cannot go with it"]),
+    ("columns key twice", "p.jsonl", _jsonl(OK), ["--columns", "prompt=a,prompt=b,response=c"], ["'prompt' is given twice"]),
+    ("columns field absent", "p.jsonl", _jsonl({"q": "a"}), ["--columns", "prompt=q,response=r"],
+     ["p.jsonl:1: missing field 'r' (named by --columns response=r)"]),
+    ("columns history not pairs", "p.jsonl", _jsonl({"q": "a", "r": "b", "h": ["x"]}),
+     ["--columns", "prompt=q,response=r,history=h"], ["p.jsonl:1: field 'h'[0] is str, expected a [user, assistant] pair"]),
+    ("columns messages not turns", "p.jsonl", _jsonl({"m": [{"speaker": "x"}]}), ["--columns", "messages=m"],
+     ["p.jsonl:1: m[0] is not a turn"]),
+    ("format and columns", "p.jsonl", _jsonl(OK), ["--format", "alpaca", "--columns", "prompt=q,response=a"],
+     ["--format alpaca and --columns both say how to read the records"]),
 ]
 
 

@@ -77,3 +77,33 @@ def test_exports_resolve():
         assert getattr(instruct_select, name) is not None
     with pytest.raises(AttributeError):
         instruct_select.nothing_here
+
+
+def test_every_data_hint_names_a_flag_of_the_commands_that_load_a_pool():
+    """The loader's hints say --format, --columns, --id-field and --skip-invalid: each command that
+    loads a pool must take them; run and ideal take their YAML as an argument, not --config."""
+    from instruct_select.cli import build_parser
+
+    parser = build_parser()
+    choices = parser._subparsers._group_actions[0].choices
+    for command in ("inspect", "select", "train"):
+        flags = {flag for action in choices[command]._actions for flag in action.option_strings}
+        assert {"--format", "--columns", "--id-field", "--skip-invalid"} <= flags, command
+    for command in ("run", "ideal"):
+        assert "--config" not in choices[command].format_help()
+
+
+def test_select_reads_a_pool_through_columns_id_field_and_skip_invalid(tmp_path, capsys):
+    pool = tmp_path / "pool.jsonl"
+    rows = [{"uid": f"u{i}", "q": f"question {i}", "a": f"answer {i}"} for i in range(6)]
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{broken\n")
+    out = tmp_path / "sel"
+    assert main(["--quiet", "select", "--pool", str(pool), "--budget", "3", "--out", str(out),
+                 "--columns", "prompt=q,response=a", "--id-field", "uid", "--skip-invalid"]) == 0
+    selected = [json.loads(line) for line in (out / "selected.jsonl").read_text().splitlines()]
+    assert len(selected) == 3 and all(r in rows for r in selected)  # the user's own fields, untouched
+    ids = [line.split("\t")[1] for line in (out / "selection.tsv").read_text().splitlines()[1:]]
+    assert ids == [r["uid"] for r in selected]
+    # without --skip-invalid the broken line stops it, and the hint names the flag just used
+    assert main(["select", "--pool", str(pool), "--out", str(tmp_path / "s2"), "--columns", "prompt=q,response=a"]) == 2
+    assert "pool.jsonl:7: malformed JSON" in capsys.readouterr().err

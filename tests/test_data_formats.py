@@ -308,3 +308,88 @@ def test_write_examples_jsonl_loads_back_as_messages(tmp_path):
     assert back.format == "messages"
     assert [(e.id, e.task, e.subtask, e.messages) for e in back.examples] == [
         ("a", "math", "add", EXPECTED["alpaca"][0]), ("b", None, None, EXPECTED["sharegpt"][1])]
+
+
+# Pools as users keep them: mixed folders, Alpaca-like fields, a column mapping.
+
+def test_folder_of_files_in_different_formats_loads_each_file_on_its_own(tmp_path):
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    save(RECORDS["alpaca"], "json", folder / "a.json")
+    save(RECORDS["sharegpt"], "jsonl", folder / "b.jsonl")
+    save([dict(r, dataset="gsm") for r in RECORDS["prompt_completion"]], "parquet", folder / "c.parquet")
+    loaded = load_examples(folder)
+    assert loaded.format == "mixed" and loaded.file_formats == ["alpaca", "sharegpt", "prompt_completion"]
+    assert [e.messages for e in loaded.examples] == \
+        EXPECTED["alpaca"] + EXPECTED["sharegpt"] + EXPECTED["prompt_completion"]
+    # the record's own task field first (dataset here), else the file's name
+    assert [e.task for e in loaded.examples] == ["a", "a", "b", "b", "gsm", "gsm"]
+    summary = loaded.summary()
+    assert "(dir, mixed)" in summary and "  a.json: alpaca, 2 examples" in summary
+    assert "  b.jsonl: sharegpt, 2 examples" in summary and "  c.parquet: prompt_completion, 2 examples" in summary
+    # a selection keeps each record in its own file and format, and loads back as the same examples
+    ids = [loaded.examples[i].id for i in (5, 0, 3)]
+    out = write_records(loaded, ids, tmp_path / "sel")
+    again = load_examples(out)
+    assert again.file_formats == ["alpaca", "sharegpt", "prompt_completion"]
+    assert json.loads((out / "a.json").read_text()) == [RECORDS["alpaca"][0]]
+    assert sorted(e.id for e in again.examples) == sorted(ids)
+
+
+@pytest.mark.parametrize("field", ["task", "domain", "dataset", "source", "category"])
+def test_task_comes_from_each_task_field(tmp_path, field):
+    path = save([dict(RECORDS["alpaca"][0], **{field: "named"})], "jsonl", tmp_path / "stem.jsonl")
+    assert load_examples(path).examples[0].task == "named"
+
+
+@needs_real
+def test_real_pool_folder_mixing_alpaca_like_question_answer_and_sharegpt(tmp_path):
+    import shutil
+    for name in ("gpteacher_codegen.json", "gsm8k_train.jsonl", "sharegpt_dummy_conversation.json"):
+        shutil.copy(REAL / name, tmp_path / name)
+    loaded = load_examples(tmp_path)
+    assert loaded.file_formats == ["alpaca", "question_answer", "sharegpt"]
+    counts = {task: sum(e.task == task for e in loaded.examples)
+              for task in ("gpteacher_codegen", "gsm8k_train", "sharegpt_dummy_conversation")}
+    assert counts == {"gpteacher_codegen": 4535, "gsm8k_train": 7473, "sharegpt_dummy_conversation": 500}
+    first = loaded.examples[0]  # GPTeacher names the output "response"
+    assert first.messages[1]["content"] == json.loads((REAL / "gpteacher_codegen.json").read_text())[0]["response"]
+
+
+@pytest.mark.parametrize("key", ["response", "answer"])
+def test_alpaca_like_records_with_response_or_answer(tmp_path, key):
+    records = [{"instruction": "Add.", "input": "2 and 3", key: "5"}, {"instruction": "Hi.", key: "Hello"}]
+    loaded = load_examples(save(records, "jsonl", tmp_path / "d.jsonl"))
+    assert loaded.format == "alpaca"
+    assert [e.messages for e in loaded.examples] == [
+        [{"role": "user", "content": "Add.\n\n2 and 3"}, {"role": "assistant", "content": "5"}],
+        [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello"}]]
+
+
+COLUMN_RECORD = {"q": "Add.", "ctx": "2 and 3", "a": "5", "sys": "Be brief.",
+                 "past": [["Hi", "Hello"]], "turns": [{"from": "human", "value": "Yo"}, {"from": "gpt", "value": "Hey"}]}
+
+
+@pytest.mark.parametrize("mapping,expected", [
+    ("prompt=q,response=a", [("user", "Add."), ("assistant", "5")]),
+    ("prompt=q,query=ctx,response=a", [("user", "Add.\n\n2 and 3"), ("assistant", "5")]),
+    ("prompt=q,response=a,system=sys", [("system", "Be brief."), ("user", "Add."), ("assistant", "5")]),
+    ("prompt=q,response=a,history=past", [("user", "Hi"), ("assistant", "Hello"), ("user", "Add."),
+                                          ("assistant", "5")]),
+    ("messages=turns", [("user", "Yo"), ("assistant", "Hey")]),
+    ("messages=turns,system=sys", [("system", "Be brief."), ("user", "Yo"), ("assistant", "Hey")]),
+], ids=["prompt+response", "query", "system", "history", "messages", "messages+system"])
+def test_columns_mapping_each_key(tmp_path, mapping, expected):
+    path = save([COLUMN_RECORD], "jsonl", tmp_path / "d.jsonl")
+    loaded = load_examples(path, columns=mapping)
+    assert loaded.format == "columns"
+    assert [(m["role"], m["content"]) for m in loaded.examples[0].messages] == expected
+    assert loaded.examples[0].record == COLUMN_RECORD  # written back with the user's own fields
+    assert load_examples(path, columns=dict(p.split("=") for p in mapping.split(","))).fingerprint == \
+        loaded.fingerprint
+
+
+def test_columns_messages_in_role_content_turns(tmp_path):
+    record = {"chat": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    path = save([record], "jsonl", tmp_path / "d.jsonl")
+    assert load_examples(path, columns="messages=chat").examples[0].messages == record["chat"]

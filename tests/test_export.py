@@ -107,3 +107,28 @@ def test_selection_from_another_pool_is_refused(tmp_path, capsys):
         export_selection(selection, other, "hf", tmp_path / "x")
     assert main(["export", str(tmp_path), "--pool", str(pool), "--to", "hf", "--out", str(tmp_path / "y")]) == 2
     assert "holds no selection.tsv" in capsys.readouterr().err
+
+
+def test_mixed_format_folder_exports_each_record_in_its_own_format(tmp_path):
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    alpaca = _alpaca_pool(folder / "alpaca.jsonl", n=4)
+    sharegpt = [{"id": f"s{i}", "conversations": [{"from": "human", "value": f"hi {i}"}, {"from": "gpt", "value": "yo"}]}
+                for i in range(4)]
+    (folder / "chat.json").write_text(json.dumps(sharegpt))
+    selection = _select(folder, tmp_path / "sel", budget="8")
+    result = export_selection(selection, folder, "jsonl", tmp_path / "out.jsonl")
+    written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted(map(json.dumps, written)) == sorted(map(json.dumps, alpaca + sharegpt))
+    assert any("2 formats (alpaca, sharegpt)" in note for note in result.notes)
+
+
+def test_export_reads_the_pool_with_the_selections_id_field_and_columns(tmp_path):
+    pool = tmp_path / "pool.jsonl"
+    rows = [{"uid": f"u{i}", "q": f"question {i}", "a": f"answer {i}"} for i in range(6)]
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ctx = RunContext.create(pool=pool, id_field="uid", columns="prompt=q,response=a", log=lambda m: None)
+    selection = select_stage(ctx, "random", "3", tmp_path / "sel", seed=0).path
+    export_selection(selection, pool, "jsonl", tmp_path / "out.jsonl", id_field="uid", columns="prompt=q,response=a")
+    written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["uid"] for r in written] == read_selected_ids(selection)

@@ -4,12 +4,15 @@ and the checks every example must pass.
 Formats (what one record looks like):
   messages           {"messages": [{"role", "content"}]} (also under "conversations"/"conversation")
   sharegpt           {"conversations": [{"from", "value"}]}
-  alpaca             {"instruction", "input" (optional), "output"}
+  alpaca             {"instruction", "input" (optional), "output"} ("response" or "answer" also
+                     stand for "output", as GPTeacher and other Alpaca-like sets name it)
   prompt_completion  {"prompt", "completion" | "response"} (strings, or lists of messages)
   input_target       {"input", "target"}                 (BIG-Bench Hard)
   question_answer    {"question", "answer"}              (GSM8K)
   sni                a Super-NaturalInstructions task file: {"Definition", "Positive Examples",
                      "Instances": [{"id", "input", "output": [...]}]}; one example per instance
+
+A pool whose fields have other names is read through a column mapping (``columns.py``).
 
 Problems with one record raise ``RecordError`` with what is wrong and what to do; the loader adds
 the record's location, and either raises ``InputError`` or, with skip_invalid, counts the skip.
@@ -33,6 +36,7 @@ FORMATS = tuple(FORMAT_SHAPES)
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bard": "assistant", "system": "system"}
 MESSAGE_KEYS = ("messages", "conversations", "conversation")
+ALPACA_OUTPUTS = ("output", "response", "answer")  # the first one present is the response
 
 
 class RecordError(ValueError):
@@ -55,8 +59,9 @@ def detect_format(record: Mapping[str, Any], document: Mapping[str, Any] | None)
         # conversion reports what is wrong with it instead of "cannot tell the format".
         return "messages"
     keys = set(record)
-    for fmt, needed in (("alpaca", {"instruction", "output"}),
-                        ("input_target", {"input", "target"}),
+    if "instruction" in keys and keys & set(ALPACA_OUTPUTS):
+        return "alpaca"
+    for fmt, needed in (("input_target", {"input", "target"}),
                         ("question_answer", {"question", "answer"})):
         if needed <= keys:
             return fmt
@@ -68,7 +73,8 @@ def detect_format(record: Mapping[str, Any], document: Mapping[str, Any] | None)
 def unknown_format_message(keys: list[str]) -> str:
     shapes = "; ".join(f"{name} {shape}" for name, shape in FORMAT_SHAPES.items())
     return (f"cannot tell the format from the first record's keys {sorted(keys)}. Known formats: "
-            f"{shapes}. Rename the fields to one of these, or name the format with format=.")
+            f"{shapes}. Map your fields with --columns (e.g. --columns prompt=question,"
+            f"response=reply), or name the format with --format NAME.")
 
 
 def check_format_name(fmt: str) -> None:
@@ -157,7 +163,8 @@ def _alpaca(record: Mapping[str, Any]) -> list[dict[str, str]]:
     if extra is not None and not isinstance(extra, str):
         raise RecordError(f"field 'input' is {_type(extra)}, expected a string (or absent).")
     user = instruction + "\n\n" + extra if extra and extra.strip() else instruction
-    return _pair(user, _text(_field(record, "output", "alpaca"), "field 'output'"))
+    key = next((k for k in ALPACA_OUTPUTS if k in record), "output")
+    return _pair(user, _text(_field(record, key, "alpaca"), f"field '{key}'"))
 
 
 def _prompt_completion(record: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -209,9 +216,11 @@ def _pair(user: Any, assistant: Any) -> list[dict[str, Any]]:
 
 
 def _field(record: Mapping[str, Any], name: str, fmt: str) -> Any:
-    if record.get(name) is None:
+    if name not in record:
         raise RecordError(f"missing field '{name}' ({fmt} format needs {FORMAT_SHAPES[fmt]}; "
                           f"the record has {sorted(record)}).")
+    if record[name] is None:  # present but null: saying "missing" would send the user looking
+        raise RecordError(f"field '{name}' is null; give it a value, or drop the record.")
     return record[name]
 
 

@@ -1,7 +1,8 @@
 """The public entry point for data: ``load_examples(path)`` -> ``LoadedData``.
 
-Reads a file or folder (``readers``), detects or takes the format, converts every record
-(``formats``), gives each example its id and task, and reports what it skipped and which records
+Reads a file or folder (``readers``), detects or takes the format of each file (a folder may mix
+formats: pools as users keep them), converts every record (``formats``, or ``columns`` under a
+column mapping), gives each example its id and task, and reports what it skipped and which records
 repeat. Bad input raises ``InputError`` "FILE:LINE: what is wrong. What to do." unless
 ``skip_invalid`` asks to skip and count such records instead.
 """
@@ -14,14 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from instruct_select.data.columns import columns_to_messages, parse_columns
 from instruct_select.data.example import Example, content_id
 from instruct_select.data.formats import (FORMATS, RecordError, check_format_name,
-                                          check_sni_document, detect_format, to_messages,
-                                          unknown_format_message)
+                                          check_messages, check_sni_document, detect_format,
+                                          to_messages, unknown_format_message)
 from instruct_select.data.readers import Location, RawFile, RawRecord, read_path
 from instruct_select.errors import InputError
 
-TASK_FIELDS = ("task", "domain", "category")
+# Record fields that name the task, in order; "dataset" and "source" are how merged mixtures
+# (Tulu, OpenHermes) label where each record came from.
+TASK_FIELDS = ("task", "domain", "dataset", "source", "category")
+MIXED = "mixed"  # LoadedData.format of a folder whose files are in different formats
 
 
 @dataclass
@@ -32,6 +37,8 @@ class LoadedData:
     duplicates: examples whose content (and task) repeat an earlier one's and that had no id of
                 their own; they are kept, with ids suffixed "-2", "-3", ...
     files:      the raw files read, in order; ``origins`` maps each id to its file's position.
+    file_formats: each file's format, in the order of ``files``; ``format`` is their one format,
+                or "mixed".
     """
 
     examples: list[Example]
@@ -43,6 +50,7 @@ class LoadedData:
     files: list[RawFile] = field(default_factory=list, repr=False)
     origins: dict[str, int] = field(default_factory=dict, repr=False)
     locations: dict[str, Location] = field(default_factory=dict, repr=False)
+    file_formats: list[str] = field(default_factory=list)
 
     @property
     def fingerprint(self) -> str:
@@ -62,6 +70,11 @@ class LoadedData:
         lines = [f"{len(self.examples)} examples from {self.source} "
                  f"({self.container}, {self.format}); {len(tasks)} task(s)"]
         lines += [f"  {name}: {count}" for name, count in sorted(tasks.items())]
+        if self.container == "dir":
+            per_file = Counter(self.origins.values())
+            lines.append(f"files: {len(self.files)}")
+            lines += [f"  {raw.path.name}: {fmt}, {per_file[i]} examples"
+                      for i, (raw, fmt) in enumerate(zip(self.files, self.file_formats))]
         lines.append(f"skipped: {len(self.skipped)}")
         lines += [f"  {where}: {why}" for where, why in self.skipped[:5]]
         if len(self.skipped) > 5:
@@ -72,11 +85,11 @@ class LoadedData:
 
 def load_examples(path: str | Path, *, format: str = "auto", task: str | None = None,
                   task_field: str | None = None, id_field: str | None = None,
-                  split: str = "train", skip_invalid: bool = False,
-                  n_demos: int = 0) -> LoadedData:
+                  split: str = "train", skip_invalid: bool = False, n_demos: int = 0,
+                  columns: str | Mapping[str, str] | None = None) -> LoadedData:
     """Load instruction examples from a file or folder.
 
-    format:       "auto" or one of FORMATS.
+    format:       "auto" (each file detected on its own) or one of FORMATS (every file).
     task:         the task for records that carry none (e.g. a BBH file's name). In a folder, a
                   file's stem is the fallback after this; a Super-NaturalInstructions file's task
                   is always its stem.
@@ -85,39 +98,51 @@ def load_examples(path: str | Path, *, format: str = "auto", task: str | None = 
     split:        the split to take from a saved DatasetDict.
     skip_invalid: skip invalid records and list them in ``skipped`` instead of raising.
     n_demos:      Super-NaturalInstructions only: positive examples shown before each input.
+    columns:      a column mapping (``columns.py``), "prompt=q,response=a" or a dict, for records
+                  in no known format; every file is read through it (format "columns").
     """
     if format != "auto":
         _check(check_format_name, format)
+    mapping = _parse_columns(columns)
+    if mapping and format != "auto":
+        raise InputError(f"--format {format} and --columns both say how to read the records; give "
+                         "one of them.")
     if n_demos < 0:
         raise InputError(f"n_demos={n_demos}: it must be 0 or more.")
     container, files = read_path(path, split)
-    fmt = _resolve_format(format, files, n_demos)
-    builder = _Builder(fmt, task, task_field, id_field, skip_invalid, n_demos)
-    for index, raw in enumerate(files):
+    formats = ["columns"] * len(files) if mapping else _resolve_formats(format, files, n_demos)
+    builder = _Builder(task_field, id_field, skip_invalid, n_demos, mapping)
+    for index, (raw, fmt) in enumerate(zip(files, formats)):
         fallback = task
         if fmt == "sni" or (container == "dir" and task is None):
             fallback = raw.path.stem
-        builder.add_file(index, raw, fallback)
+        builder.add_file(index, raw, fallback, fmt)
     if not builder.examples:
         first = builder.skipped[0] if builder.skipped else ("", "")
         raise InputError(f"{path}: no valid examples; all {len(builder.skipped)} records were "
                          f"skipped (first: {first[0]}: {first[1]}).")
-    return LoadedData(builder.examples, fmt, container, str(path), builder.skipped,
-                      builder.duplicates, files, builder.origins, builder.locations)
+    one = formats[0] if len(set(formats)) == 1 else MIXED
+    return LoadedData(builder.examples, one, container, str(path), builder.skipped,
+                      builder.duplicates, files, builder.origins, builder.locations, formats)
 
 
-def _resolve_format(requested: str, files: list[RawFile], n_demos: int) -> str:
-    """The one format of all files: the requested one, or the one every file looks like."""
-    found: dict[str, str] = {}
+def _parse_columns(columns: str | Mapping[str, str] | None) -> dict[str, str] | None:
+    try:
+        return parse_columns(columns)
+    except RecordError as err:
+        raise InputError(str(err)) from None
+
+
+def _resolve_formats(requested: str, files: list[RawFile], n_demos: int) -> list[str]:
+    """Each file's format: the requested one, or what the file's first record looks like (a
+    folder may mix formats; each file is one format)."""
+    formats = []
     for raw in files:
         fmt = requested if requested != "auto" else _detect(raw)
         if fmt == "sni":
             _check(check_sni_document, raw.document, n_demos, where=str(raw.path))
-        found.setdefault(fmt, str(raw.path))
-    if len(found) > 1:
-        listing = "; ".join(f"{p} looks like {f}" for f, p in found.items())
-        raise InputError(f"the files are in different formats ({listing}). Load them separately.")
-    return next(iter(found))
+        formats.append(fmt)
+    return formats
 
 
 def _detect(raw: RawFile) -> str:
@@ -142,20 +167,20 @@ def _check(check: Any, *args: Any, where: str | None = None) -> None:
 class _Builder:
     """Converts records one by one, assigning ids and collecting skips."""
 
-    def __init__(self, fmt: str, task: str | None, task_field: str | None,
-                 id_field: str | None, skip_invalid: bool, n_demos: int) -> None:
-        self.fmt, self.task_field, self.id_field = fmt, task_field, id_field
-        self.skip_invalid, self.n_demos = skip_invalid, n_demos
+    def __init__(self, task_field: str | None, id_field: str | None, skip_invalid: bool,
+                 n_demos: int, columns: Mapping[str, str] | None) -> None:
+        self.task_field, self.id_field = task_field, id_field
+        self.skip_invalid, self.n_demos, self.columns = skip_invalid, n_demos, columns
         self.examples: list[Example] = []
         self.skipped: list[tuple[str, str]] = []
         self.duplicates = 0
         self.origins: dict[str, int] = {}
         self.locations: dict[str, Location] = {}
 
-    def add_file(self, index: int, raw: RawFile, fallback_task: str | None) -> None:
+    def add_file(self, index: int, raw: RawFile, fallback_task: str | None, fmt: str) -> None:
         for record in raw.records:
             try:
-                example = self._convert(record, raw.document, fallback_task)
+                example = self._convert(record, raw.document, fallback_task, fmt)
             except RecordError as err:
                 where = _describe(record)
                 if not self.skip_invalid:
@@ -166,11 +191,16 @@ class _Builder:
             self.origins[example.id] = index
             self.locations[example.id] = record.location
 
-    def _convert(self, raw: RawRecord, document: Mapping | None, fallback: str | None) -> Example:
+    def _convert(self, raw: RawRecord, document: Mapping | None, fallback: str | None,
+                 fmt: str) -> Example:
         if raw.data is None:
             raise RecordError(raw.problem)
         record = raw.data
-        messages = to_messages(self.fmt, record, document, self.n_demos)
+        if fmt == "columns":
+            messages = columns_to_messages(record, self.columns)
+            check_messages(messages)
+        else:
+            messages = to_messages(fmt, record, document, self.n_demos)
         task = self._task(record, fallback)
         subtask = _label(record, "subtask") if record.get("subtask") is not None else None
         given = self._given_id(record)
@@ -178,7 +208,7 @@ class _Builder:
             if given in self.locations:
                 raise RecordError(
                     f"duplicate id '{given}', first seen at {self.locations[given]}. Ids must be "
-                    "unique: fix one of them, or name a unique field with id_field=.")
+                    "unique: fix one of them, or name a unique field with --id-field FIELD.")
             return Example(given, task, messages, subtask, record)
         return Example(self._content_id(messages, task), task, messages, subtask, record)
 
@@ -194,7 +224,7 @@ class _Builder:
     def _given_id(self, record: Mapping[str, Any]) -> str | None:
         if self.id_field is not None:
             if record.get(self.id_field) is None:
-                raise RecordError(f"missing id field '{self.id_field}' (named by id_field); the "
+                raise RecordError(f"missing id field '{self.id_field}' (named by --id-field); the "
                                   f"record has {sorted(record)}.")
             return _label(record, self.id_field)
         return _label(record, "id") if record.get("id") is not None else None

@@ -118,7 +118,7 @@ def _jsonl_line(path: Path, number: int, raw: bytes) -> RawRecord:
     except json.JSONDecodeError as err:
         return RawRecord(
             None, location, f"malformed JSON ({err.msg} at column {err.colno}). "
-            "Fix or remove the line, or pass skip_invalid=True to skip bad lines."
+            "Fix or remove the line, or pass --skip-invalid to skip bad lines."
         )
     if not isinstance(value, dict):
         return RawRecord(

@@ -12,7 +12,9 @@ content: what TRL's SFTTrainer and most chat trainers take), ``rank`` and ``scor
 ``jsonl``: the original records, one per line in rank order, exactly as the pool holds them
 (``data.writing.write_records`` for a JSONL pool); LLaMA-Factory (alpaca / sharegpt) and
 open-instruct (messages) read these files as they are. A Super-NaturalInstructions pool has no
-self-contained records (the definition lives in the file), so it is written as messages.
+self-contained records (the definition lives in the file), so it is written as messages. From a
+folder whose files are in different formats, each record keeps its own format, so the lines mix
+formats (noted; ``hf`` gives every row the same ``messages`` column).
 """
 from __future__ import annotations
 
@@ -53,14 +55,16 @@ def read_selection_table(selection_dir: str | Path) -> list[tuple[str, float | N
 
 
 def export_selection(selection_dir: str | Path, pool: str | Path, to: str, out: str | Path, *,
-                     data_format: str = "auto") -> ExportResult:
-    """Write the selection in ``selection_dir`` (made from ``pool``) to ``out`` as ``to`` (hf|jsonl)."""
+                     data_format: str = "auto", id_field: str | None = None, columns: str | None = None,
+                     skip_invalid: bool = False) -> ExportResult:
+    """Write the selection in ``selection_dir`` (made from ``pool``) to ``out`` as ``to`` (hf|jsonl).
+    The pool is read as the selection read it: the same format, id field, columns and skipping."""
     from ..data.loading import load_examples
 
     if to not in TARGETS:
         raise ConfigError(f"--to must be one of {', '.join(TARGETS)}, got {to!r}")
     table = read_selection_table(selection_dir)
-    loaded = load_examples(pool, format=data_format)
+    loaded = load_examples(pool, format=data_format, id_field=id_field, columns=columns, skip_invalid=skip_invalid)
     notes = _check_pool(selection_dir, pool, loaded, [i for i, _ in table])
     out = Path(out)
     if to == "hf":
@@ -128,10 +132,11 @@ def write_jsonl(loaded, ids: list[str], out: Path) -> list[str]:
     """The original records as JSON Lines in rank order (messages for an SNI pool)."""
     from ..data.writing import write_examples_jsonl, write_records
 
-    if loaded.format == "sni":
+    formats = _formats_of(loaded, ids)
+    if "sni" in formats:
         by_id = loaded.by_id()
         write_examples_jsonl([by_id[i] for i in ids], out)
-        return ["a Super-NaturalInstructions pool has no self-contained records: written as messages "
+        return ["Super-NaturalInstructions records are not self-contained: the selection is written as messages "
                 "({id, task, subtask, messages}) with each task's definition rendered in"]
     if loaded.container == "jsonl":
         write_records(loaded, ids, out)
@@ -139,4 +144,14 @@ def write_jsonl(loaded, ids: list[str], out: Path) -> list[str]:
     by_id = loaded.by_id()
     lines = [json.dumps(by_id[i].record, ensure_ascii=False, default=str) + "\n" for i in ids]
     atomic_write_text(out, "".join(lines))
-    return [f"the pool is stored as {loaded.container}; its records are written as JSON lines"]
+    notes = [f"the pool is stored as {loaded.container}; its records are written as JSON lines"]
+    if len(formats) > 1:
+        notes.append(f"the selected records are in {len(formats)} formats ({', '.join(formats)}), each written in its "
+                     "own, so the lines mix formats; `--to hf` gives every row one messages column")
+    return notes
+
+
+def _formats_of(loaded, ids: list[str]) -> list[str]:
+    """The formats of the files the selected records come from, in file order."""
+    per_file = loaded.file_formats or [loaded.format] * len(loaded.files)
+    return list(dict.fromkeys(per_file[loaded.origins[i]] for i in ids)) if per_file else [loaded.format]
