@@ -214,6 +214,17 @@ class RunConfig:
     finetune: bool = _help("fine-tune on each selection after selecting", default=True)
     eval: EvalSettings = _help("evaluation of each fine-tuned model", default_factory=EvalSettings)
     evaluate_base: bool = _help("also evaluate the untuned model (needs tests)", default=False)
+    data_format: str = _help("the pool's format: auto or a format name (as --format)", default="auto")
+    skip_invalid: bool = _help("count and skip invalid pool records instead of stopping (as --skip-invalid)",
+                               default=False)
+    id_field: str = _help("record field holding each example's id; '' = given ids or content hashes "
+                          "(as --id-field)", default="")
+    columns: dict[str, str] = _help("field mapping for unusual records, LLaMA-Factory's keys: prompt, query, "
+                                    "response, history, system, messages (as --columns)", default_factory=dict)
+    selection_options: dict[str, Any] = _help(
+        "options every selector reads, e.g. less_groups: subtask (LESS's code's per-subtask max), "
+        "allow_unequal_validation: true (BIDS), lp_quotas: proportional (learning percentage)",
+        default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "model is required")

@@ -40,7 +40,7 @@ class RunContext:
     @classmethod
     def create(cls, *, device: str | None = "auto", pool: str | Path | LoadedData | None = None,
                data_format: str = "auto", skip_invalid: bool = False, id_field: str | None = None,
-               columns: str | None = None, **settings) -> "RunContext":
+               columns: str | dict[str, str] | None = None, **settings) -> "RunContext":
         """A context for one command: ``device`` "auto" is this process's GPU under torchrun, else
         the default; ``pool`` a path is loaded here, once, with ``data.loading.load_examples``'s
         format, skip_invalid, id_field and columns."""

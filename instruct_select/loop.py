@@ -34,7 +34,8 @@ def run_arm(ctx: RunContext, config: RunConfig, layout: RunLayout, arm: Arm,
     """Select the arm's examples, then (``config.finetune``) fine-tune on them and evaluate."""
     needs = get_selector(arm.method).needs
     folders = layout.arm(arm)
-    options = config.learning_percentage.options() if "loss_trajectories" in needs else None
+    options = {**config.selection_options,
+               **(config.learning_percentage.options() if "loss_trajectories" in needs else {})}
     selection = select_stage(ctx, arm.method, arm.budget, folders.select, seed=arm.seed, options=options,
                              artifacts={need: artifacts[need] for need in needs},
                              tokens=TokenCounting(config.model, config.train.max_length))

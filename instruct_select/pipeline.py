@@ -52,7 +52,9 @@ def context_for(config: RunConfig, *, progress: bool = True, log=print, shard: S
     """The command's context for ``config``: its device, dtype and chat template, its pool loaded once."""
     return RunContext.create(device=config.device, pool=config.pool, dtype=config.dtype,
                              chat_template=config.chat_template or None, progress=progress, log=log,
-                             shard=shard, stop_after=stop_after)
+                             shard=shard, stop_after=stop_after, data_format=config.data_format,
+                             skip_invalid=config.skip_invalid, id_field=config.id_field or None,
+                             columns=config.columns or None)
 
 
 def check_config(config: RunConfig) -> None:

@@ -86,3 +86,25 @@ def test_lab_config_equals_the_lab_presets():
     assert config.train == lab_train_settings()
     assert config.influence == lab_influence_settings()
     assert config.eval == lab_eval_settings()
+
+
+def test_run_config_reads_unusual_pools_and_passes_selection_options(tmp_path):
+    """A run reads the pool with its data settings (as the CLI's --columns / --id-field) and every
+    selector sees selection_options."""
+    import json as json_module
+
+    from instruct_select.pipeline import context_for, execute
+
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json_module.dumps({"uid": f"u{i}", "q": f"question {i}", "a": f"answer {i}"}) + "\n"
+                            for i in range(10)))
+    config = from_dict(RunConfig, {"model": "unused", "pool": str(pool), "run_dir": str(tmp_path / "run"),
+                                   "methods": ["random"], "budgets": ["3"], "finetune": False,
+                                   "columns": {"prompt": "q", "response": "a"}, "id_field": "uid",
+                                   "selection_options": {"less_groups": "subtask"}})
+    ctx = context_for(config, progress=False, log=lambda m: None)
+    assert [e.id for e in ctx.pool.examples][:2] == ["u0", "u1"]
+    assert ctx.pool.examples[0].messages[-1] == {"role": "assistant", "content": "answer 0"}
+    arm = execute(ctx, config).arms["random @ 3"]
+    manifest = json_module.loads((Path(arm.selection) / "manifest.json").read_text())
+    assert manifest["settings"]["options"] == {"less_groups": "subtask"}

@@ -127,7 +127,8 @@ class BidsSelector:
         if len(set(sizes.values())) > 1 and not ctx.options.get("allow_unequal_validation"):
             raise InputError(
                 f"BIDS needs an equal number of validation examples per task, got {dict(sorted(sizes.items()))}; "
-                "sample the validation sets to equal sizes (or pass allow_unequal_validation=true)"
+                "sample the validation sets to equal sizes (or set selection_options: {allow_unequal_validation: "
+                "true} in the run config)"
             )
         mean, std, keep, dropped = column_statistics(scores)
         kept = scores if not dropped else scores[:, keep]
