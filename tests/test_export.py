@@ -132,3 +132,16 @@ def test_export_reads_the_pool_with_the_selections_id_field_and_columns(tmp_path
     export_selection(selection, pool, "jsonl", tmp_path / "out.jsonl", id_field="uid", columns="prompt=q,response=a")
     written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["uid"] for r in written] == read_selected_ids(selection)
+
+
+def test_folder_pool_selection_is_a_folder_named_without_extension(tmp_path):
+    """A pool folder is written back as a folder, so its name carries no file extension."""
+    from instruct_select.data.loading import load_examples
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    _alpaca_pool(pool / "a.jsonl")
+    _alpaca_pool(pool / "b.jsonl")
+    out = _select(pool, tmp_path / "sel", budget="6")
+    assert (out / "selected").is_dir() and not (out / "selected.jsonl").exists()
+    assert len(load_examples(out / "selected").examples) == 6

@@ -89,7 +89,9 @@ def write_selection(selection: Selection, loaded, out_dir: str | Path) -> dict:
 
 
 def _suffix(loaded) -> str:
-    return {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet", "hf": ""}.get(loaded.container, ".jsonl")
+    """The written data's name says what it is: a file's extension, or none for a folder (a
+    datasets folder, or a pool folder written back file by file)."""
+    return {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet", "hf": "", "dir": ""}[loaded.container]
 
 
 def read_selected_ids(selection_dir: str | Path) -> list[str]:
