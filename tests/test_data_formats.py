@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from instruct_select.data import Example, load_examples, write_examples_jsonl, write_records
+from instruct_select.data.loading import SourceOptions
 from instruct_select.data.example import content_id
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -289,7 +290,7 @@ def test_sni_task_file_becomes_one_example_per_instance(tmp_path):
     assert first.messages == [
         {"role": "user", "content": "Write a question about the passage.\n\nPassage: Birds fly."},
         {"role": "assistant", "content": "What flies?"}]
-    demo = load_examples(path, n_demos=1).examples[0].messages[0]["content"]
+    demo = load_examples(path, source=SourceOptions(n_demos=1)).examples[0].messages[0]["content"]
     assert demo == ("Write a question about the passage.\n\nExample 1:\nInput: Passage: Cats purr."
                     "\nOutput: Who purrs?\n\nPassage: Birds fly.")
     out = write_records(loaded, ["task001-bbb"], tmp_path / "out" / path.name)

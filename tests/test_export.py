@@ -145,3 +145,29 @@ def test_folder_pool_selection_is_a_folder_named_without_extension(tmp_path):
     out = _select(pool, tmp_path / "sel", budget="6")
     assert (out / "selected").is_dir() and not (out / "selected.jsonl").exists()
     assert len(load_examples(out / "selected").examples) == 6
+
+
+def test_export_never_destroys_what_it_did_not_write(tmp_path):
+    from instruct_select.errors import ConfigError
+
+    pool = tmp_path / "pool.jsonl"
+    _alpaca_pool(pool)
+    selection = _select(pool, tmp_path / "sel")
+    kept = {p.name: p.read_bytes() for p in selection.iterdir() if p.is_file()}
+    for out, to, fragment in ((selection, "hf", "selection folder"), (selection / "x", "hf", "selection folder"),
+                              (tmp_path, "hf", "selection folder"), (tmp_path / "dir", "jsonl", "is a folder")):
+        if fragment == "is a folder":
+            out.mkdir()
+        with pytest.raises(ConfigError, match=fragment):
+            export_selection(selection, pool, to, out)
+    assert {p.name: p.read_bytes() for p in selection.iterdir() if p.is_file()} == kept
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("my notes")
+    with pytest.raises(ConfigError, match="--overwrite"):
+        export_selection(selection, pool, "hf", foreign)
+    assert (foreign / "notes.txt").read_text() == "my notes"
+    export_selection(selection, pool, "jsonl", tmp_path / "out.jsonl")
+    with pytest.raises(ConfigError, match="--overwrite"):
+        export_selection(selection, pool, "jsonl", tmp_path / "out.jsonl")
+    export_selection(selection, pool, "jsonl", tmp_path / "out.jsonl", overwrite=True)

@@ -55,7 +55,8 @@ def _number(text: str | None) -> int | float | None:
 def cmd_export(args) -> None:
     from ..select.export import export_selection
 
-    result = export_selection(args.selection_dir, args.pool, args.to, args.out, data_format=args.format)
+    result = export_selection(args.selection_dir, args.pool, args.to, args.out, overwrite=args.overwrite,
+                              format=args.format)
     for note in result.notes:
         print(f"note: {note}")
     print(f"{result.rows} examples written to {result.path} ({args.to})")
@@ -108,6 +109,7 @@ def add_handoff_parsers(sub) -> None:
     p.add_argument("selection_dir", metavar="SELECTION_DIR", help="a selection folder (holds selection.tsv)")
     p.add_argument("--pool", required=True, help="the pool the selection was made from")
     p.add_argument("--to", required=True, choices=["hf", "jsonl"], help="output kind")
-    p.add_argument("--out", required=True, help="output folder (hf) or file (jsonl)")
+    p.add_argument("--out", required=True, help="output folder (hf) or file (jsonl); must be new unless --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the selection folder)")
     p.add_argument("--format", default="auto", help=FORMAT_HELP)
     p.set_defaults(func=cmd_export)

@@ -83,10 +83,19 @@ class LoadedData:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class SourceOptions:
+    """Settings of particular sources: the split of a saved DatasetDict, and how many positive
+    examples a Super-NaturalInstructions task shows before each input."""
+
+    split: str = "train"
+    n_demos: int = 0
+
+
 def load_examples(path: str | Path, *, format: str = "auto", task: str | None = None,
-                  task_field: str | None = None, id_field: str | None = None,
-                  split: str = "train", skip_invalid: bool = False, n_demos: int = 0,
-                  columns: str | Mapping[str, str] | None = None) -> LoadedData:
+                  task_field: str | None = None, id_field: str | None = None, skip_invalid: bool = False,
+                  columns: str | Mapping[str, str] | None = None,
+                  source: SourceOptions = SourceOptions()) -> LoadedData:
     """Load instruction examples from a file or folder.
 
     format:       "auto" (each file detected on its own) or one of FORMATS (every file).
@@ -95,9 +104,10 @@ def load_examples(path: str | Path, *, format: str = "auto", task: str | None = 
                   is always its stem.
     task_field:   the record field holding the task; default the first of task, domain, category.
     id_field:     the record field holding the id; default "id" when present, else a content hash.
-    split:        the split to take from a saved DatasetDict.
     skip_invalid: skip invalid records and list them in ``skipped`` instead of raising.
-    n_demos:      Super-NaturalInstructions only: positive examples shown before each input.
+    source:       the split to take from a saved DatasetDict (``source.split``); for
+                  Super-NaturalInstructions, the positive examples shown before each input
+                  (``source.n_demos``).
     columns:      a column mapping (``columns.py``), "prompt=q,response=a" or a dict, for records
                   in no known format; every file is read through it (format "columns").
     """
@@ -107,6 +117,7 @@ def load_examples(path: str | Path, *, format: str = "auto", task: str | None = 
     if mapping and format != "auto":
         raise InputError(f"--format {format} and --columns both say how to read the records; give "
                          "one of them.")
+    split, n_demos = source.split, source.n_demos
     if n_demos < 0:
         raise InputError(f"n_demos={n_demos}: it must be 0 or more.")
     container, files = read_path(path, split)

@@ -202,7 +202,9 @@ def read_hf(path: Path, split: str = "train") -> RawFile:
         if split not in loaded:
             raise InputError(
                 f"{path}: the dataset has no split '{split}'; its splits are "
-                f"{', '.join(sorted(loaded))}. Pass split= one of them."
+                f"{', '.join(sorted(loaded))}. Save the split you want as a folder of its own "
+                f"(dataset_dict[NAME].save_to_disk(...)), or from Python pass "
+                f"source=SourceOptions(split=NAME) to load_examples."
             )
         loaded, where = loaded[split], f"{split} row"
     rows = loaded.to_list()

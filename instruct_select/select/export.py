@@ -55,23 +55,43 @@ def read_selection_table(selection_dir: str | Path) -> list[tuple[str, float | N
 
 
 def export_selection(selection_dir: str | Path, pool: str | Path, to: str, out: str | Path, *,
-                     data_format: str = "auto", id_field: str | None = None, columns: str | None = None,
-                     skip_invalid: bool = False) -> ExportResult:
+                     overwrite: bool = False, **reading) -> ExportResult:
     """Write the selection in ``selection_dir`` (made from ``pool``) to ``out`` as ``to`` (hf|jsonl).
-    The pool is read as the selection read it: the same format, id field, columns and skipping."""
+
+    ``reading``: how the pool is read, as the selection read it (``load_examples``'s format,
+    id_field, columns, skip_invalid). ``out`` must be a new path, or (``overwrite``) an earlier
+    export of the same kind; it is never the selection folder or a folder of other files.
+    """
     from ..data.loading import load_examples
 
     if to not in TARGETS:
         raise ConfigError(f"--to must be one of {', '.join(TARGETS)}, got {to!r}")
     table = read_selection_table(selection_dir)
-    loaded = load_examples(pool, format=data_format, id_field=id_field, columns=columns, skip_invalid=skip_invalid)
-    notes = _check_pool(selection_dir, pool, loaded, [i for i, _ in table])
     out = Path(out)
+    _check_target(Path(selection_dir), to, out, overwrite)
+    loaded = load_examples(pool, **reading)
+    notes = _check_pool(selection_dir, pool, loaded, [i for i, _ in table])
     if to == "hf":
         notes += write_hf(loaded, table, out)
     else:
         notes += write_jsonl(loaded, [i for i, _ in table], out)
     return ExportResult(out, len(table), notes)
+
+
+def _check_target(selection_dir: Path, to: str, out: Path, overwrite: bool) -> None:
+    """Refuse an output that would destroy what the export did not write."""
+    resolved, selection = out.resolve(), selection_dir.resolve()
+    if resolved == selection or selection.is_relative_to(resolved) or resolved.is_relative_to(selection):
+        raise ConfigError(f"--out {out} is (or holds, or lies inside) the selection folder {selection_dir}; "
+                          "write the export somewhere else, e.g. --out exports/" + selection_dir.name)
+    if to == "jsonl" and out.is_dir():
+        raise ConfigError(f"--out {out} is a folder, and --to jsonl writes one file: give a file path "
+                          f"such as {out / 'selected.jsonl'}")
+    if to == "hf" and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, and --to hf writes a datasets folder: give a folder path")
+    if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} already exists and holds files; add --overwrite to replace it, "
+                          "or choose a new path")
 
 
 def _check_pool(selection_dir, pool, loaded, ids: list[str]) -> list[str]:
