@@ -248,13 +248,19 @@ def run_stage(
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     if per_process:
-        atomic_write_json(stage_dir / MANIFEST, manifest)
+        _commit(stage_dir, manifest)
         return StageResult(stage_dir, manifest, skipped=False)
     barrier()
     if is_main():
-        atomic_write_json(stage_dir / MANIFEST, manifest)
+        _commit(stage_dir, manifest)
     barrier()
     return StageResult(stage_dir, manifest, skipped=False)
+
+
+def _commit(stage_dir: Path, manifest: dict) -> None:
+    """The manifest marks the stage finished; ``started.json`` only ever describes unfinished work."""
+    atomic_write_json(stage_dir / MANIFEST, manifest)
+    (stage_dir / STARTED).unlink(missing_ok=True)
 
 
 def _check_interrupted(stage_dir: Path, wanted: dict, log: Callable[[str], None]) -> None:

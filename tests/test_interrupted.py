@@ -72,3 +72,8 @@ def test_unmerged_shard_work_is_refused_not_recomputed(tmp_path):
         sharded_store_stage(RunContext(log=lambda m: None), folder, "features", {}, {}, [], {},
                             lambda *a: calls.append(a) or {})
     assert calls == []
+
+
+def test_a_finished_stage_keeps_no_started_record(tmp_path):
+    run_stage(tmp_path / "s", "x", {"a": 1}, {}, lambda f: {}, log=lambda m: None)
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["manifest.json"]
