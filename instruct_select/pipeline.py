@@ -9,13 +9,14 @@ is ``layout.RunLayout``'s; the table of every arm goes to ``results.json`` and `
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from .artifacts import atomic_write_json, atomic_write_text
 from .config import RunConfig, to_dict
 from .context import RunContext
 from .distributed import Shard
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .layout import Arm, RunLayout
 from .loop import ArmResult, evaluate_base, run_arm
 from .producers import produce
@@ -23,6 +24,7 @@ from .select.budget import Budget
 from .select.registry import get_selector
 
 BASE_LABEL = "base (no tuning)"
+VALIDATION_NEEDS = {"attribution", "hidden_states", "representations"}  # the needs scored against validation
 
 
 @dataclass
@@ -58,11 +60,20 @@ def context_for(config: RunConfig, *, progress: bool = True, log=print, shard: S
 
 
 def check_config(config: RunConfig) -> None:
-    """What can be checked before any work: methods exist, budgets parse, evaluations have tests."""
+    """What can be checked before any work: methods exist, budgets parse, the data paths exist, the
+    methods that score against validation data have it, evaluations have tests."""
+    needs = set()
     for method in config.methods:
-        get_selector(method)
+        needs |= set(get_selector(method).needs)
     for budget in config.budgets:
         Budget.parse(budget)
+    for key in ("pool", "validation", "tests"):
+        path = str(getattr(config, key))
+        if path and not Path(path).exists():
+            raise InputError(f"{key}: {path} does not exist; give the path of the {key} file or folder")
+    if needs & VALIDATION_NEEDS and not str(config.validation):
+        raise ConfigError(f"methods {sorted(m for m in config.methods if set(get_selector(m).needs) & VALIDATION_NEEDS)} "
+                          "score against validation data: set validation to a folder with one file per target task")
     if config.evaluate_base and not config.tests:
         raise ConfigError("evaluate_base needs tests: set tests to a folder with one file per capability")
 

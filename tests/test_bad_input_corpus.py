@@ -225,3 +225,15 @@ def test_validation_task_with_nothing_left_after_truncation(tmp_path, tiny_lab):
     result = _cli("--quiet", "run", str(config), cwd=tmp_path)
     _assert_clear_error(result, [str(val), "'math'", "influence.features.max_length"])
     assert not (tmp_path / "run" / "influence" / "warmup").exists()  # refused before any compute
+
+
+def test_run_dry_run_checks_paths_and_validation_before_any_work(tmp_path, tiny_lab):
+    import yaml
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"model": str(tiny_lab.model("small")), "pool": str(tmp_path / "nope.jsonl"),
+                                      "methods": ["random"]}))
+    _assert_clear_error(_cli("run", str(config), "--dry-run", cwd=tmp_path), ["pool:", "nope.jsonl", "does not exist"])
+    config.write_text(yaml.safe_dump({"model": str(tiny_lab.model("small")), "pool": str(tiny_lab.pool),
+                                      "methods": ["random", "bids"]}))
+    _assert_clear_error(_cli("run", str(config), "--dry-run", cwd=tmp_path), ["['bids']", "set validation"])

@@ -17,10 +17,16 @@ IDEAL_CONFIGS = [p for p in ALL_CONFIGS if load_yaml(p).get("kind") == "ideal"]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_config_validates(path):
+def test_config_validates(path, tiny_lab, capsys):
     config = from_dict(RunConfig, load_yaml(path))
     assert config.methods and config.budgets
-    assert main(["run", str(path), "--dry-run"]) == 0
+    # Placeholder data paths are found out by --dry-run, before any work...
+    if not Path(config.pool).exists():
+        assert main(["run", str(path), "--dry-run"]) == 2
+        assert "does not exist" in capsys.readouterr().err
+    # ... and with real ones the recipe is valid.
+    paths = [f"pool={tiny_lab.pool}", f"validation={tiny_lab.validation}", f"tests={tiny_lab.test}"]
+    assert main(["run", str(path), *paths, "--dry-run"]) == 0
 
 
 @pytest.mark.parametrize("path", IDEAL_CONFIGS, ids=[p.name for p in IDEAL_CONFIGS])
