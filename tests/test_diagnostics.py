@@ -154,3 +154,19 @@ def test_bids_and_its_diagnostics_standardise_the_same_rows():
     normalised = selection.diagnostics["influence"]["normalised"]
     assert max(normalised["aid_instance"].values()) == pytest.approx(selection.scores[0], rel=1e-5)
     assert selection.diagnostics["influence"]["statistics_rows"] == n - 2
+
+
+def test_report_distributions_standardise_over_scorable_rows_only(tmp_path):
+    """The report's per-example influence histograms use the same statistics as the diagnostics:
+    the excluded row r4 (all 9s) neither appears nor shifts the other rows' normalised values."""
+    from instruct_select.report.collect import influence_distributions
+
+    np.save(tmp_path / "scores.npy", SCORES)
+    (tmp_path / "rows.json").write_text(json.dumps(ROWS))
+    (tmp_path / "columns.json").write_text(json.dumps(COLUMNS))
+    (tmp_path / "excluded_rows.json").write_text(json.dumps(["r4"]))
+    raw, normalised = influence_distributions(tmp_path, block_rows=2)
+    kept = SCORES[:4].astype(np.float64)
+    scaled = (kept - kept.mean(axis=0)) / kept.std(axis=0)
+    np.testing.assert_allclose(raw["code"], kept[:, :2].max(axis=1))
+    np.testing.assert_allclose(normalised["math"], scaled[:, 2:].max(axis=1), rtol=1e-12)

@@ -153,36 +153,32 @@ def results_from_json(data: dict) -> tuple[dict[str, dict[str, list[dict]]], dic
 # --------------------------------------------------------------------------------------------
 # Data derived from the artifacts (what the plots draw)
 
-MAX_DIAGNOSTIC_CELLS = 50_000_000  # influence_diagnostics holds a normalised copy of A in memory
+# Filling in one selection's diagnostics reads the whole matrix (statistics, then its rows); past
+# this many cells the report leaves selections made without the matrix unfilled.
+MAX_DIAGNOSTIC_CELLS = 50_000_000
 
 
 def influence_distributions(folder: Path, block_rows: int = 65536) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Each pool example's max influence over every validation task's columns: (raw, normalised).
 
-    Normalised is BIDS's column standardisation over all rows (as in ``influence.diagnostics``).
-    Streams row blocks, so a memory-mapped matrix of any size works. Excluded rows (no response
-    token, hence no feature) are left out.
+    Normalised is BIDS's column standardisation (``influence.diagnostics.column_statistics``), over
+    the scorable rows: excluded rows (no response token, hence no feature) are left out of the
+    statistics and of the distributions. Streams row blocks, so a memory-mapped matrix of any size works.
     """
     from ..influence.attribution import AttributionMatrix
+    from ..influence.diagnostics import column_statistics
 
     matrix = AttributionMatrix.load(folder)
     scores = matrix.scores
     tasks = sorted({str(t) for t in matrix.tasks})
     cols = {t: np.array([j for j, c in enumerate(matrix.tasks) if str(c) == t]) for t in tasks}
-    n = scores.shape[0]
-    total, squares = np.zeros(scores.shape[1]), np.zeros(scores.shape[1])
-    for start in range(0, n, block_rows):
-        block = np.asarray(scores[start:start + block_rows], dtype=np.float64)
-        total += block.sum(axis=0)
-        squares += (block ** 2).sum(axis=0)
-    mean = total / n
-    std = np.sqrt(np.maximum(squares / n - mean ** 2, 0.0))
-    std = np.where(std > 0, std, 1.0)
     excluded = set(matrix.excluded)
     keep = np.array([row not in excluded for row in matrix.rows])
+    mean, std = column_statistics(scores, keep, block_rows)
+    std = np.where(std > 0, std, 1.0)
     raw: dict[str, list] = {t: [] for t in tasks}
     normalised: dict[str, list] = {t: [] for t in tasks}
-    for start in range(0, n, block_rows):
+    for start in range(0, scores.shape[0], block_rows):
         block = np.asarray(scores[start:start + block_rows], dtype=np.float64)[keep[start:start + block_rows]]
         scaled = (block - mean) / std
         for task, c in cols.items():
