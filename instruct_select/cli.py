@@ -7,16 +7,18 @@ and exits with status 2; a traceback means a bug.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
 from .artifacts import CURRENT_STAGE, restarting
-from .commands import FORMAT_HELP
+from .commands import add_data_arguments
 from .commands.handoff import add_handoff_parsers
 from .commands.models import add_models_parsers
-from .errors import InstructSelectError
+from .errors import ConfigError, InstructSelectError
 
 LAB_DEMO_METHODS = "random,less,bids,lp-hard,full"
 DISTRIBUTED_COMMANDS = {"run", "train", "demo", "experiment", "ideal"}
@@ -44,9 +46,13 @@ def cmd_lab_build(args) -> None:
 
 
 def _context(args, pool=None, **settings):
-    """The command's RunContext: its progress setting, and its pool loaded once."""
+    """The command's RunContext: its progress setting, its device checked, and its pool loaded once."""
     from .context import RunContext
 
+    if settings.get("device"):
+        from .models.loading import resolve_device
+
+        resolve_device(settings["device"])
     return RunContext.create(pool=pool, data_format=getattr(args, "format", "auto"),
                              skip_invalid=getattr(args, "skip_invalid", False), id_field=getattr(args, "id_field", None),
                              columns=getattr(args, "columns", None), progress=not args.quiet, **settings)
@@ -55,23 +61,41 @@ def _context(args, pool=None, **settings):
 def cmd_select(args) -> None:
     from .stages import TokenCounting, select_stage
 
-    artifacts = {}
-    if args.scores:
-        from .artifacts import Artifact, fingerprint_model, require_finished
-        from .influence.attribution import AttributionMatrix
-
-        require_finished(args.scores, "attribution matrix")
-        artifacts["attribution"] = Artifact(AttributionMatrix.load(args.scores), fingerprint_model(args.scores))
+    artifacts = _selection_inputs(args)
     result = select_stage(_context(args, args.pool), args.method, args.budget, args.out, seed=args.seed,
                           artifacts=artifacts, tokens=TokenCounting(args.tokenizer) if args.tokenizer else None)
     print(f"selection written to {result.path}: {result.manifest['outputs']['n_selected']} examples "
           f"({result.manifest['outputs']['data']}, selection.tsv, diagnostics.json)")
 
 
+def _selection_inputs(args) -> dict:
+    """The artifacts --method needs (from --scores), checked with --tokenizer before any work: a
+    missing one is refused naming the command that makes it."""
+    from .models.loading import check_tokenizer_path
+    from .select.base import SELECT_FLAGS, missing_need
+    from .select.registry import get_selector
+
+    missing = [n for n in get_selector(args.method).needs if not (n in SELECT_FLAGS and args.scores)]
+    if missing:
+        raise ConfigError(missing_need(missing[0], args.method))
+    if args.tokenizer:
+        check_tokenizer_path(args.tokenizer, "--tokenizer")
+    if not args.scores:
+        return {}
+    from .artifacts import Artifact, fingerprint_model, require_finished
+    from .influence.attribution import AttributionMatrix
+
+    require_finished(args.scores, "attribution matrix")
+    return {"attribution": Artifact(AttributionMatrix.load(args.scores), fingerprint_model(args.scores))}
+
+
 def cmd_train(args) -> None:
     from .stages import train_stage
 
+    from .models.loading import check_model_source
+
     settings = _train_settings(args)
+    check_model_source(args.model, "--model")
     ctx = _context(args, args.data, device=args.device, dtype=args.dtype, chat_template=args.chat_template)
     result = train_stage(ctx, args.model, args.out, settings, selection_dir=args.selection)
     print(f"model written to {Path(result.path) / 'model'}")
@@ -82,7 +106,12 @@ def cmd_evaluate(args) -> None:
     from .report.tables import results_tables
     from .stages import evaluate_stage
 
+    from .models.loading import check_model_path
+
     settings = EvalSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, max_length=args.max_length)
+    check_model_path(args.model, "--model")
+    if args.base:
+        check_model_path(args.base, "--base")
     out = args.out or Path(args.model).parent / "evaluation"
     ctx = _context(args, device=args.device, dtype=args.dtype)
     result = evaluate_stage(ctx, args.model, args.tests, out, settings, base=args.base)
@@ -101,9 +130,10 @@ def cmd_run(args) -> None:
     if data.get("kind") == "ideal":
         raise ConfigError(f"{args.config} is an IDEAL recipe (kind: ideal): run it with `instruct-select ideal {args.config}`")
     config = from_dict(RunConfig, data)
-    check_config(config)
     if args.dry_run:
-        print(f"{args.config}: valid; methods {config.methods} at budgets {config.budgets} into {config.run_dir}")
+        pool = check_config(config)
+        print(f"{args.config}: valid; methods {config.methods} at budgets {config.budgets} of a pool of "
+              f"{len(pool.examples)} examples into {config.run_dir}")
         return
     from .distributed import Shard
 
@@ -116,9 +146,10 @@ def cmd_run(args) -> None:
 
 
 def cmd_ideal(args) -> None:
-    from .ideal import load_ideal_config
+    from .ideal.settings import check_ideal_inputs, load_ideal_config
 
     paths, settings = load_ideal_config(args.config, args.overrides)
+    check_ideal_inputs(paths, settings)
     if args.dry_run:
         print(f"{args.config}: valid; {settings.rounds} rounds, m={settings.m}, layers {settings.layers}")
         return
@@ -201,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(LESS, BIDS, learning percentage, IDEAL), then fine-tune and evaluate per capability.",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of user errors too "
+                        "(unexpected errors, which are bugs, always print theirs)")
     parser.add_argument("--restart", action="store_true", help="start interrupted stages afresh when they were "
                         "started with other settings (otherwise such a rerun is refused, naming the difference)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -241,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", default=None,
                    help="an attribution-matrix folder (RUN/influence/scores) for less, bids and the ablations; "
                    "`instruct-select run CONFIG` with one of them in its methods writes it")
-    _add_data_arguments(p)
+    add_data_arguments(p)
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("train", help="fine-tune a model (LoRA or full) on a pool or a selection", epilog=EPILOG,
@@ -250,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="base model: local folder or hub id")
     p.add_argument("--data", required=True, help="training pool")
     p.add_argument("--selection", default=None, help="a selection folder: train on its ids only")
-    _add_data_arguments(p)
+    add_data_arguments(p)
     p.add_argument("--out", required=True, help="output folder (model/, checkpoints/, manifest.json)")
     p.add_argument("--config", default=None, help="YAML with training settings (a 'train:' section or top level)")
     p.add_argument("--chat-template", default=None, help="'plain' or a Jinja template when the tokenizer has none")
@@ -292,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Load a pool or test file the way every stage does (format auto-detected) "
                        "and print what was found: format, counts per task, duplicates, skipped records.")
     p.add_argument("path")
-    _add_data_arguments(p)
+    add_data_arguments(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("run", help="run a whole selection config (real model or lab): features, selections, training",
@@ -336,17 +369,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_data_arguments(p) -> None:
-    """How a pool is read: the same flags wherever one is loaded (inspect, select, train)."""
-    p.add_argument("--format", default="auto", help=FORMAT_HELP)
-    p.add_argument("--columns", default=None, metavar="KEY=FIELD,...",
-                   help="read records through a column mapping, LLaMA-Factory's keys: prompt, query, response, "
-                   "history, system, or messages (e.g. prompt=instruction,query=input,response=output)")
-    p.add_argument("--id-field", default=None, metavar="FIELD",
-                   help="the record field holding each example's id (default: 'id' when present, else a content hash)")
-    p.add_argument("--skip-invalid", action="store_true", help="count and skip invalid records instead of stopping")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -363,8 +385,13 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout = open(os.devnull, "w")
         with restarting(args.restart):
             args.func(args)
-    except InstructSelectError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (InstructSelectError, OSError) as err:
+        line = _user_error(err)
+        if line is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         stage = CURRENT_STAGE.get()
@@ -373,6 +400,19 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _user_error(err: Exception) -> str | None:
+    """The one line for a user's error: ours, or a path the user may not write (a read-only --out);
+    None for anything else, which is a bug and keeps its traceback."""
+    if isinstance(err, InstructSelectError):
+        return str(err)
+    if isinstance(err, OSError) and err.errno in UNWRITABLE and err.filename:
+        return f"{err.filename}: {err.strerror}; give an output folder you can write to (or fix that path's permissions)"
+    return None
 
 
 def _quiet_libraries() -> None:

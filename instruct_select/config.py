@@ -313,6 +313,14 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def check_paths_exist(paths: dict[str, str]) -> None:
+    """Refuse by its key a data path that is given but absent (e.g. a recipe's placeholder)."""
+    for key, path in paths.items():
+        if str(path) and not Path(path).expanduser().exists():
+            raise ConfigError(f"{key}: {path} does not exist; give the path of the {key} file or folder "
+                              f"(in the config, or {key}=PATH after it on the command line)")
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """A ``RunConfig`` from a YAML file with ``key=value`` overrides (``train.epochs=3``)."""
     return from_dict(RunConfig, apply_overrides(load_yaml(path), list(overrides)))

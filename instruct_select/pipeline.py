@@ -9,16 +9,17 @@ is ``layout.RunLayout``'s; the table of every arm goes to ``results.json`` and `
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from dataclasses import dataclass, field
 
 from .artifacts import atomic_write_json, atomic_write_text
-from .config import RunConfig, to_dict
+from .config import RunConfig, check_paths_exist, to_dict
 from .context import RunContext
 from .distributed import Shard
-from .errors import ConfigError, InputError
+from .errors import ConfigError
+from .data.loading import LoadedData, load_examples
 from .layout import Arm, RunLayout
 from .loop import ArmResult, evaluate_base, run_arm
+from .models.loading import check_model_source, resolve_device
 from .producers import produce
 from .select.budget import Budget
 from .select.registry import get_selector
@@ -45,37 +46,59 @@ def run_config(config: RunConfig, *, progress: bool = True, log=print, shard: Sh
                stop_after: str | None = None) -> RunResults:
     """Everything ``config`` asks for: artifacts, each method × budget selection, fine-tuning and
     evaluation. No arms when ``shard`` or ``stop_after`` ends the run early."""
-    check_config(config)
-    return execute(context_for(config, progress=progress, log=log, shard=shard, stop_after=stop_after), config)
+    pool = check_config(config)
+    return execute(context_for(config, progress=progress, log=log, shard=shard, stop_after=stop_after, pool=pool),
+                   config)
 
 
 def context_for(config: RunConfig, *, progress: bool = True, log=print, shard: Shard | None = None,
-                stop_after: str | None = None) -> RunContext:
-    """The command's context for ``config``: its device, dtype and chat template, its pool loaded once."""
-    return RunContext.create(device=config.device, pool=config.pool, dtype=config.dtype,
+                stop_after: str | None = None, pool: LoadedData | None = None) -> RunContext:
+    """The command's context for ``config``: its device, dtype and chat template, its pool loaded once
+    (``pool``: already loaded, e.g. by ``check_config``)."""
+    return RunContext.create(device=config.device, pool=pool or config.pool, dtype=config.dtype,
                              chat_template=config.chat_template or None, progress=progress, log=log,
                              shard=shard, stop_after=stop_after, data_format=config.data_format,
                              skip_invalid=config.skip_invalid, id_field=config.id_field or None,
                              columns=config.columns or None)
 
 
-def check_config(config: RunConfig) -> None:
-    """What can be checked before any work: methods exist, budgets parse, the data paths exist, the
-    methods that score against validation data have it, evaluations have tests."""
-    needs = set()
-    for method in config.methods:
-        needs |= set(get_selector(method).needs)
-    for budget in config.budgets:
-        Budget.parse(budget)
-    for key in ("pool", "validation", "tests"):
-        path = str(getattr(config, key))
-        if path and not Path(path).exists():
-            raise InputError(f"{key}: {path} does not exist; give the path of the {key} file or folder")
-    if needs & VALIDATION_NEEDS and not str(config.validation):
-        raise ConfigError(f"methods {sorted(m for m in config.methods if set(get_selector(m).needs) & VALIDATION_NEEDS)} "
-                          "score against validation data: set validation to a folder with one file per target task")
+def check_config(config: RunConfig, pool: LoadedData | None = None) -> LoadedData:
+    """Everything that can be checked before any work, without loading a model: the methods exist,
+    the budgets parse, the data paths exist and load, the budgets fit the pool, the methods that
+    score against validation data have it (equal sizes per task for BIDS), the model folders look
+    like models, the device exists, evaluations have tests. Returns the pool (loaded here unless
+    given), so that the run reads it once."""
+    selectors = [get_selector(method) for method in config.methods]
+    budgets = [Budget.parse(budget) for budget in config.budgets]
+    check_paths_exist({key: getattr(config, key) for key in ("pool", "validation", "tests")})
+    scoring = [s.name for s in selectors if set(s.needs) & VALIDATION_NEEDS]
+    if scoring and not str(config.validation):
+        raise ConfigError(f"methods {scoring} score against validation data: set validation to a folder with one "
+                          "file per target task")
     if config.evaluate_base and not config.tests:
         raise ConfigError("evaluate_base needs tests: set tests to a folder with one file per capability")
+    _check_models(config)
+    resolve_device(config.device)
+    pool = pool or load_examples(config.pool, format=config.data_format, skip_invalid=config.skip_invalid,
+                                 id_field=config.id_field or None, columns=config.columns or None)
+    if not all(getattr(s, "ignores_budget", False) for s in selectors):
+        for budget in budgets:
+            budget.check_fits(len(pool.examples))
+    checks = [s.check_validation for s in selectors if hasattr(s, "check_validation")]
+    if checks:
+        tasks = [e.task for e in load_examples(config.validation).examples]
+        for check in checks:
+            check(tasks, config.selection_options)
+    return pool
+
+
+def _check_models(config: RunConfig) -> None:
+    """Each model the run loads (its own, IFD's, the learning percentage's selection model) is a
+    model folder with its tokenizer, or a hub id."""
+    for key, path in (("model", config.model), ("ifd_model", config.ifd_model),
+                      ("learning_percentage.selection_model", config.learning_percentage.selection_model)):
+        if path:
+            check_model_source(path, key)
 
 
 def arms(config: RunConfig) -> list[Arm]:

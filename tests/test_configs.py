@@ -24,14 +24,21 @@ def test_config_validates(path, tiny_lab, capsys):
     if not Path(config.pool).exists():
         assert main(["run", str(path), "--dry-run"]) == 2
         assert "does not exist" in capsys.readouterr().err
-    # ... and with real ones the recipe is valid.
+    # ... and with real ones the recipe is valid (the lab recipe's model folder, runs/lab/models/large,
+    # must hold a model: the tiny lab's (it has only a small one), whatever this checkout's runs/ holds).
     paths = [f"pool={tiny_lab.pool}", f"validation={tiny_lab.validation}", f"tests={tiny_lab.test}"]
+    if config.model.startswith("runs/"):
+        paths.append(f"model={tiny_lab.model('small')}")
     assert main(["run", str(path), *paths, "--dry-run"]) == 0
 
 
 @pytest.mark.parametrize("path", IDEAL_CONFIGS, ids=[p.name for p in IDEAL_CONFIGS])
-def test_ideal_recipe_validates_and_run_points_to_ideal(path, capsys):
-    assert main(["ideal", str(path), "--dry-run"]) == 0
+def test_ideal_recipe_validates_and_run_points_to_ideal(path, tiny_lab, capsys):
+    # The recipe's placeholder data paths are refused by --dry-run, by name ...
+    assert main(["ideal", str(path), "--dry-run"]) == 2
+    assert "error: pool: data/ideal/pool.jsonl does not exist" in capsys.readouterr().err
+    # ... and with real ones the recipe is valid.
+    assert main(["ideal", str(path), f"pool={tiny_lab.pool}", f"reference={tiny_lab.validation}", "--dry-run"]) == 0
     assert main(["run", str(path), "--dry-run"]) == 2
     assert "instruct-select ideal" in capsys.readouterr().err
 

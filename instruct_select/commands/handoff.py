@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import FORMAT_HELP
+from . import add_data_arguments
 
 
 def cmd_report(args) -> None:
@@ -56,7 +56,8 @@ def cmd_export(args) -> None:
     from ..select.export import export_selection
 
     result = export_selection(args.selection_dir, args.pool, args.to, args.out, overwrite=args.overwrite,
-                              format=args.format)
+                              format=args.format, skip_invalid=args.skip_invalid, id_field=args.id_field,
+                              columns=args.columns)
     for note in result.notes:
         print(f"note: {note}")
     print(f"{result.rows} examples written to {result.path} ({args.to})")
@@ -111,5 +112,5 @@ def add_handoff_parsers(sub) -> None:
     p.add_argument("--to", required=True, choices=["hf", "jsonl"], help="output kind")
     p.add_argument("--out", required=True, help="output folder (hf) or file (jsonl); must be new unless --overwrite")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the selection folder)")
-    p.add_argument("--format", default="auto", help=FORMAT_HELP)
+    add_data_arguments(p)
     p.set_defaults(func=cmd_export)

@@ -107,7 +107,8 @@ def to_messages(fmt: str, record: Mapping[str, Any], document: Mapping[str, Any]
 
 
 def check_messages(messages: list[dict[str, str]]) -> None:
-    """Every turn has a known role and non-empty text; at least one assistant turn."""
+    """Every turn has a known role and non-empty text; at least one assistant turn; the user speaks
+    first (after any system turns): an assistant turn has no prompt to answer."""
     for i, turn in enumerate(messages, start=1):
         if turn["role"] not in ROLES:
             hint = SHAREGPT_ROLES.get(turn["role"]) if isinstance(turn["role"], str) else None
@@ -117,6 +118,11 @@ def check_messages(messages: list[dict[str, str]]) -> None:
     if not any(t["role"] == "assistant" for t in messages):
         raise RecordError("no assistant turn: an example needs at least one assistant message "
                           "to learn from. Add the response, or drop the record.")
+    first = next(i for i, t in enumerate(messages, start=1) if t["role"] != "system")
+    if messages[first - 1]["role"] == "assistant":
+        raise RecordError(f"the conversation starts with an assistant turn (message {first}): it answers no "
+                          "prompt. Start with the user's turn (a greeting can go in a system message), or drop "
+                          "the record.")
 
 
 def _messages(record: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import EvalSettings, TrainSettings, _check, _help, apply_overrides, from_dict, load_yaml
+from ..config import (EvalSettings, TrainSettings, _check, _help, apply_overrides, check_paths_exist, from_dict,
+                      load_yaml)
 
 FISHERS = ("sampled", "empirical")
 PATH_KEYS = ("model", "pool", "reference", "tests", "run_dir")
@@ -122,3 +123,13 @@ def load_ideal_config(path: str | Path, overrides: list[str] | tuple[str, ...] =
                         "the reference set)")
     paths = from_dict(IdealPaths, {k: str(data.pop(k)) for k in PATH_KEYS if k in data})
     return paths, from_dict(IdealSettings, data)
+
+
+def check_ideal_inputs(paths: IdealPaths, settings: IdealSettings) -> None:
+    """What an IDEAL run can check before any work, without loading a model: the data paths exist
+    (a recipe's placeholders are refused), the model folder looks like one, the device exists."""
+    from ..models.loading import check_model_source, resolve_device
+
+    check_paths_exist({"pool": paths.pool, "reference": paths.reference, "tests": paths.tests})
+    check_model_source(paths.model)
+    resolve_device(settings.device)

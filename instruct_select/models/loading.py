@@ -6,6 +6,8 @@ names a hub id that is not cached (and the network allows it).
 """
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import torch
@@ -17,20 +19,118 @@ from ..errors import ConfigError
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+DEVICE_HINT = "use cpu, cuda, cuda:N or auto"
+# Files one of which every saved tokenizer folder holds.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model",
+                   "vocab.txt")
+
+
 def resolve_device(device: str | None = None) -> torch.device:
+    """``device`` as torch's, refusing by name a device this machine's torch cannot use."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device {device!r} is not a device; {DEVICE_HINT}") from None
+    if resolved.type == "cuda":
+        if torch.version.cuda is None and torch.version.hip is None:
+            raise ConfigError(f"device {device!r}: this torch ({torch.__version__}) is a CPU-only build; use cpu "
+                              "(or install the torch build for your CUDA version)")
+        count = torch.cuda.device_count()
+        if count == 0 or (resolved.index or 0) >= count:
+            raise ConfigError(f"device {device!r}: this machine shows {count} CUDA device(s); use cpu, or cuda:N "
+                              "with N below the count")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available on this machine; use cpu")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {device!r} is not supported here; {DEVICE_HINT}")
+    return resolved
+
+
+def local_path(name_or_path: str | Path, what: str) -> Path | None:
+    """The local folder ``name_or_path`` names, or None for a hub id (``org/name``).
+
+    A path that does not exist but looks local (starts with ./, ../, / or ~, has more than one
+    separator, or its first part is an existing folder) is refused as a missing folder: tried as a
+    hub id it would cost a minute of retries and end in a connection error."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    parts = Path(text).parts
+    local = (text.startswith(("./", "../", "/", "~", ".\\", "..\\")) or text in (".", "..")
+             or (os.sep != "/" and os.sep in text) or len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir()))
+    if local:
+        raise ConfigError(f"{what} folder {text} does not exist; check the path (a hub id looks like org/name)")
+    return None
+
+
+def check_model_path(name_or_path: str | Path, what: str = "model") -> None:
+    """Refuse, without loading anything, a local path that cannot hold a model: a missing folder, a
+    file, a folder without config.json (naming what it holds instead: a tokenizer, the output
+    folder of ``train`` whose model is in model/), a config of another kind than a causal LM. A hub
+    id is left to ``from_pretrained``."""
+    path = local_path(name_or_path, what)
+    if path is None or (path / "adapter_config.json").is_file():
+        return
+    if (path / "config.json").is_file():
+        _check_causal(path)
+        return
+    if not path.is_dir():
+        raise ConfigError(f"{what} {name_or_path} is a file; give the model's folder (config.json and weights) "
+                          "or a hub id")
+    _refuse_output_root(path, what)
+    holds = ("a tokenizer but no model" if _has_tokenizer(path) else
+             f"{_listing(path)}, not a saved model")
+    raise ConfigError(f"{what} folder {name_or_path} holds {holds} (no config.json); give the folder of a saved "
+                      "model (config.json and weights) or a hub id")
+
+
+def check_tokenizer_path(name_or_path: str | Path, what: str = "tokenizer") -> None:
+    """As ``check_model_path``, for a tokenizer: a local folder must hold tokenizer files."""
+    path = local_path(name_or_path, what)
+    if path is None or (path.is_dir() and _has_tokenizer(path)):
+        return
+    if not path.is_dir():
+        raise ConfigError(f"{what} {name_or_path} is a file; give the tokenizer's folder or a hub id")
+    _refuse_output_root(path, what)
+    raise ConfigError(f"{what} folder {name_or_path} holds {_listing(path)}, not a tokenizer (none of "
+                      f"{', '.join(TOKENIZER_FILES)}); give the folder of a saved tokenizer or model, or a hub id")
+
+
+def check_model_source(name_or_path: str | Path, what: str = "model") -> None:
+    """A folder (or hub id) a run loads both its model and its tokenizer from: both checks."""
+    check_model_path(name_or_path, what)
+    check_tokenizer_path(name_or_path, what)
+
+
+def _refuse_output_root(path: Path, what: str) -> None:
+    """The output folder of ``train`` (manifest.json, model/, checkpoints/): name its model/."""
+    inner = path / "model"
+    if (inner / "config.json").is_file() or (inner / "adapter_config.json").is_file():
+        raise ConfigError(f"{what} folder {path} is the output folder of a training run; give its model folder: "
+                          f"{inner}")
+
+
+def _has_tokenizer(path: Path) -> bool:
+    return any((path / name).is_file() for name in TOKENIZER_FILES)
+
+
+def _listing(path: Path) -> str:
+    names = sorted(p.name for p in path.iterdir())
+    return "nothing" if not names else ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
 
 def load_tokenizer(name_or_path: str | Path, chat_template: str | None = None):
     """A tokenizer with a chat template and a pad token (the end-of-sequence token if it has none)."""
     from transformers import AutoTokenizer
 
+    check_tokenizer_path(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
-    except OSError as err:
-        raise ConfigError(f"cannot load a tokenizer from {name_or_path!r}: {err}") from None
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot load a tokenizer from {name_or_path}: {_first_line(err)}") from None
     ensure_chat_template(tokenizer, chat_template)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -43,17 +143,22 @@ def load_base_model(name_or_path: str | Path, dtype: str = "float32", device: st
 
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    _check_causal(name_or_path)
+    target = resolve_device(device)
+    check_model_path(name_or_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=DTYPES[dtype])
     except OSError as err:
-        raise ConfigError(f"cannot load a model from {name_or_path!r}: {err}") from None
+        raise ConfigError(f"cannot load a model from {name_or_path}: {_first_line(err)}") from None
     except ValueError as err:
         if "Unrecognized configuration class" not in str(err):
             raise
         raise ConfigError(f"{name_or_path}: not a causal language model (AutoModelForCausalLM cannot load this "
                           f"configuration); {CAUSAL_HINT}") from None
-    return model.to(resolve_device(device))
+    return model.to(target)
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 CAUSAL_HINT = "give the folder or hub id of a causal LM such as a Llama, Qwen or SmolLM"
@@ -63,12 +168,10 @@ CAUSAL_ARCHITECTURES = ("ForCausalLM", "LMHeadModel")
 def _check_causal(name_or_path: str | Path) -> None:
     """Refuse a local checkpoint saved as another kind of model (an encoder, a classifier):
     AutoModelForCausalLM would load its body under a freshly initialised, random LM head."""
-    import json
-
     config = Path(name_or_path) / "config.json"
     try:
         architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return  # not a local folder with a readable config: from_pretrained says what is wrong
     if architectures and not any(a.endswith(CAUSAL_ARCHITECTURES) for a in architectures):
         raise ConfigError(f"{name_or_path}: holds a {', '.join(architectures)}, not a causal language model; "
@@ -103,14 +206,42 @@ def _linear_names(model) -> set[str]:
 def load_trained(model_dir: str | Path, base: str | Path | None = None, dtype: str = "float32",
                  device: str | None = None, trainable: bool = False):
     """Load what ``train`` wrote: a LoRA adapter over its base model, or a full model."""
+    check_model_path(model_dir)
     model_dir = Path(model_dir)
     if (model_dir / "adapter_config.json").is_file():
-        from peft import PeftConfig, PeftModel
+        from peft import PeftModel
 
-        base = base or PeftConfig.from_pretrained(str(model_dir)).base_model_name_or_path
+        recorded = adapter_base(model_dir)
+        base = str(base or recorded or "")
+        if not base:
+            raise ConfigError(f"adapter {model_dir} does not record its base model; give it with --base")
         model = load_base_model(base, dtype, device)
-        return PeftModel.from_pretrained(model, str(model_dir), is_trainable=trainable)
+        try:
+            return PeftModel.from_pretrained(model, str(model_dir), is_trainable=trainable)
+        except RuntimeError as err:
+            if "size mismatch" not in str(err):
+                raise
+            hint = (f"it was trained on {recorded}: drop --base, or give --base {recorded}" if recorded and
+                    recorded != base else "give the base model it was trained on with --base")
+            raise ConfigError(f"adapter {model_dir} does not fit base model {base} (its weight shapes differ); "
+                              f"{hint}") from None
     return load_base_model(model_dir, dtype, device)
+
+
+def adapter_base(model_dir: str | Path) -> str | None:
+    """The base model an adapter was trained on: its training manifest's record, else peft's."""
+    model_dir = Path(model_dir)
+    for record, keys in ((model_dir.parent / "manifest.json", ("outputs", "base_model")),
+                         (model_dir / "adapter_config.json", ("base_model_name_or_path",))):
+        try:
+            value = json.loads(record.read_text(encoding="utf-8"))
+            for key in keys:
+                value = value[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if value:
+            return str(value)
+    return None
 
 
 def trainable_named_parameters(model) -> list[tuple[str, torch.nn.Parameter]]:

@@ -26,8 +26,24 @@ class SelectionContext:
 
     def need(self, name: str) -> Any:
         if name not in self.artifacts:
-            raise ConfigError(f"this selector needs the '{name}' artifact, which was not computed")
+            raise ConfigError(missing_need(name))
         return self.artifacts[name]
+
+
+# The needs that ``instruct-select select`` takes ready-made, and its flag for each; ``run`` computes
+# every need of its methods.
+SELECT_FLAGS = {"attribution": "--scores"}
+
+
+def missing_need(need: str, method: str | None = None) -> str:
+    """Why a selector cannot run without ``need``, and the command that makes it."""
+    who = f"--method {method}" if method else "this selector"
+    run = (f"`instruct-select run CONFIG` with {method or 'the method'} in its methods "
+           "(finetune=false stops after selecting)")
+    if need in SELECT_FLAGS:
+        return (f"{who} needs influence scores ('{need}'): compute them with {run}, which writes "
+                f"RUN/influence/scores; then pass {SELECT_FLAGS[need]} RUN/influence/scores")
+    return f"{who} needs the '{need}' artifact, which `select` cannot compute: select with {run}"
 
 
 @dataclass

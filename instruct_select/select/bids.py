@@ -121,15 +121,21 @@ class BidsSelector:
     needs = INFLUENCE_NEEDS
     description = "BIDS: instance-normalised influence, iteratively favouring the least represented instance"
 
-    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
-        scores, ids, columns = pool_matrix(ctx)
-        sizes = Counter(str(c.get("task")) for c in columns)
-        if len(set(sizes.values())) > 1 and not ctx.options.get("allow_unequal_validation"):
+    @staticmethod
+    def check_validation(tasks: list, options: dict) -> None:
+        """Refuse unequal validation sizes per task (``tasks``: each validation example's task):
+        the pipeline calls this before any compute, ``rank`` again on the score matrix's columns."""
+        sizes = Counter(str(task) for task in tasks)
+        if len(set(sizes.values())) > 1 and not options.get("allow_unequal_validation"):
             raise InputError(
                 f"BIDS needs an equal number of validation examples per task, got {dict(sorted(sizes.items()))}; "
                 "sample the validation sets to equal sizes (or set selection_options: {allow_unequal_validation: "
                 "true} in the run config)"
             )
+
+    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
+        scores, ids, columns = pool_matrix(ctx)
+        self.check_validation([c.get("task") for c in columns], ctx.options)
         mean, std, keep, dropped = column_statistics(scores)
         kept = scores if not dropped else scores[:, keep]
         picks = bids_fast(kept, limit, mean[keep], std[keep])

@@ -1,7 +1,8 @@
 """Budgets: how much of the pool to keep, as a fraction, a count, or a token total.
 
 ``Budget.parse`` reads what a user types: ``15%`` or ``0.15`` (fraction), ``500`` (count),
-``200000tok`` (tokens). A fraction rounds to the nearest count (at least 1). A token budget walks
+``200000tok`` (tokens). A fraction rounds to the nearest count; one that rounds to no example is
+refused, as is a count larger than the pool (``check_fits``: ``run`` checks it before any work). A token budget walks
 a selector's ranking and keeps every example while the running total stays within the budget,
 stopping at the first that would pass it.
 """
@@ -48,18 +49,21 @@ class Budget:
             return f"{self.value * 100:g}%"
         return f"{int(self.value)}{'tok' if self.kind == 'tokens' else ''}"
 
+    def check_fits(self, pool_size: int) -> None:
+        """Refuse a count larger than the pool, or a fraction that rounds to no example of it
+        (a token budget is checked against the examples' token counts, in ``max_count``)."""
+        if self.kind == "count" and int(self.value) > pool_size:
+            raise ConfigError(f"budget {self} is larger than the pool ({pool_size} examples); "
+                              "ask for at most the pool size, or use the method full")
+        if self.kind == "fraction" and round(self.value * pool_size) < 1:
+            raise ConfigError(f"budget {self} of the pool ({pool_size} examples) rounds to 0 examples; "
+                              f"ask for at least {100 / pool_size:.2g}% or a count such as 1")
+
     def max_count(self, pool_size: int, token_lengths: list[int] | None = None) -> int:
         """The number of examples this budget can hold at most (exact for fraction and count)."""
-        if self.kind == "fraction":
-            return max(1, round(self.value * pool_size))
-        if self.kind == "count":
-            count = int(self.value)
-            if count > pool_size:
-                raise ConfigError(
-                    f"budget {self} is larger than the pool ({pool_size} examples); "
-                    "ask for at most the pool size, or use --method full"
-                )
-            return count
+        if self.kind != "tokens":
+            self.check_fits(pool_size)
+            return round(self.value * pool_size) if self.kind == "fraction" else int(self.value)
         if token_lengths is None:
             raise ConfigError("a token budget needs the examples' token counts")
         total, count = 0, 0
