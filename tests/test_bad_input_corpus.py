@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -237,3 +238,216 @@ def test_run_dry_run_checks_paths_and_validation_before_any_work(tmp_path, tiny_
     config.write_text(yaml.safe_dump({"model": str(tiny_lab.model("small")), "pool": str(tiny_lab.pool),
                                       "methods": ["random", "bids"]}))
     _assert_clear_error(_cli("run", str(config), "--dry-run", cwd=tmp_path), ["['bids']", "set validation"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 14: validation before any work, and one line instead of a traceback. One case per class of
+# mistake; each asserts the whole error line, the exit status, and that nothing outside the
+# command's own output (OUT) changed: every other file under the work folder is snapshotted (size,
+# mtime, SHA-256) before and after, and no file appeared beside OUT.
+
+
+@pytest.fixture(scope="module")
+def work(tiny_lab, tmp_path_factory):
+    """Inputs a user might hand the commands, good and bad, in one folder."""
+    import shutil
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from instruct_select.cli import main
+
+    root = tmp_path_factory.mktemp("work")
+    shutil.copy(tiny_lab.pool, root / "pool.jsonl")
+    lines = (root / "pool.jsonl").read_text().splitlines(keepends=True)
+    (root / "small.jsonl").write_text("".join(lines[:12]))
+    shutil.copytree(tiny_lab.model("small"), root / "model")
+    shutil.copytree(tiny_lab.test, root / "tests")
+    (root / "readme").mkdir()
+    (root / "readme" / "README.md").write_text("# my model\n")
+    (root / "tok").mkdir()
+    for f in (root / "model").iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, root / "tok" / f.name)
+    # another base: same vocabulary, other widths
+    config = AutoConfig.from_pretrained(root / "model")
+    config.hidden_size, config.intermediate_size = 2 * config.hidden_size, 2 * config.intermediate_size
+    AutoModelForCausalLM.from_config(config).save_pretrained(root / "other-base")
+    for f in (root / "tok").iterdir():
+        shutil.copy(f, root / "other-base" / f.name)
+    assert main(["--quiet", "train", "--model", str(root / "model"), "--data", str(root / "small.jsonl"),
+                 "--out", str(root / "trained"), "--device", "cpu", "epochs=1", "max_length=64",
+                 "save_checkpoints=false", "lora.r=2", "lora.alpha=4"]) == 0
+    assert main(["--quiet", "select", "--pool", str(root / "small.jsonl"), "--budget", "3",
+                 "--out", str(root / "selection")]) == 0
+    (root / "val").mkdir()
+    (root / "val" / "code.jsonl").write_text(_jsonl(*[_msg(id=f"c{i}") for i in range(3)]))
+    (root / "val" / "math.jsonl").write_text(_jsonl(*[_msg(id=f"m{i}") for i in range(2)]))
+    (root / "assistant-first.jsonl").write_text(_jsonl(_msg(id="ok"), _msg(id="greeting", messages=[
+        {"role": "assistant", "content": "Hello! How can I help?"}, {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4"}])))
+    return root
+
+
+def _config(work, out, **changes) -> list[str]:
+    import yaml
+
+    data = {"model": str(work / "model"), "pool": str(work / "pool.jsonl"), "validation": str(work / "val"),
+            "run_dir": str(out), "methods": ["random"], "budgets": ["10"], "device": "cpu", "dtype": "float32",
+            **changes}
+    path = work / "configs" / f"{abs(hash(json.dumps(data, sort_keys=True)))}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return [str(path)]
+
+
+PLACEHOLDER_HINT = "(in the config, or pool=PATH after it on the command line)"
+RUN_HINT = "`instruct-select run CONFIG` with {m} in its methods (finetune=false stops after selecting)"
+
+# (name, the command line given the work folder W and the output OUT, the error after "error: ").
+# Paths in messages are written as given: W/... below stands for the work folder.
+CASES = [
+    # validation before any work (run --dry-run and run itself, ideal --dry-run)
+    ("budget larger than the pool", lambda w, o: ["run", *_config(w, o, budgets=["500"]), "--dry-run"],
+     "budget 500 is larger than the pool (240 examples); ask for at most the pool size, or use the method full"),
+    ("budget rounding to no example", lambda w, o: ["run", *_config(w, o, budgets=["0.1%"])],
+     "budget 0.1% of the pool (240 examples) rounds to 0 examples; ask for at least 0.42% or a count such as 1"),
+    ("unequal BIDS validation", lambda w, o: ["run", *_config(w, o, methods=["bids"]), "--dry-run"],
+     "BIDS needs an equal number of validation examples per task, got {'code': 3, 'math': 2}; sample the "
+     "validation sets to equal sizes (or set selection_options: {allow_unequal_validation: true} in the run config)"),
+    ("run given a train output root", lambda w, o: ["run", *_config(w, o, model=str(w / "trained")), "--dry-run"],
+     "model folder W/trained is the output folder of a training run; give its model folder: W/trained/model"),
+    ("ideal recipe placeholders", lambda w, o: ["ideal", str(CONFIGS / "ideal_llama31_8b.yaml"), "--dry-run"],
+     f"pool: data/ideal/pool.jsonl does not exist; give the path of the pool file or folder {PLACEHOLDER_HINT}"),
+    # a model or tokenizer path that is not one, or not there
+    ("model folder holding a README", lambda w, o: ["train", "--model", str(w / "readme"), "--data",
+                                                     str(w / "small.jsonl"), "--out", str(o)],
+     "--model folder W/readme holds README.md, not a saved model (no config.json); give the folder of a saved "
+     "model (config.json and weights) or a hub id"),
+    ("model folder holding a tokenizer", lambda w, o: ["train", "--model", str(w / "tok"), "--data",
+                                                        str(w / "small.jsonl"), "--out", str(o)],
+     "--model folder W/tok holds a tokenizer but no model (no config.json); give the folder of a saved model "
+     "(config.json and weights) or a hub id"),
+    ("train output root for a model", lambda w, o: ["evaluate", "--model", str(w / "trained"), "--tests",
+                                                     str(w / "tests"), "--out", str(o)],
+     "--model folder W/trained is the output folder of a training run; give its model folder: W/trained/model"),
+    ("tokenizer path that is no tokenizer", lambda w, o: ["select", "--pool", str(w / "pool.jsonl"), "--budget",
+                                                           "500tok", "--tokenizer", str(w / "readme"), "--out", str(o)],
+     "--tokenizer folder W/readme holds README.md, not a tokenizer (none of tokenizer.json, tokenizer_config.json, "
+     "tokenizer.model, vocab.json, spiece.model, vocab.txt); give the folder of a saved tokenizer or model, or a "
+     "hub id"),
+    ("mistyped local path", lambda w, o: ["train", "--model", "./modle", "--data", str(w / "small.jsonl"),
+                                          "--out", str(o)],
+     "--model folder ./modle does not exist; check the path (a hub id looks like org/name)"),
+    # devices
+    ("unknown device", lambda w, o: ["train", "--model", str(w / "model"), "--data", str(w / "small.jsonl"),
+                                     "--out", str(o), "--device", "gpu"],
+     "device 'gpu' is not a device; use cpu, cuda, cuda:N or auto"),
+    ("CUDA on a CPU-only torch", lambda w, o: ["train", "--model", str(w / "model"), "--data", str(w / "small.jsonl"),
+                                               "--out", str(o), "--device", "cuda"],
+     "device 'cuda': this torch ({torch}) is a CPU-only build; use cpu (or install the torch build for your CUDA "
+     "version)"),
+    # an adapter over another base than its own
+    ("adapter over the wrong base", lambda w, o: ["evaluate", "--model", str(w / "trained" / "model"), "--base",
+                                                  str(w / "other-base"), "--tests", str(w / "tests"), "--out", str(o)],
+     "adapter W/trained/model does not fit base model W/other-base (its weight shapes differ); it was trained on "
+     "W/model: drop --base, or give --base W/model"),
+    # data: an assistant-first conversation, refused at load time, the same wherever it is loaded
+    ("assistant-first conversation (inspect)", lambda w, o: ["inspect", str(w / "assistant-first.jsonl")],
+     "W/assistant-first.jsonl:2: the conversation starts with an assistant turn (message 1): it answers no prompt. "
+     "Start with the user's turn (a greeting can go in a system message), or drop the record."),
+    ("assistant-first conversation (train)", lambda w, o: ["train", "--model", str(w / "model"), "--data",
+                                                            str(w / "assistant-first.jsonl"), "--out", str(o)],
+     "W/assistant-first.jsonl:2: the conversation starts with an assistant turn (message 1): it answers no prompt. "
+     "Start with the user's turn (a greeting can go in a system message), or drop the record."),
+    # hints that name what exists
+    ("score-needing method without scores", lambda w, o: ["select", "--pool", str(w / "pool.jsonl"), "--method",
+                                                           "bids", "--out", str(o)],
+     "--method bids needs influence scores ('attribution'): compute them with " + RUN_HINT.format(m="bids")
+     + ", which writes RUN/influence/scores; then pass --scores RUN/influence/scores"),
+    ("method whose need select cannot compute", lambda w, o: ["select", "--pool", str(w / "pool.jsonl"), "--method",
+                                                               "rds", "--out", str(o)],
+     "--method rds needs the 'hidden_states' artifact, which `select` cannot compute: select with "
+     + RUN_HINT.format(m="rds")),
+    ("export reads the pool with --id-field", lambda w, o: ["export", str(w / "selection"), "--pool",
+                                                             str(w / "small.jsonl"), "--to", "jsonl", "--out",
+                                                             str(o), "--id-field", "uid"],
+     "W/small.jsonl:1: missing id field 'uid' (named by --id-field); the record has ['checker', 'defect', "
+     "'duplicate_of', 'id', 'keys', 'level', 'messages', 'reference', 'style', 'subtask', 'task']."),
+]
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# Whether an adapter fits a base shows only once it is loaded onto it, inside the evaluate stage.
+LOADED_TO_TELL = {"adapter over the wrong base"}
+
+
+def _files(root: Path, skip: Path) -> dict[str, tuple]:
+    """Every file under ``root`` but those under ``skip``: (size, mtime, SHA-256)."""
+    import hashlib
+
+    found = {}
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and not f.is_relative_to(skip):
+            st = f.stat()
+            found[str(f)] = (st.st_size, st.st_mtime_ns, hashlib.sha256(f.read_bytes()).hexdigest())
+    return found
+
+
+@pytest.mark.parametrize("name,command,message", CASES, ids=[c[0] for c in CASES])
+def test_mistake_is_one_line_before_any_work(work, tmp_path, monkeypatch, name, command, message):
+    import torch
+
+    if name == "CUDA on a CPU-only torch" and torch.version.cuda is not None:
+        pytest.skip(f"this torch ({torch.__version__}) has CUDA: the CPU-only refusal cannot happen here")
+    monkeypatch.chdir(tmp_path)  # relative paths (./modle, a recipe's data/...) resolve here, not in the repo
+    out = work / "outputs" / name.replace(" ", "-")
+    args = command(work, out)
+    before = _files(work, out) | _files(tmp_path, out)
+    result = _cli(*args, cwd=tmp_path)
+    expected = message.replace("W/", f"{work}/").replace("{torch}", torch.__version__)
+    assert (result.returncode, result.stderr) == (2, f"error: {expected}\n")
+    assert _files(work, out) | _files(tmp_path, out) == before  # nothing outside OUT changed or appeared
+    if name in LOADED_TO_TELL:
+        assert not (out / "manifest.json").exists()  # no stage ran to its end
+    else:
+        assert not out.exists()  # refused before any stage began
+
+
+def test_read_only_out_is_one_line(work, tmp_path):
+    """--out where the user may not write: a read-only folder (or, for root, /sys, which root cannot
+    write either); the line names the path and the system's reason."""
+    import os
+
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    out = read_only / "out"
+    try:
+        os.mkdir(out)  # root writes anywhere a mode allows nothing
+    except PermissionError as err:
+        reason = err.strerror
+    else:
+        os.rmdir(out)
+        out = Path("/sys/instruct-select-out")
+        try:
+            os.mkdir(out)
+        except OSError as err:
+            reason = err.strerror
+        else:
+            os.rmdir(out)
+            pytest.skip("no folder here refuses writes")
+    before = _files(work, tmp_path / "nothing") | _files(tmp_path, tmp_path / "nothing")
+    result = _cli("select", "--pool", str(work / "pool.jsonl"), "--budget", "10", "--out", str(out), cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (2, f"error: {out}: {reason}; give an output folder you can write "
+                                                     "to (or fix that path's permissions)\n")
+    assert _files(work, tmp_path / "nothing") | _files(tmp_path, tmp_path / "nothing") == before
+
+
+def test_a_refused_model_leaves_nothing_that_blocks_the_corrected_rerun(work, tmp_path):
+    """Checks come before a stage starts: rerunning with the model fixed goes ahead (no 'started with
+    other settings' refusal)."""
+    out = tmp_path / "sel"
+    assert _cli("select", "--pool", str(work / "small.jsonl"), "--budget", "500tok", "--tokenizer",
+                str(work / "readme"), "--out", str(out), cwd=tmp_path).returncode == 2
+    assert not out.exists()
+    result = _cli("select", "--pool", str(work / "small.jsonl"), "--budget", "500tok", "--tokenizer",
+                  str(work / "model"), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr

@@ -86,7 +86,7 @@ def test_every_data_hint_names_a_flag_of_the_commands_that_load_a_pool():
 
     parser = build_parser()
     choices = parser._subparsers._group_actions[0].choices
-    for command in ("inspect", "select", "train"):
+    for command in ("inspect", "select", "train", "export"):
         flags = {flag for action in choices[command]._actions for flag in action.option_strings}
         assert {"--format", "--columns", "--id-field", "--skip-invalid"} <= flags, command
     for command in ("run", "ideal"):
@@ -107,3 +107,33 @@ def test_select_reads_a_pool_through_columns_id_field_and_skip_invalid(tmp_path,
     # without --skip-invalid the broken line stops it, and the hint names the flag just used
     assert main(["select", "--pool", str(pool), "--out", str(tmp_path / "s2"), "--columns", "prompt=q,response=a"]) == 2
     assert "pool.jsonl:7: malformed JSON" in capsys.readouterr().err
+
+    # export reads the pool the same way, so the selection's ids are found in it
+    hf = tmp_path / "hf"
+    assert main(["--quiet", "export", str(out), "--pool", str(pool), "--to", "hf", "--out", str(hf),
+                 "--columns", "prompt=q,response=a", "--id-field", "uid", "--skip-invalid"]) == 0
+    from datasets import load_from_disk
+
+    assert load_from_disk(str(hf))["id"] == ids
+
+
+def test_debug_shows_the_traceback_of_a_user_error_and_a_bug_always_shows_one(tmp_path, capsys, monkeypatch):
+    missing = str(tmp_path / "absent.jsonl")
+    assert main(["inspect", missing]) == 2
+    plain = capsys.readouterr().err
+    assert "Traceback" not in plain and plain.count("\n") == 1
+    assert main(["--debug", "inspect", missing]) == 2
+    debug = capsys.readouterr().err
+    assert "Traceback" in debug and debug.endswith(plain)  # the same one line, after the traceback
+
+    import instruct_select.cli as cli
+
+    def bug(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_inspect", bug)
+    with pytest.raises(RuntimeError, match="a bug"):  # not turned into a user error: its traceback shows
+        main(["inspect", missing])
+    # an OSError other than a permission one (a read-only --out) is a bug too, and keeps its traceback
+    assert cli._user_error(FileNotFoundError(2, "No such file or directory", "x")) is None
+    assert cli._user_error(PermissionError(13, "Permission denied", "out")) is not None
