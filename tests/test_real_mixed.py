@@ -34,3 +34,28 @@ def test_pool_validation_and_tests(tmp_path):
     # The same seed writes the same files.
     write_real_mixed(DATA, tmp_path / "again", sizes, seed=0)
     assert (tmp_path / "again" / "pool.jsonl").read_bytes() == (tmp_path / "pool.jsonl").read_bytes()
+
+
+def test_demo_real_runs_the_small_real_comparison(tmp_path, monkeypatch):
+    """`demo --real` wires the real benchmark at demo sizes: one budget, one seed, the demo methods
+    (each a registered selector), into its run folder (the run itself is mocked here;
+    tests/test_real_model_run.py runs the real model through every stage)."""
+    from instruct_select import cli
+    from instruct_select.experiments import real_mixed
+    from instruct_select.models import real
+    from instruct_select.select.registry import REGISTRY
+
+    calls = {}
+
+    def fake_run(model, data_dir, run_dir, grid, *, methods, sizes, out, log):
+        calls.update(model=model, run_dir=run_dir, budgets=grid.budgets, seeds=grid.seeds, methods=methods,
+                     sizes=sizes, out=out)
+        return "| table |"
+
+    monkeypatch.setattr(real_mixed, "run_real_mixed", fake_run)
+    monkeypatch.setattr(real, "prepare_real_model", lambda name, log: f"/models/{name}")
+    assert cli.main(["demo", "--real", "--run-dir", str(tmp_path / "demo")]) == 0
+    assert calls["model"] == "/models/smollm2-135m" and calls["seeds"] == [0] and len(calls["budgets"]) == 1
+    assert calls["methods"] == real_mixed.DEMO_METHODS
+    assert all(m in REGISTRY for m in calls["methods"])
+    assert calls["sizes"] == RealMixedSizes.demo() and str(calls["out"]).startswith(str(tmp_path / "demo"))

@@ -35,6 +35,7 @@ BBH_TASKS = ("boolean_expressions", "date_understanding", "logical_deduction_thr
              "sports_understanding", "web_of_lies")
 CHECKERS = {"math": "number", "code": "contains", "chat": "contains", "reasoning": "exact_ci"}
 METHODS = ["random", "less", "bids", "rds", "rds+", "ifd", "lp-hard", "full"]
+DEMO_METHODS = ["random", "less", "bids", "full"]  # `demo --real`: the lab demo's comparison, minus lp-hard's extra training
 DEFAULT_DATA = "../shared/data/real"
 
 
