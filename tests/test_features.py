@@ -12,11 +12,11 @@ from instruct_select.data.chat import tokenize_examples
 from instruct_select.data.example import Example
 from instruct_select.errors import ArtifactMismatchError
 from instruct_select.config import FeatureSettings
-from instruct_select.features.extract import extract_features, make_projector, projected_features
+from instruct_select.features.extract import TokenizedData, extract_features, make_projector, projected_features
 from instruct_select.features.gradients import lora_modules, per_example_gradients
-from instruct_select.features.optimizer_state import adam_feature
+from instruct_select.features.optimizer_state import AdamMoments, adam_feature
 from instruct_select.features.projection import LayerwiseProjector, normalise_rows
-from instruct_select.features.store import FeatureStore
+from instruct_select.features.store import BackgroundWriter, FeatureStore
 from instruct_select.models.loading import add_lora, load_base_model
 
 
@@ -116,25 +116,78 @@ def test_feature_store_resumes_to_same_result(lora_model, tiny_tokenizer, tmp_pa
     examples = _examples()
     ids = [e.id for e in examples]
     full = FeatureStore.open_or_create(tmp_path / "full", ids, 32, "float32", {"model": "m"})
-    extract_features(lora_model, tiny_tokenizer, examples, full, settings, progress=False)
+    extract_features(lora_model, TokenizedData.of(tiny_tokenizer, examples, 64), full, settings, progress=False)
     assert full.complete()
     part = FeatureStore.open_or_create(tmp_path / "part", ids, 32, "float32", {"model": "m"})
-    extract_features(lora_model, tiny_tokenizer, examples[:2], part, settings, progress=False)
+    extract_features(lora_model, TokenizedData.of(tiny_tokenizer, examples[:2], 64), part, settings, progress=False)
     assert part.pending_ids() == ids[2:]
     reopened = FeatureStore.open_or_create(tmp_path / "part", ids, 32, "float32", {"model": "m"})
-    extract_features(lora_model, tiny_tokenizer, examples, reopened, settings, progress=False)
+    extract_features(lora_model, TokenizedData.of(tiny_tokenizer, examples, 64), reopened, settings, progress=False)
     np.testing.assert_allclose(reopened.block(0, 4), full.block(0, 4), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(full.block(0, 4), axis=1), 1, atol=1e-5)
     with pytest.raises(ArtifactMismatchError, match="model: was 'm', now 'other'"):
         FeatureStore.open_or_create(tmp_path / "part", ids, 32, "float32", {"model": "other"})
 
 
-def test_streamed_features_equal_materialised_gradients(lora_model, tiny_tokenizer):
+@pytest.mark.parametrize("side_bytes", [None, 1], ids=["one-product", "a-product-per-layer"])
+@pytest.mark.parametrize("adam", [False, True], ids=["sgd", "adam"])
+def test_streamed_features_equal_materialised_gradients(lora_model, tiny_tokenizer, monkeypatch, side_bytes, adam):
+    """The fast path (layers side by side, one projection product, reused buffers) against the
+    obvious one: every layer's full per-example gradient, transformed and projected on its own."""
+    import instruct_select.features.extract as extract
+
+    if side_bytes is not None:
+        monkeypatch.setattr(extract, "SIDE_BY_SIDE_BYTES", side_bytes)  # forces a product per layer
     settings = FeatureSettings(dim=64)
     items, _ = tokenize_examples(tiny_tokenizer, _examples(), 128)
     batch = collate(items, tiny_tokenizer.pad_token_id)
     projector = make_projector(lora_model, settings)
-    streamed = projected_features(lora_model, batch, projector, None)
+    moments = _random_moments(lora_model) if adam else None
+    buffers: dict = {}
+    streamed = projected_features(lora_model, batch, projector, moments, buffers)
+    again = projected_features(lora_model, collate(items[:2], tiny_tokenizer.pad_token_id), projector, moments, buffers)
     _, grads = per_example_gradients(lora_model, batch)
-    torch.testing.assert_close(streamed, normalise_rows(projector.project(grads)), rtol=1e-5, atol=1e-6)
+    if adam:
+        grads = {name: moments.transform(name, g) for name, g in grads.items()}
+    reference = normalise_rows(projector.project(grads))
+    torch.testing.assert_close(streamed, reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(again, reference[:2], rtol=1e-5, atol=1e-6)  # a reused, larger buffer
     assert set(lora_modules(lora_model)) == set(projector.shapes)
+
+
+def _random_moments(model):
+    moments = AdamMoments.__new__(AdamMoments)
+    generator = torch.Generator().manual_seed(1)
+    moments.beta1, moments.beta2, moments.eps = 0.9, 0.999, 1e-8
+    shapes = {name: m.weight.shape for name, m in lora_modules(model).items()}
+    moments.exp_avg = {n: torch.randn(s, generator=generator) * 1e-3 for n, s in shapes.items()}
+    moments.exp_avg_sq = {n: torch.rand(s, generator=generator) * 1e-6 for n, s in shapes.items()}
+    return moments
+
+
+def test_projection_groups_sum_to_the_layerwise_projection():
+    # rank 4 and 8 divide k (two groups, one product each); rank 5 does not (its own group with an R1)
+    shapes = {"a.lora_A.weight": (4, 10), "a.lora_B.weight": (12, 4), "b.lora_A.weight": (8, 16),
+              "b.lora_B.weight": (9, 8), "c.lora_A.weight": (5, 6)}
+    projector = LayerwiseProjector(shapes, 24, seed=3)
+    assert [g.names for g in projector.groups] == [["a.lora_A.weight", "a.lora_B.weight"],
+                                                   ["b.lora_A.weight", "b.lora_B.weight"], ["c.lora_A.weight"]]
+    grads = {n: torch.randn(3, *s) for n, s in shapes.items()}
+    total = sum(projector.project_group(g, torch.cat([projector.orient(n, grads[n]) for n in g.names], dim=2))
+                for g in projector.groups)
+    torch.testing.assert_close(total, projector.project(grads), rtol=1e-5, atol=1e-6)
+
+
+def test_background_writer_writes_everything_and_reports_a_failure(tmp_path):
+    store = FeatureStore.open_or_create(tmp_path / "s", ["a", "b", "c"], 2, "float32", {})
+    with BackgroundWriter(store, depth=1) as writer:
+        writer.write(["a"], np.ones((1, 2)))
+        writer.write(["b", "c"], np.full((2, 2), 2.0))
+    assert store.complete() and store.block(0, 3).tolist() == [[1, 1], [2, 2], [2, 2]]
+    with pytest.raises(KeyError):
+        with BackgroundWriter(store) as writer:
+            writer.write(["nope"], np.ones((1, 2)))
+    with pytest.raises(RuntimeError, match="the caller's"):  # the caller's error wins over the writer's
+        with BackgroundWriter(store) as writer:
+            writer.write(["nope"], np.ones((1, 2)))
+            raise RuntimeError("the caller's")

@@ -68,8 +68,15 @@ def per_example_output_grads(model, batch: dict[str, torch.Tensor], modules: dic
 
 
 def layer_gradient(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
-    """Per-example weight gradient of a linear layer: (B, out, in), in float32."""
-    return torch.einsum("bto,bti->boi", grad_out.float(), x.float())
+    """Per-example weight gradient of a linear layer: (B, out, in), in float32.
+
+    Multiplied with the small side (LoRA's rank) first, (B, small, T) @ (B, T, big), which BLAS does
+    several times faster than the other way round; for out > in the result is a transposed view.
+    """
+    x, grad_out = x.float(), grad_out.float()
+    if grad_out.shape[-1] > x.shape[-1]:
+        return torch.bmm(x.transpose(1, 2), grad_out).transpose(1, 2)
+    return torch.bmm(grad_out.transpose(1, 2), x)
 
 
 def per_example_gradients(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -14,10 +14,18 @@ the backward pass.
 
 Matrices are generated from (seed, parameter name) with a private ``torch.Generator``, so every
 checkpoint, shard, process and run draws the same ones.
+
+Speed: when R1 = I (LoRA's rank divides k, the usual case), the sum over layers is one matrix
+product, Σ_l G_l R2_l = [G_1 … G_L] @ [R2_1; …; R2_L]: one large GEMM instead of one small one per
+layer (48 on a 6-layer model with q/k/v/o adapters), which a CPU runs several times faster. The
+layers whose small side has the same size form such a group; each layer's R2 is a slice of the
+group's stacked matrix, so nothing is stored twice. ``project`` keeps the obvious per-layer sum,
+the reference the grouped product is tested against.
 """
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 
 import torch
 
@@ -39,6 +47,24 @@ def _name_seed(seed: int, name: str, which: str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
+@dataclass
+class ProjectionGroup:
+    """Layers projected by one matrix product: their oriented gradients (B, small, big_l), laid side
+    by side in ``names`` order, times ``right`` (Σ big_l, k2), the layers' R2 stacked; ``left`` is R1
+    (a group with an R1 holds one layer)."""
+
+    names: list[str]
+    small: int
+    k2: int
+    left: torch.Tensor | None = None
+    right: torch.Tensor | None = None  # filled on first use
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)  # each layer's rows of ``right``
+
+    @property
+    def width(self) -> int:
+        return sum(stop - start for start, stop in self.spans.values())
+
+
 class LayerwiseProjector:
     """Projects named per-example gradients {name: (B, a, b)} to (B, k)."""
 
@@ -50,39 +76,76 @@ class LayerwiseProjector:
         self.device = torch.device(device)
         self.shapes = dict(shapes)
         self._plans: dict[str, tuple[bool, int, int]] = {}
-        self._matrices: dict[str, tuple[torch.Tensor | None, torch.Tensor]] = {}
         for name, (a, b) in self.shapes.items():
             # Keep the smaller side whole when it divides k (LoRA's rank r usually does).
             transpose = a > b
             small = min(a, b)
             k1 = small if dim % small == 0 else _largest_divisor_at_most(dim, small)
             self._plans[name] = (transpose, k1, dim // k1)
+        self.groups: list[ProjectionGroup] = []
+        self._group_of: dict[str, ProjectionGroup] = {}
+        by_small: dict[int, ProjectionGroup] = {}
+        for name, (transpose, k1, k2) in self._plans.items():
+            small, big = sorted(self.shapes[name])
+            if k1 == small and small in by_small:
+                group = by_small[small]
+            else:
+                group = ProjectionGroup([], small, k2)
+                self.groups.append(group)
+                if k1 == small:
+                    by_small[small] = group
+            offset = group.width
+            group.names.append(name)
+            group.spans[name] = (offset, offset + big)
+            self._group_of[name] = group
+
+    def _fill(self, group: ProjectionGroup) -> None:
+        right = torch.empty((group.width, group.k2))
+        for name in group.names:
+            _, k1, k2 = self._plans[name]
+            start, stop = group.spans[name]
+            right[start:stop] = _rademacher((stop - start, k2), _name_seed(self.seed, name, "R"), k2 ** -0.5)
+            if k1 != group.small:
+                left = _rademacher((group.small, k1), _name_seed(self.seed, name, "L"), k1 ** -0.5)
+                group.left = left.to(self.device)
+        group.right = right.to(self.device)
 
     def matrices(self, name: str) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(R1 or None for identity, R2) of one layer, created on first use."""
-        if name not in self._matrices:
-            transpose, k1, k2 = self._plans[name]
-            a, b = self.shapes[name]
-            small, big = (b, a) if transpose else (a, b)
-            left = None if k1 == small else _rademacher((small, k1), _name_seed(self.seed, name, "L"), k1 ** -0.5)
-            right = _rademacher((big, k2), _name_seed(self.seed, name, "R"), k2 ** -0.5)
-            self._matrices[name] = (
-                None if left is None else left.to(self.device),
-                right.to(self.device),
-            )
-        return self._matrices[name]
+        group = self._group_of[name]
+        if group.right is None:
+            self._fill(group)
+        start, stop = group.spans[name]
+        return group.left, group.right[start:stop]
+
+    def orient(self, name: str, grads: torch.Tensor) -> torch.Tensor:
+        """(B, a, b) gradients of one layer as (B, small, big) (a view)."""
+        transpose, _, _ = self._plans[name]
+        return grads.transpose(1, 2) if transpose else grads
 
     def project_layer(self, name: str, grads: torch.Tensor) -> torch.Tensor:
         """(B, a, b) per-example gradients of one layer -> (B, k)."""
-        transpose, _, _ = self._plans[name]
-        g = grads.transpose(1, 2) if transpose else grads  # (B, small, big)
+        g = self.orient(name, grads)  # (B, small, big)
         left, right = self.matrices(name)
         out = g @ right  # (B, small, k2)
         if left is not None:
             out = left.t() @ out  # (B, k1, k2)
         return out.reshape(g.shape[0], -1)
 
+    def project_group(self, group: ProjectionGroup, oriented: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """Layers of ``group`` whose oriented gradients lie side by side in ``oriented`` (B, small, w),
+        starting at the group's column ``first`` -> the sum of their projections, (B, k)."""
+        if group.right is None:
+            self._fill(group)
+        batch, _, width = oriented.shape
+        rows = oriented.reshape(batch * group.small, width)  # a view, also of a column slice of a wider array
+        out = rows @ group.right[first:first + width]  # one GEMM over all these layers
+        if group.left is not None:
+            out = group.left.t() @ out.reshape(batch, group.small, -1)
+        return out.reshape(batch, -1)
+
     def project(self, grads: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The reference: each layer projected on its own, summed."""
         missing = set(self.shapes) - set(grads)
         if missing:
             raise ConfigError(f"gradients for {sorted(missing)[:3]} are missing: model and projector disagree")

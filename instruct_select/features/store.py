@@ -14,6 +14,8 @@ the done-mask and ends with the same array as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +87,55 @@ class FeatureStore:
     def block(self, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) as float32 (the only rows read into memory)."""
         return np.asarray(self.features[start:stop], dtype=np.float32)
+
+
+class BackgroundWriter:
+    """``store.write`` on a thread of its own, so that computing the next batch overlaps writing
+    this one (each write flushes to disk: milliseconds, as long as a small model's batch).
+
+    Use as a context manager: leaving it waits for every queued write, then re-raises a write's
+    error if one failed; so an interrupted extraction still records every row it computed, and a
+    rerun resumes after them. At most ``depth`` batches wait, which bounds the memory they hold.
+    """
+
+    def __init__(self, store: FeatureStore, depth: int = 4):
+        self.store = store
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="feature-store-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if self._error is None:  # after a failure, drain without writing
+                try:
+                    self.store.write(*job)
+                except BaseException as err:  # handed to the caller's thread
+                    self._error = err
+
+    def write(self, ids: list[str], values: np.ndarray) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((ids, values))
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> "BackgroundWriter":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except BaseException:
+            pass  # the exception already leaving the block is the one to report
 
 
 def ids_fingerprint(ids: list[str]) -> str:

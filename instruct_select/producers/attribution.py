@@ -21,7 +21,7 @@ from ..context import RunContext
 from ..data.example import Example
 from ..data.loading import LoadedData
 from ..errors import ArtifactMismatchError
-from ..features.extract import extract_features
+from ..features.extract import TokenizedData, extract_features, make_projector
 from ..features.optimizer_state import AdamMoments
 from ..features.sharded import merge_store_shards, sharded_store_stage
 from ..features.store import FeatureStore
@@ -64,6 +64,7 @@ def features_stage(ctx: RunContext, warmup_dir: str | Path, data: LoadedData, sp
     if not checkpoints:
         raise ArtifactMismatchError(f"{warmup_dir} has no checkpoints; run the warmup with save_checkpoints=true")
     folders = []
+    shared: dict = {}  # what every checkpoint's extraction reuses (``_extract_into``)
     for checkpoint in checkpoints:
         folder = layout.feature_store(split, checkpoint.epoch)
         meta = {"model": fingerprint_path(warmup_dir), "checkpoint": f"epoch-{checkpoint.epoch}",
@@ -74,12 +75,12 @@ def features_stage(ctx: RunContext, warmup_dir: str | Path, data: LoadedData, sp
         inputs = {k: v for k, v in meta.items() if k in ("model", "checkpoint_fingerprint", "data")}
         folders.append(folder)
         sharded_store_stage(ctx, folder, "features", stage_settings, inputs, data.examples, meta,
-                            _extract_into(ctx, warmup_dir, checkpoint, settings, transform,
+                            _extract_into(ctx, warmup_dir, checkpoint, settings, transform, shared,
                                           f"{split} features @ epoch {checkpoint.epoch}"))
     return folders
 
 
-def _extract_into(ctx: RunContext, warmup_dir, checkpoint, settings, transform, desc):
+def _extract_into(ctx: RunContext, warmup_dir, checkpoint, settings, transform, shared: dict, desc):
     def fill(folder: Path, examples: list[Example], meta: dict) -> dict:
         model, tokenizer = warmup_model(warmup_dir, checkpoint, ctx.device)
         moments = None
@@ -88,8 +89,15 @@ def _extract_into(ctx: RunContext, warmup_dir, checkpoint, settings, transform, 
 
             moments = AdamMoments(checkpoint, list(lora_modules(model)), next(model.parameters()).device)
         store = FeatureStore.open_or_create(folder, [e.id for e in examples], settings.dim, settings.dtype, meta)
-        return extract_features(model, tokenizer, examples, store, settings, moments=moments,
-                                progress=ctx.progress, desc=desc)
+        # Every checkpoint hands this process the same examples (all, or its shard's share), the
+        # warmup's tokenizer and LoRA shapes: tokenised and projection drawn on the first checkpoint
+        # that has work to do, then reused.
+        ids = tuple(e.id for e in examples)
+        if shared.get("ids") != ids:
+            shared.update(ids=ids, data=TokenizedData.of(tokenizer, examples, settings.max_length),
+                          projector=make_projector(model, settings))
+        return extract_features(model, shared["data"], store, settings, moments=moments,
+                                progress=ctx.progress, desc=desc, projector=shared["projector"])
     return fill
 
 
