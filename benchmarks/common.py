@@ -20,6 +20,10 @@ TRAINING_SIDE = ("gsm8k_train.jsonl", "gpteacher_codegen.json")
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
+def training_side_examples(data_dir: str | Path = DATA_DIR) -> list[Example]:
+    return [e for name in TRAINING_SIDE for e in load_examples(Path(data_dir) / name).examples]
+
+
 def real_examples(n: int, data_dir: str | Path = DATA_DIR, seed: int = 0) -> list[Example]:
     """``n`` pool examples, half GSM8K train and half GPTeacher code, a seeded sample of each."""
     rng = random.Random(f"benchmark:{seed}")
@@ -44,14 +48,15 @@ def _status_mib(field: str) -> float:
 
 
 def resident_mib() -> float:
+    """Resident memory after glibc has handed what it holds free back to the kernel."""
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     return _status_mib("VmRSS")
 
 
 def peak_mib(fn) -> float:
     """Peak resident memory (MiB) ``fn`` adds to what the process holds when it starts."""
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident size
     before = resident_mib()
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident size
     fn()
     return _status_mib("VmHWM") - before
 

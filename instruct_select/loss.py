@@ -9,7 +9,7 @@ example count (``train.loop``), not its own mean.
 Memory: the model's own forward would compute logits for every position and the whole vocabulary
 (B × T × V; 16 GiB in float32 for a Llama-3-8B batch of 16 × 2048 tokens) before the loss masks
 most of them out. ``model_per_example_loss`` instead takes the final hidden states, keeps the
-labelled positions, applies the output head there only, ``CHUNK_TOKENS`` positions at a time, and
+labelled positions, applies the output head there only, a chunk of positions at a time (``chunk_positions``), and
 computes the cross-entropy in float32 chunk by chunk; under autograd each chunk's logits are
 recomputed in the backward pass (activation checkpointing), so at most one chunk of logits is held.
 Supported: models whose logits are ``get_output_embeddings()(backbone(...).last_hidden_state)``
@@ -43,7 +43,11 @@ def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return (token_loss * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
-CHUNK_TOKENS = 1024  # labelled positions per output-head chunk: at most CHUNK_TOKENS × V float32 logits
+# Labelled positions per output-head chunk: at most CHUNK_TOKENS, and no more than CHUNK_LOGITS_BYTES
+# of float32 logits (a chunk's logits, their log-softmax and their two gradients live at once in
+# the backward pass: 4 × 64 MiB; 341 positions for a 49K vocabulary, 130 for Llama-3's 128K).
+CHUNK_TOKENS = 1024
+CHUNK_LOGITS_BYTES = 64 * 2**20
 # Config fields that change logits after the head: such models take the full-logits path.
 LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale", "logits_scaling")
 _WARNED: set[str] = set()
@@ -81,10 +85,17 @@ def backbone_and_head(model):
     return None
 
 
+def chunk_positions(vocab: int) -> int:
+    """Labelled positions per head chunk for a ``vocab``-sized output (read at call time: tests set them)."""
+    return max(1, min(CHUNK_TOKENS, CHUNK_LOGITS_BYTES // (4 * vocab)))
+
+
 def labelled_positions_loss(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Module,
-                            chunk: int = CHUNK_TOKENS) -> torch.Tensor:
+                            chunk: int | None = None) -> torch.Tensor:
     """``per_example_loss`` from the final hidden states (B, T, H): the head is applied only at the
-    positions that predict a label, ``chunk`` positions at a time, the cross-entropy in float32."""
+    positions that predict a label, ``chunk`` positions at a time (default ``chunk_positions``), the
+    cross-entropy in float32."""
+    chunk = chunk or chunk_positions(head.out_features)
     shift_labels = labels[:, 1:]
     rows, cols = (shift_labels != IGNORE_INDEX).nonzero(as_tuple=True)
     states = hidden[:, :-1][rows, cols]

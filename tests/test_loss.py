@@ -43,6 +43,7 @@ def _assert_same(model, batch, chunk):
     original = loss_module.CHUNK_TOKENS
     loss_module.CHUNK_TOKENS = chunk  # several chunks on a small batch
     try:
+        assert loss_module.chunk_positions(model.get_output_embeddings().out_features) == chunk
         chunked = model_per_example_loss(model, batch)
         chunked_grads = _grads(model, chunked)
     finally:
@@ -92,6 +93,13 @@ def test_gpt2_body_is_not_called_model(tiny_tokenizer):
                                        n_positions=128, bos_token_id=0, eos_token_id=1)).eval()  # no dropout
     assert backbone_and_head(model) is not None
     _assert_same(model, _batch(tiny_tokenizer), chunk=3)
+
+
+def test_chunks_are_bounded_in_bytes_for_a_large_vocabulary():
+    from instruct_select.loss import CHUNK_TOKENS, chunk_positions
+
+    assert chunk_positions(512) == CHUNK_TOKENS  # the lab's vocabularies: chunks as before
+    assert chunk_positions(49_152) == 341 and chunk_positions(128_256) == 130  # SmolLM2, Llama-3: <= 64 MiB
 
 
 def test_no_labelled_position_gives_zero_and_a_model_with_scaled_logits_falls_back(tiny_model_dir):
