@@ -47,6 +47,39 @@ def test_blockwise_equals_dense(tmp_path):
     assert loaded.rows == train_ids and loaded.tasks == ["math"] * 3 + ["code"] * 3
 
 
+def _simple_scores(trains, vals, weights, block_rows):
+    """The plain way, as scoring was written before it reused buffers: each block widened by numpy,
+    multiplied, weighted and summed."""
+    n = len(trains[0].ids)
+    out = np.zeros((n, len(vals[0].ids)), dtype=np.float32)
+    for start in range(0, n, block_rows):
+        stop = min(n, start + block_rows)
+        acc = np.zeros((stop - start, len(vals[0].ids)), dtype=np.float32)
+        for t, v, w in zip(trains, vals, weights):
+            acc += np.float32(w) * (np.asarray(t.features[start:stop], np.float32) @ np.asarray(v.features, np.float32).T)
+        out[start:stop] = acc
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_streamed_scores_equal_the_simple_path_exactly(tmp_path, dtype):
+    """Reused buffers, one read per block and torch's cast change no bit of any score. (Across block
+    sizes scores agree to float32 rounding only: BLAS sums a one-row block in another order.)"""
+    rng = np.random.default_rng(3)
+    train_ids, val_ids, weights = [f"t{i}" for i in range(53)], [f"v{j}" for j in range(7)], [0.7, 0.3]
+    trains = [_store(tmp_path / f"t{e}", train_ids, _unit(rng, 53, 24), f"epoch-{e}", dtype) for e in range(2)]
+    vals = [_store(tmp_path / f"v{e}", val_ids, _unit(rng, 7, 24), f"epoch-{e}") for e in range(2)]
+    in_memory = sum(np.float32(w) * (np.asarray(t.features, np.float32) @ np.asarray(v.features, np.float32).T)
+                    for t, v, w in zip(trains, vals, weights))
+    for block_rows in (1, 8, 53, 1000):
+        out = np.full((53, 7), np.nan, dtype=np.float32)
+        attribution_into(out, trains, vals, weights, block_rows=block_rows, progress=False)
+        np.testing.assert_array_equal(out, _simple_scores(trains, vals, weights, block_rows))
+        np.testing.assert_allclose(out, in_memory, rtol=1e-5, atol=1e-6)
+    rows = np.empty((10, 24), np.float32)
+    np.testing.assert_array_equal(trains[0].read_into(45, 53, rows), trains[0].block(45, 53))
+
+
 def test_mismatched_checkpoints_are_refused(tmp_path):
     rng = np.random.default_rng(1)
     t = _store(tmp_path / "t", ["a", "b"], _unit(rng, 2, 4), "epoch-1")

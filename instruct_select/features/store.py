@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,26 @@ class FeatureStore:
     def block(self, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) as float32 (the only rows read into memory)."""
         return np.asarray(self.features[start:stop], dtype=np.float32)
+
+    def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Rows [start, stop) as float32 into ``out`` (a reused buffer of at least that many rows);
+        returns its filled part, equal to ``block(start, stop)``.
+
+        For scoring, which streams the whole store through a matrix product: float16 is widened by
+        torch's vectorised cast, about five times numpy's on this project's CPUs (numpy's cast was
+        a third of scoring's time), straight from the memory-mapped file into ``out``.
+        """
+        import torch
+
+        rows = out[: stop - start]
+        source = np.asarray(self.features[start:stop])
+        if source.dtype == np.float32:
+            np.copyto(rows, source)
+            return rows
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")  # it is only read
+            torch.from_numpy(rows).copy_(torch.from_numpy(source))
+        return rows
 
 
 class BackgroundWriter:

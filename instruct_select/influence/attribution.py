@@ -43,13 +43,18 @@ def _check_pair(train: FeatureStore, val: FeatureStore) -> None:
         raise ArtifactMismatchError(f"features in {train.path} or {val.path} are unfinished; rerun extraction")
 
 
+BLOCK_ROWS = 16384
+
+
 def attribution_into(out: np.ndarray, train_stores: list[FeatureStore], val_stores: list[FeatureStore],
-                     weights: list[float], block_rows: int = 16384, progress: bool = True,
+                     weights: list[float], block_rows: int = BLOCK_ROWS, progress: bool = True,
                      shard: Shard | None = None) -> None:
     """Fill ``out`` (N × |V|) with Σ_e w_e · train_e @ val_eᵀ, reading ``block_rows`` rows at a time.
 
     With ``shard`` (i of N), only every N-th row block is computed: processes sharing one output
-    file fill it together.
+    file fill it together. Each block is read into reused float32 buffers (``FeatureStore.read_into``)
+    and multiplied in float32 by numpy, as the plain in-memory product does; a row's score does not
+    depend on the block it is in, so the matrix equals that product exactly (tested).
     """
     if not (len(train_stores) == len(val_stores) == len(weights)):
         raise ArtifactMismatchError("need one training store, one validation store and one weight per checkpoint")
@@ -61,12 +66,17 @@ def attribution_into(out: np.ndarray, train_stores: list[FeatureStore], val_stor
         _check_pair(t, v)
     vals = [v.block(0, len(v.ids)) for v in val_stores]
     starts = (shard or Shard()).take(list(range(0, n, block_rows)))
+    rows = np.empty((min(n, block_rows), train_stores[0].dim), dtype=np.float32)
+    product = np.empty((len(rows), vals[0].shape[0]), dtype=np.float32)
     for start in tqdm(starts, desc="scores", disable=not progress, leave=False):
         stop = min(n, start + block_rows)
-        acc = np.zeros((stop - start, vals[0].shape[0]), dtype=np.float32)
-        for t, v, w in zip(train_stores, vals, weights):
-            acc += np.float32(w) * (t.block(start, stop) @ v.T)
-        out[start:stop] = acc
+        scores = out[start:stop]
+        for e, (t, v, w) in enumerate(zip(train_stores, vals, weights)):
+            block = np.matmul(t.read_into(start, stop, rows), v.T, out=product[: stop - start])
+            if e == 0:
+                np.multiply(block, np.float32(w), out=scores)  # the sum's first term: 0 + w·P is w·P
+            else:
+                scores += np.float32(w) * block
 
 
 def write_attribution(out_dir: Path, train_stores: list[FeatureStore], val_stores: list[FeatureStore],
