@@ -191,3 +191,15 @@ def test_background_writer_writes_everything_and_reports_a_failure(tmp_path):
         with BackgroundWriter(store) as writer:
             writer.write(["nope"], np.ones((1, 2)))
             raise RuntimeError("the caller's")
+
+
+def test_final_states_from_the_body_equal_the_whole_models(lora_model, tiny_tokenizer):
+    """The hidden-states stage takes the last layer from the model's body alone (no logits): the
+    same numbers as the whole model's last hidden states."""
+    from instruct_select.features.hidden import _final_states
+
+    batch = collate(tokenize_examples(tiny_tokenizer, _examples(), 128)[0], tiny_tokenizer.pad_token_id)
+    with torch.no_grad():
+        whole = lora_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           output_hidden_states=True).hidden_states[-1]
+        assert torch.equal(_final_states(lora_model, batch["input_ids"], batch["attention_mask"]), whole)

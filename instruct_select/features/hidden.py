@@ -7,6 +7,7 @@ from tqdm.auto import tqdm
 from ..data.batching import Batching, collate, token_budget_batches
 from ..data.chat import tokenize_examples
 from ..data.example import Example
+from ..loss import backbone_and_head
 from .store import FeatureStore
 
 
@@ -21,9 +22,18 @@ def fill_last_token_states(model, tokenizer, examples: list[Example], store: Fea
     for indices in tqdm(token_budget_batches(items, batching.token_budget, batching.max_batch_size),
                         desc="hidden states", disable=not progress, leave=False):
         batch = collate([items[i] for i in indices], tokenizer.pad_token_id)
-        out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                    output_hidden_states=True)
+        final = _final_states(model, batch["input_ids"].to(device), batch["attention_mask"].to(device))
         last = batch["attention_mask"].sum(dim=1) - 1  # right padding: the last real position
-        states = out.hidden_states[-1][torch.arange(len(indices)), last.to(device)].float().cpu().numpy()
+        states = final[torch.arange(len(indices)), last.to(device)].float().cpu().numpy()
         store.write([items[i].id for i in indices], states)
     return {"computed": len(items)}
+
+
+def _final_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The last layer's (normed) states, (B, T, H): from the model's body alone when the loss knows
+    it (``loss.backbone_and_head``), so no logits are computed (B × T × vocabulary; 6 GiB in float32
+    for 16 × 2,048 tokens of a 49K vocabulary); else from the whole model's hidden states."""
+    parts = backbone_and_head(model)
+    if parts is not None:
+        return parts[0](input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[-1]
