@@ -61,9 +61,12 @@ def model_per_example_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tenso
     labels = batch["labels"].to(device)
     parts = backbone_and_head(model)
     if parts is None:
-        return per_example_loss(model(input_ids=input_ids, attention_mask=attention_mask).logits, labels)
+        return per_example_loss(model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits,
+                                labels)
     backbone, head = parts
-    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    # use_cache=False: a key/value cache would keep every layer's keys and values of the batch
+    # (128 KiB a token for Llama-3-8B in bfloat16), which one pass never reads.
+    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     return labelled_positions_loss(hidden, labels, head)
 
 

@@ -35,5 +35,6 @@ def _final_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) 
     for 16 × 2,048 tokens of a 49K vocabulary); else from the whole model's hidden states."""
     parts = backbone_and_head(model)
     if parts is not None:
-        return parts[0](input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[-1]
+        return parts[0](input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    return model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                 use_cache=False).hidden_states[-1]

@@ -65,7 +65,8 @@ def fill_weighted_mean_states(model, tokenizer, examples: list[Example], store: 
                         desc="representations", disable=not progress, leave=False):
         batch = collate([items[i] for i in indices], tokenizer.pad_token_id)
         mask = batch["attention_mask"].to(device)
-        states = backbone(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state.float()
+        states = backbone(input_ids=batch["input_ids"].to(device), attention_mask=mask,
+                          use_cache=False).last_hidden_state.float()  # no key/value cache: one pass
         pooled = (states * position_weights(mask.float())[..., None]).sum(dim=1)
         store.write([items[i].id for i in indices], pooled.cpu().numpy())
     return {"computed": len(items), "truncated": sum(it.truncated for it in items)}
