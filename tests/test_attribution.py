@@ -56,7 +56,8 @@ def _simple_scores(trains, vals, weights, block_rows):
         stop = min(n, start + block_rows)
         acc = np.zeros((stop - start, len(vals[0].ids)), dtype=np.float32)
         for t, v, w in zip(trains, vals, weights):
-            acc += np.float32(w) * (np.asarray(t.features[start:stop], np.float32) @ np.asarray(v.features, np.float32).T)
+            rows, columns = np.asarray(t.features[start:stop], np.float32), np.asarray(v.features, np.float32)
+            acc += np.float32(w) * (rows @ columns.T)
         out[start:stop] = acc
     return out
 
