@@ -60,9 +60,8 @@ def model_per_example_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tenso
     attention_mask = batch["attention_mask"].to(device)
     labels = batch["labels"].to(device)
     parts = backbone_and_head(model)
-    if parts is None:
-        return per_example_loss(model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits,
-                                labels)
+    if parts is None:  # any module returning .logits (wrappers need not know use_cache)
+        return per_example_loss(model(input_ids=input_ids, attention_mask=attention_mask).logits, labels)
     backbone, head = parts
     # use_cache=False: a key/value cache would keep every layer's keys and values of the batch
     # (128 KiB a token for Llama-3-8B in bfloat16), which one pass never reads.
