@@ -210,8 +210,7 @@ def run_real_mixed(model: str | Path, data_dir: str | Path, run_dir: str | Path,
     layout = RunLayout(run_dir)
     data = real_mixed_data(data_dir, layout, sizes, log=log)
     config = real_mixed_config(model, data, run_dir, methods, grid.budgets[:1])
-    check_config(config)
-    ctx = context_for(config, progress=False, log=log)
+    ctx = context_for(config, progress=False, log=log, pool=check_config(config))  # the pool, read once
 
     def report(done: str) -> str:
         title = lambda b: f"### Budget {b} (mean ± std over seeds {', '.join(map(str, grid.seeds))})"  # noqa: E731
