@@ -12,8 +12,8 @@ import pytest
 
 from instruct_select.cli import main
 from instruct_select.errors import ConfigError, InputError
-from instruct_select.evaluate.lm_eval_adapter import (LmEvalSettings, capability_summary, parse_mapping,
-                                                      parse_metrics, require_lm_eval, task_score)
+from instruct_select.evaluate.lm_eval_adapter import (LmEvalSettings, capability_summary, model_arguments,
+                                                      parse_mapping, parse_metrics, require_lm_eval, task_score)
 
 MC_TASK = """task: tiny_mc
 dataset_path: json
@@ -116,6 +116,30 @@ def test_unknown_task_is_a_clear_error(tiny_model_dir, tmp_path, capsys):
     code = main(["lm-eval", "--model", str(tiny_model_dir), "--tasks", "tiny_nope", "--include-path", str(tasks),
                  "--only-include-path", "--device", "cpu"])
     assert code == 2 and "no task(s) ['tiny_nope']" in capsys.readouterr().err
+
+
+def test_model_folders_are_checked_before_lm_eval_loads_them(tiny_model_dir, tmp_path):
+    """The same checks as every other command: a one-line error instead of lm-eval's traceback."""
+    import shutil
+
+    settings = LmEvalSettings(tasks=["tiny_mc"], device="cpu")
+    assert model_arguments(tiny_model_dir, None, settings)["pretrained"] == str(tiny_model_dir)
+    with pytest.raises(ConfigError, match="does not exist"):
+        model_arguments(tmp_path / "missing", None, settings)
+    root = tmp_path / "train"  # the output folder of `train`: its model is in model/
+    shutil.copytree(tiny_model_dir, root / "model")
+    with pytest.raises(ConfigError, match=f"give its model folder: {root / 'model'}"):
+        model_arguments(root, None, settings)
+    tokenizer_only = tmp_path / "tokenizer_only"
+    tokenizer_only.mkdir()
+    for path in tiny_model_dir.iterdir():
+        if "token" in path.name:
+            shutil.copy(path, tokenizer_only)
+    with pytest.raises(ConfigError, match="holds a tokenizer but no model"):
+        model_arguments(tokenizer_only, None, settings)
+    adapter = _adapter(tiny_model_dir, tmp_path / "adapter")
+    with pytest.raises(ConfigError, match="does not exist"):  # --base names a missing folder
+        model_arguments(adapter, tmp_path / "no_base", settings)
 
 
 def test_missing_lm_eval_names_the_extra(monkeypatch):

@@ -102,22 +102,26 @@ def parse_metrics(items: list[str]) -> dict[str, str]:
 
 
 def model_arguments(model_dir: str | Path, base: str | Path | None, settings: LmEvalSettings) -> dict[str, Any]:
-    """lm-eval ``hf`` model_args: the base with ``peft=`` for an adapter folder, else the model itself."""
-    from ..models.loading import resolve_device
+    """lm-eval ``hf`` model_args: the base with ``peft=`` for an adapter folder, else the model itself.
 
+    The folders are checked as every other command checks them (``models.loading``), so a wrong
+    path is one line here rather than a traceback from inside lm-eval."""
+    from ..models.loading import adapter_base, check_model_path, check_model_source, resolve_device
+
+    check_model_path(model_dir)
     model_dir = Path(model_dir)
-    if not model_dir.exists() and base is None:
-        raise InputError(f"{model_dir} does not exist: give the model folder `train` wrote (RUN/.../train/model)")
     args: dict[str, Any] = {"pretrained": str(model_dir), "dtype": settings.dtype,
                             "device": str(resolve_device(settings.device))}
     if (model_dir / "adapter_config.json").is_file():
-        recorded = json.loads((model_dir / "adapter_config.json").read_text(encoding="utf-8"))
-        args["pretrained"] = str(base or recorded.get("base_model_name_or_path") or "")
+        args["pretrained"] = str(base or adapter_base(model_dir) or "")
         if not args["pretrained"]:
             raise InputError(f"{model_dir} is a LoRA adapter that does not record its base model: pass --base")
         args["peft"] = str(model_dir)
     if (model_dir / "tokenizer_config.json").is_file():
         args["tokenizer"] = str(model_dir)  # the tokenizer (and chat template) training used
+        check_model_path(args["pretrained"])
+    else:
+        check_model_source(args["pretrained"])  # lm-eval takes the tokenizer from the model's folder
     return args
 
 

@@ -1,8 +1,10 @@
 """What every selector shares: the context it reads, the ranking it returns, and the registry.
 
 A selector ranks pool ids (best first) up to a limit; the budget then keeps a prefix of that
-ranking. Rankings are prefix-consistent for every selector here (BIDS's first k picks are its
-selection at budget k), so one mechanism serves counts, fractions and token totals. A selector
+ranking, so one mechanism serves counts, fractions and token totals. Most rankings are also
+prefix-consistent across budgets (BIDS's first k picks are its selection at budget k); learning
+percentage's are not, because its per-cluster quotas are computed from the budget (see its module
+docstring), so it ranks for the budget it is given. A selector
 declares the artifacts it needs (``needs``), so the pipeline runs only the producers it requires;
 ``registry`` maps names to selectors.
 """
