@@ -51,7 +51,8 @@ class RealMixedSizes:
 
     @classmethod
     def small(cls) -> "RealMixedSizes":
-        """A quick look (`--small`): about an hour for one seed and three budgets on two cores."""
+        """A quick look (`--small`), on two cores: the shared stages (warmup, features, LP's training)
+        took 105 min, then each seed about 40 min for three budgets and every method (docs/RESULTS.md)."""
         return cls(pool={"math": 120, "code": 60, "chat": 20}, validation=4, test=12)
 
     @classmethod
@@ -244,7 +245,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seeds", default="0,1,2", help="(default: %(default)s)")
     parser.add_argument("--methods", default=",".join(METHODS), help="(default: %(default)s)")
     parser.add_argument("--small", action="store_true", help="a pool of 200 instead of 500, "
-                        "4 validation and 12 test examples per task: about an hour per seed on two cores")
+                        "4 validation and 12 test examples per task: on two cores, about 1 h 45 min of shared "
+                        "stages, then about 40 min per seed")
 
 
 def main(args) -> None:
