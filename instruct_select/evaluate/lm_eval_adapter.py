@@ -106,7 +106,7 @@ def model_arguments(model_dir: str | Path, base: str | Path | None, settings: Lm
 
     The folders are checked as every other command checks them (``models.loading``), so a wrong
     path is one line here rather than a traceback from inside lm-eval."""
-    from ..models.loading import adapter_base, check_model_path, check_model_source, resolve_device
+    from ..models.loading import adapter_base, check_model_path, check_tokenizer_path, resolve_device
 
     check_model_path(model_dir)
     model_dir = Path(model_dir)
@@ -116,12 +116,12 @@ def model_arguments(model_dir: str | Path, base: str | Path | None, settings: Lm
         args["pretrained"] = str(base or adapter_base(model_dir) or "")
         if not args["pretrained"]:
             raise InputError(f"{model_dir} is a LoRA adapter that does not record its base model: pass --base")
+        check_model_path(args["pretrained"], "base model")
         args["peft"] = str(model_dir)
     if (model_dir / "tokenizer_config.json").is_file():
         args["tokenizer"] = str(model_dir)  # the tokenizer (and chat template) training used
-        check_model_path(args["pretrained"])
     else:
-        check_model_source(args["pretrained"])  # lm-eval takes the tokenizer from the model's folder
+        check_tokenizer_path(args["pretrained"])  # lm-eval takes the tokenizer from the model's folder
     return args
 
 
