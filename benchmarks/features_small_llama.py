@@ -43,7 +43,7 @@ def small_llama_case(n_examples: int, repeats: int, slices: int = 8) -> None:
         folder = small_llama(Path(tmp) / "model", examples)
         tokenizer = load_tokenizer(folder)
         torch.manual_seed(0)
-        model = add_lora(load_base_model(folder), LoraSettings(r=8))
+        model = add_lora(load_base_model(folder), LoraSettings(r=8, alpha=16, dropout=0.0))
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if "lora_B" in name:

@@ -134,6 +134,9 @@ def cmd_run(args) -> None:
         pool = check_config(config)
         print(f"{args.config}: valid; methods {config.methods} at budgets {config.budgets} of a pool of "
               f"{len(pool.examples)} examples into {config.run_dir}")
+        from .effective_settings import describe_effective_settings
+
+        print(describe_effective_settings(config, data))
         return
     from .distributed import Shard
 

@@ -31,9 +31,9 @@ def _check(condition: bool, message: str) -> None:
 
 @dataclass
 class LoraSettings:
-    r: int = _help("LoRA rank", default=8)
-    alpha: float = _help("LoRA alpha (scale = alpha / r)", default=16.0)
-    dropout: float = _help("LoRA dropout", default=0.0)
+    r: int = _help("LoRA rank (LESS, BIDS: 128)", default=128)
+    alpha: float = _help("LoRA alpha (scale = alpha / r; LESS, BIDS: 512)", default=512.0)
+    dropout: float = _help("LoRA dropout (LESS, BIDS: 0.1)", default=0.1)
     target_modules: list[str] = _help(
         "module names that get LoRA adapters",
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
@@ -49,10 +49,10 @@ class LoraSettings:
 @dataclass
 class TrainSettings:
     epochs: int = _help("passes over the training data", default=2)
-    learning_rate: float = _help("peak learning rate", default=1e-3)
+    learning_rate: float = _help("peak learning rate (LESS, BIDS: 2e-5)", default=2e-5)
     schedule: str = _help("learning-rate decay after the warmup, per optimizer step: linear (LESS) | "
                            "cosine (BIDS) | constant", default="linear")
-    warmup_ratio: float = _help("fraction of optimizer steps with linear warmup", default=0.05)
+    warmup_ratio: float = _help("fraction of optimizer steps with linear warmup (LESS, BIDS: 0.03)", default=0.03)
     weight_decay: float = _help("AdamW weight decay", default=0.0)
     adam_beta1: float = _help("AdamW beta1", default=0.9)
     adam_beta2: float = _help("AdamW beta2", default=0.999)
@@ -63,13 +63,14 @@ class TrainSettings:
         "mean loss of its examples, so a step's example count varies with their lengths. examples (the "
         "papers'): batch_size examples per step from a fresh shuffle each epoch, gradients accumulated "
         "over micro-batches under token_budget / max_batch_size, every example 1/batch_size of its step. "
-        "Both regroup the examples every epoch", default="token_budget")
+        "Both regroup the examples every epoch", default="examples")
     batch_size: int = _help("examples per optimizer step when batching=examples (LESS, BIDS: 128); "
                             "unused by token_budget", default=128)
     token_budget: int = _help("padded tokens per batch (batch size x longest example); per micro-batch "
                               "when batching=examples", default=4096)
     max_batch_size: int = _help("most examples in one batch (micro-batch when batching=examples)", default=64)
-    max_length: int = _help("tokens per example; longer ones are truncated on the right", default=256)
+    max_length: int = _help("tokens per example; longer ones are truncated on the right (LESS, BIDS: 2048)",
+                            default=2048)
     seed: int = _help("seed for LoRA init, dropout and which examples share a batch, in what order", default=0)
     full_finetune: bool = _help("train every weight instead of LoRA adapters", default=False)
     lora: LoraSettings = _help("LoRA settings", default_factory=LoraSettings)
@@ -126,7 +127,7 @@ class FeatureSettings:
     dtype: str = _help("stored feature dtype: float16 | float32", default="float16")
     token_budget: int = _help("padded tokens per feature batch", default=4096)
     max_batch_size: int = _help("most examples per feature batch", default=32)
-    max_length: int = _help("tokens per example (as in training)", default=256)
+    max_length: int = _help("tokens per example (as in training; LESS: 2048)", default=2048)
 
     def __post_init__(self) -> None:
         _check(self.dim >= 1, f"features dim must be >= 1, got {self.dim}")

@@ -276,7 +276,8 @@ def work(tiny_lab, tmp_path_factory):
         shutil.copy(f, root / "other-base" / f.name)
     assert main(["--quiet", "train", "--model", str(root / "model"), "--data", str(root / "small.jsonl"),
                  "--out", str(root / "trained"), "--device", "cpu", "epochs=1", "max_length=64",
-                 "save_checkpoints=false", "lora.r=2", "lora.alpha=4"]) == 0
+                 "save_checkpoints=false", "lora.r=2", "lora.alpha=4", "lora.dropout=0.0", "learning_rate=1e-3",
+                 "warmup_ratio=0.05", "batching=token_budget"]) == 0
     assert main(["--quiet", "select", "--pool", str(root / "small.jsonl"), "--budget", "3",
                  "--out", str(root / "selection")]) == 0
     (root / "val").mkdir()

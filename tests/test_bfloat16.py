@@ -36,8 +36,9 @@ def _examples(n: int = 12) -> list[Example]:
 @pytest.mark.parametrize("device", DEVICES)
 def test_bfloat16_features_match_float32(tiny_model_dir, tiny_tokenizer, tmp_path, device):
     examples = _examples()
-    train = TrainSettings(epochs=1, learning_rate=5e-3, token_budget=256, max_batch_size=4, max_length=64,
-                          lora=LoraSettings(r=4, alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+    train = TrainSettings(epochs=1, learning_rate=5e-3, warmup_ratio=0.05, batching="token_budget", token_budget=256,
+                          max_batch_size=4, max_length=64,
+                          lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     # The warmup itself in bfloat16: adapters and optimizer state must be float32.
     warm = train_model(load_base_model(tiny_model_dir, "bfloat16", device), tiny_tokenizer, examples, train,
                        tmp_path / "warmup", progress=False, log=lambda m: None)

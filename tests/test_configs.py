@@ -70,14 +70,16 @@ def test_run_config_end_to_end_on_tiny_lab(tiny_lab, tiny_model_dir, tmp_path):
         "model": str(tiny_lab.model("small")), "pool": str(tiny_lab.pool), "validation": str(tiny_lab.validation),
         "tests": str(tiny_lab.test), "run_dir": str(tmp_path / "run"), "methods": ["random", "bids", "lp-hard"],
         "budgets": ["10%"], "dtype": "float32", "device": "cpu",
-        "influence": {"warmup": {"epochs": 2, "learning_rate": 3e-3, "token_budget": 2048, "max_length": 128,
-                                 "lora": {"r": 4, "alpha": 8}},
+        "influence": {"warmup": {"epochs": 2, "learning_rate": 3e-3, "warmup_ratio": 0.05, "batching": "token_budget",
+                                 "token_budget": 2048, "max_length": 128, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
                       "features": {"dim": 64, "max_length": 128, "token_budget": 2048}},
-        "train": {"epochs": 1, "token_budget": 2048, "max_length": 128, "save_checkpoints": False,
-                  "lora": {"r": 4, "alpha": 8}},
+        "train": {"epochs": 1, "learning_rate": 1e-3, "warmup_ratio": 0.05, "batching": "token_budget",
+                  "token_budget": 2048, "max_length": 128, "save_checkpoints": False,
+                  "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
         "eval": {"max_new_tokens": 4},
-        "learning_percentage": {"selection_model": str(tiny_model_dir), "epochs": 2, "selection_train": {"epochs": 2, "token_budget": 2048, "max_length": 128,
-                                                                 "lora": {"r": 4, "alpha": 8}}},
+        "learning_percentage": {"selection_model": str(tiny_model_dir), "epochs": 2, "selection_train": {
+            "epochs": 2, "learning_rate": 1e-3, "warmup_ratio": 0.05, "batching": "token_budget", "token_budget": 2048,
+            "max_length": 128, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}},
     }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -10,10 +10,11 @@ from conftest import tiny_lab_settings
 
 
 def _settings() -> DemoSettings:
-    train = TrainSettings(epochs=1, learning_rate=3e-3, token_budget=2048, max_length=128,
-                          lora=LoraSettings(r=4, alpha=8))
-    warmup = TrainSettings(epochs=2, learning_rate=3e-3, token_budget=2048, max_length=128,
-                           lora=LoraSettings(r=4, alpha=8))
+    # Lab-scale values stated in full: the built-in defaults are the papers' (8B models).
+    train = TrainSettings(epochs=1, learning_rate=3e-3, warmup_ratio=0.05, batching="token_budget",
+                          token_budget=2048, max_length=128, lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+    warmup = TrainSettings(epochs=2, learning_rate=3e-3, warmup_ratio=0.05, batching="token_budget",
+                           token_budget=2048, max_length=128, lora=LoraSettings(r=4, alpha=8, dropout=0.0))
     return DemoSettings(
         budget="10%", methods=["random", "less", "bids", "full"], model_size="small", lab=tiny_lab_settings(),
         train=train, eval=EvalSettings(max_new_tokens=4, batch_size=64),

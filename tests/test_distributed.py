@@ -17,7 +17,8 @@ from instruct_select.errors import ConfigError
 
 
 def _config(lab, run_dir) -> dict:
-    train = {"epochs": 2, "learning_rate": 3e-3, "token_budget": 2048, "max_length": 128, "lora": {"r": 4, "alpha": 8}}
+    train = {"epochs": 2, "learning_rate": 3e-3, "warmup_ratio": 0.05, "batching": "token_budget", "token_budget": 2048,
+             "max_length": 128, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}
     return {
         "model": str(lab.model("small")), "pool": str(lab.pool), "validation": str(lab.validation),
         "run_dir": str(run_dir), "methods": ["less", "bids", "lp-hard"], "budgets": ["10%"], "dtype": "float32",

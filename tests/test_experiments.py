@@ -10,8 +10,9 @@ from instruct_select.experiments.influence import run_experiments
 
 def test_experiments_tables_and_results_section(tiny_lab, tmp_path):
     template = DemoSettings(methods=["random", "full"], model_size="small", lab=tiny_lab_settings(),
-                            train=TrainSettings(epochs=1, learning_rate=3e-3, token_budget=2048, max_length=128,
-                                                lora=LoraSettings(r=4, alpha=8)))
+                            train=TrainSettings(epochs=1, learning_rate=3e-3, warmup_ratio=0.05,
+                                                batching="token_budget", token_budget=2048, max_length=128,
+                                                lora=LoraSettings(r=4, alpha=8, dropout=0.0)))
     markdown, grid = run_experiments(tmp_path / "exp", tiny_lab.root, Grid(["5%", "10%"], [0, 1]), template,
                                      progress=False, log=lambda m: None)
     runs = grid.rows

@@ -30,7 +30,7 @@ def _examples():
 @pytest.fixture()
 def lora_model(tiny_model_dir):
     torch.manual_seed(0)
-    model = add_lora(load_base_model(tiny_model_dir), LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    model = add_lora(load_base_model(tiny_model_dir), LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"]))
     # LoRA B starts at zero, which would make A's gradient zero: give it values.
     with torch.no_grad():
         for name, p in model.named_parameters():

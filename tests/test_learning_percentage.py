@@ -412,8 +412,9 @@ def tiny_train_run(tiny_model_dir, tmp_path_factory):
     pool = root / "pool.jsonl"
     pool.write_text("".join(json.dumps({"id": e.id, "task": e.task, "messages": e.messages}) + "\n"
                             for e in _examples()[:4]))
-    settings = TrainSettings(epochs=2, learning_rate=5e-2, max_length=48, token_budget=96, max_batch_size=2,
-                             lora=LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"]))
+    settings = TrainSettings(epochs=2, learning_rate=5e-2, warmup_ratio=0.05, batching="token_budget", max_length=48,
+                             token_budget=96, max_batch_size=2,
+                             lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]))
     train_stage(RunContext.create(pool=pool, progress=False, log=lambda m: None), tiny_model_dir, root / "train",
                 settings)
     return root
@@ -499,7 +500,7 @@ def test_lp_hard_end_to_end_on_tiny_lab(tiny_lab, tmp_path, lp):
     from instruct_select.select.selection import read_selected_ids
 
     settings = LPSettings(epochs=2, label="small", selection_train=lab_train_settings(
-        epochs=2, token_budget=2048, max_length=128, lora=LoraSettings(r=4, alpha=8)))
+        epochs=2, token_budget=2048, max_length=128, lora=LoraSettings(r=4, alpha=8, dropout=0.0)))
     config = RunConfig(model=str(tiny_lab.model("small")), pool=str(tiny_lab.pool), run_dir=str(tmp_path / "run"),
                        methods=["lp-hard"], budgets=["10%"], dtype="float32", device="cpu", finetune=False,
                        learning_percentage=settings)

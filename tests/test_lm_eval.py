@@ -70,7 +70,7 @@ def _adapter(base_dir, out):
     from instruct_select.models.loading import add_lora, load_base_model, load_tokenizer
 
     torch.manual_seed(0)
-    model = add_lora(load_base_model(base_dir, device="cpu"), LoraSettings(r=2, alpha=4, target_modules=["q_proj", "v_proj"]))
+    model = add_lora(load_base_model(base_dir, device="cpu"), LoraSettings(r=2, alpha=4, dropout=0.0, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:

@@ -66,7 +66,7 @@ def test_lab_model(tiny_lab, lora):
 
     model = load_base_model(tiny_lab.model("small"))
     if lora:
-        model = add_lora(model, LoraSettings(r=4, alpha=8))
+        model = add_lora(model, LoraSettings(r=4, alpha=8, dropout=0.0))
         for name, p in model.named_parameters():  # non-zero B so that the adapters matter
             if "lora_B" in name:
                 torch.nn.init.normal_(p, std=0.05)

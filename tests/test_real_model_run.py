@@ -54,8 +54,9 @@ def _write_data(root: Path) -> None:
 
 
 def _config(model: Path, root: Path) -> dict:
-    train = {"learning_rate": 1e-3, "token_budget": 1024, "max_batch_size": 16, "max_length": 64,
-             "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}}
+    train = {"learning_rate": 1e-3, "warmup_ratio": 0.05, "batching": "token_budget", "token_budget": 1024,
+             "max_batch_size": 16, "max_length": 64,
+             "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}}
     return {"model": str(model), "pool": str(root / "pool.jsonl"), "validation": str(root / "validation"),
             "tests": str(root / "tests"), "run_dir": str(root / "run"), "methods": METHODS, "budgets": ["20%"],
             "dtype": "float32", "device": "cpu", "finetune": False,

@@ -24,8 +24,8 @@ def _examples(n=24):
 
 
 def _settings(**kw):
-    return TrainSettings(**{"epochs": 2, "learning_rate": 5e-3, "token_budget": 128, "max_length": 64,
-                            "lora": LoraSettings(r=4, alpha=8), **kw})
+    return TrainSettings(**{"epochs": 2, "learning_rate": 5e-3, "warmup_ratio": 0.05, "batching": "token_budget",
+                            "token_budget": 128, "max_length": 64, "lora": LoraSettings(r=4, alpha=8, dropout=0.0), **kw})
 
 
 def test_training_is_deterministic_and_checkpoints_match_optimizer(tiny_model_dir, tiny_tokenizer, tmp_path):
@@ -211,8 +211,9 @@ from instruct_select.train.loop import train_model
 from instruct_select.data.example import Example
 init_from_environment()
 examples = [Example(*row) for row in json.load(open("examples.json"))]
-settings = TrainSettings(epochs=2, learning_rate=5e-3, batching="examples", batch_size=10, token_budget=64,
-                         max_batch_size=2, max_length=64, save_checkpoints=False, lora=LoraSettings(r=4, alpha=8))
+settings = TrainSettings(epochs=2, learning_rate=5e-3, warmup_ratio=0.05, batching="examples", batch_size=10,
+                         token_budget=64, max_batch_size=2, max_length=64, save_checkpoints=False,
+                         lora=LoraSettings(r=4, alpha=8, dropout=0.0))
 result = train_model(load_base_model({str(tiny_model_dir)!r}), load_tokenizer({str(tiny_model_dir)!r}),
                      examples, settings, progress=False, log=lambda m: None)
 if is_main():

@@ -146,7 +146,7 @@ def real_mixed_config(model: str | Path, data: Path, run_dir: str | Path, method
                       budgets: list[str]) -> RunConfig:
     """SmolLM2 with LoRA r=8 on q/k/v/o, linear schedule, sized for two CPU cores (the papers' settings are in
     configs/bids_llama3_8b.yaml: r=128, 4 warmup epochs, k=8192)."""
-    lora = LoraSettings(r=8, alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    lora = LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     # The papers' batching (a fixed number of examples per optimizer step, a fresh shuffle every
     # epoch), with the batch scaled to pools of a few hundred: 4 examples per step give a 10-example
     # selection 3 steps per epoch, where the papers' 128 would give one.
