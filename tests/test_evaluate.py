@@ -323,9 +323,9 @@ def test_scores_full_marks_for_references_and_zero_for_wrong_answers(monkeypatch
     metrics = evaluate_capabilities(None, None, TEST_SETS, progress=False)
     assert len(calls) == 1 and len(calls[0]) == 5  # one pass over every capability
     assert metrics["capabilities"]["math"] == {
-        "score": 1.0, "n": 3, "correct": 3,
-        "by_subtask": {"add": {"score": 1.0, "n": 2, "correct": 2},
-                       "mul": {"score": 1.0, "n": 1, "correct": 1}},
+        "score": 1.0, "n": 3, "correct": 3, "stderr": 0.0, "metric": "accuracy",
+        "by_subtask": {"add": {"score": 1.0, "n": 2, "correct": 2, "stderr": 0.0},
+                       "mul": {"score": 1.0, "n": 1, "correct": 1, "stderr": 0.0}},
     }
     assert metrics["capabilities"]["chat"]["n"] == 2
     assert metrics["summary"]["macro"] == 1.0 and metrics["summary"]["spread"] == 0.0
@@ -525,7 +525,8 @@ def test_loss_summary_worst_is_the_highest_loss(monkeypatch):
     loss = metrics["heldout_loss"]
     assert loss["capabilities"]["math"] == {
         "mean": pytest.approx(7 / 3), "n": 3, "truncated": 0, "excluded_no_answer_token": [],
-        "by_subtask": {"add": {"mean": 1.5, "n": 2}, "mul": {"mean": 4.0, "n": 1}},
+        "stderr": pytest.approx((42 / 9 / 2 / 3) ** 0.5),  # sample std / sqrt(n) of 1, 4, 2
+        "by_subtask": {"add": {"mean": 1.5, "n": 2, "stderr": 0.5}, "mul": {"mean": 4.0, "n": 1, "stderr": 0.0}},
     }
     assert loss["capabilities"]["chat"]["mean"] == 1.0 and loss["capabilities"]["chat"]["by_subtask"] == {}
     assert loss["summary"]["worst_capability"] == "math" and loss["summary"]["worst"] == pytest.approx(7 / 3)

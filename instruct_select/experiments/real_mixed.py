@@ -61,19 +61,19 @@ class RealMixedSizes:
         return cls(pool={"math": 72, "code": 36, "chat": 12}, validation=4, test=8)
 
 
-def _conversation(prompt: str, answer: str) -> list[dict]:
+def conversation(prompt: str, answer: str) -> list[dict]:
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
 
 
-def _source_examples(data_dir: Path, task: str) -> list[list[dict]]:
+def source_examples(data_dir: Path, task: str) -> list[list[dict]]:
     """Every conversation of a training source, in file order."""
     path = data_dir / SOURCES[task]
     if task == "math":
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        return [_conversation(r["question"], r["answer"]) for r in rows]
+        return [conversation(r["question"], r["answer"]) for r in rows]
     if task == "code":
         rows = json.loads(path.read_text(encoding="utf-8"))
-        return [_conversation(r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else ""), r["response"])
+        return [conversation(r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else ""), r["response"])
                 for r in rows if r.get("response")]
     speaker = {"human": "user", "gpt": "assistant"}
     out = []
@@ -89,11 +89,11 @@ def _bbh_examples(data_dir: Path) -> list[list[dict]]:
     out = []
     for name in BBH_TASKS:
         rows = json.loads((data_dir / "bbh" / f"{name}.json").read_text(encoding="utf-8"))["examples"]
-        out += [_conversation(r["input"] + "\nAnswer with the answer only.", r["target"]) for r in rows]
+        out += [conversation(r["input"] + "\nAnswer with the answer only.", r["target"]) for r in rows]
     return out
 
 
-def _short(conversations: list[list[dict]], max_chars: int) -> list[list[dict]]:
+def short_conversations(conversations: list[list[dict]], max_chars: int) -> list[list[dict]]:
     return [c for c in conversations if sum(len(m["content"]) for m in c) <= max_chars]
 
 
@@ -102,7 +102,7 @@ def write_real_mixed(data_dir: str | Path, out: Path, sizes: RealMixedSizes, see
     data_dir, rng = Path(data_dir), random.Random(f"real-mixed:{seed}")
     splits: dict[str, dict[str, list]] = {"pool": {}, "validation": {}, "tests": {}}
     for task in SOURCES:
-        pool = _short(_source_examples(data_dir, task), sizes.max_chars)
+        pool = short_conversations(source_examples(data_dir, task), sizes.max_chars)
         rng.shuffle(pool)
         n_pool = sizes.pool[task]
         held = sizes.validation + (0 if task == "math" else sizes.test)  # math is tested on GSM8K test
@@ -113,7 +113,7 @@ def write_real_mixed(data_dir: str | Path, out: Path, sizes: RealMixedSizes, see
         splits["validation"][task] = pool[n_pool:n_pool + sizes.validation]
         splits["tests"][task] = pool[n_pool + sizes.validation:n_pool + held]
     gsm8k_test = [json.loads(line) for line in (data_dir / "gsm8k_test.jsonl").read_text().splitlines() if line]
-    math_tests = _short([_conversation(r["question"], r["answer"]) for r in gsm8k_test], sizes.max_chars)
+    math_tests = short_conversations([conversation(r["question"], r["answer"]) for r in gsm8k_test], sizes.max_chars)
     splits["tests"]["math"] = math_tests[:sizes.test]
     bbh = _bbh_examples(data_dir)
     rng.shuffle(bbh)
