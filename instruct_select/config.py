@@ -161,8 +161,10 @@ class LPSettings:
     clusters: int | None = _help("k-means clusters; null: max(1, round(N / 52)), the paper's mean cluster size "
                                  "(1,000 for 52K examples)", default=None)
     tolerance: float = _help("losses closer than this count as unchanged", default=1e-3)
-    encoder: str = _help("'hidden' (the selection model's mean-pooled hidden states) or a local "
-                         "sentence-transformers folder", default="hidden")
+    embedding_model: str = _help("what embeds the pool for the clustering: '' = the selection model's mean-pooled "
+                                 "final hidden states (ours); a local sentence-encoder folder (e.g. "
+                                 "all-MiniLM-L6-v2 saved with save_pretrained, the reference's) = its mean-pooled "
+                                 "states; nothing is downloaded", default="")
     selection_train: TrainSettings | None = _help(
         "the selection model's training; null: the run's `train` settings with `epochs` epochs, seed 0 "
         "and per-epoch checkpoints", default=None)

@@ -99,6 +99,10 @@ def _check_models(config: RunConfig) -> None:
                       ("learning_percentage.selection_model", config.learning_percentage.selection_model)):
         if path:
             check_model_source(path, key)
+    if config.learning_percentage.embedding_model:  # a local folder only: nothing is downloaded
+        from .features.embeddings import check_embedding_model
+
+        check_embedding_model(config.learning_percentage.embedding_model)
 
 
 def arms(config: RunConfig) -> list[Arm]:

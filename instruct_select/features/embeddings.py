@@ -1,10 +1,14 @@
 """Example embeddings for clustering the pool (learning-percentage selection, METHODS §3).
 
-Default encoder ("hidden"): the mean of the selection model's final hidden states over all of an
-example's rendered tokens (prompt and response), from the *base* model, so the clusters describe
-the pool, not what one training run made of it. Alternative: a local sentence-transformers model
-named by path, imported only when asked for (it is not a dependency of this package); it embeds
-the conversation as "role: content" lines.
+Default (ours): the mean of the selection model's final hidden states over all of an example's
+rendered tokens (prompt and response), from the *base* model, so the clusters describe the pool,
+not what one training run made of it. The reference (dheeraj7596/Small2Large) clusters
+all-MiniLM-L6-v2 sentence embeddings instead: ``learning_percentage.embedding_model`` names a local
+sentence-encoder folder for that (checked here by ``check_embedding_model``; embedded by the
+``producers.embeddings`` producer with the local-encoder pass of ``producers.encoder_embeddings``:
+``from_pretrained`` with no network, mean-pooled over the "role: content" lines of
+``conversation_text``). Selection L2-normalises the rows before k-means either way, as the
+encoder's own Normalize layer would.
 
     out_dir/   a FeatureStore (dim = embedding size, float32) with a manifest; resumable, and
                split across torch.distributed ranks (``features.sharded``)
@@ -27,7 +31,6 @@ from ..errors import ArtifactMismatchError, ConfigError
 from .sharded import sharded_store_stage
 from .store import FeatureStore
 
-HIDDEN = "hidden"
 
 
 @dataclass
@@ -75,59 +78,38 @@ def conversation_text(example: Example) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in example.messages)
 
 
-def _sentence_encoder(path: str | Path, device: str | None):
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise ConfigError(
-            f"encoder {str(path)!r} needs the sentence-transformers package, which is not installed; "
-            "install it (check with 'pip install --dry-run sentence-transformers' that it keeps your torch) "
-            f"or use encoder='{HIDDEN}'"
-        ) from None
-    if not Path(path).exists():
-        raise ConfigError(f"sentence-transformers model folder {path} does not exist; name a local model folder")
-    return SentenceTransformer(str(path), device=device)
+def check_embedding_model(folder: str | Path) -> Path:
+    """A local encoder folder (config.json, weights and tokenizer, as ``save_pretrained`` writes them);
+    a missing or non-model folder is refused by name: nothing is downloaded, nothing substituted."""
+    path = Path(folder).expanduser()
+    setting = "learning_percentage.embedding_model"
+    if not path.exists():
+        raise ConfigError(f"{setting} {folder} does not exist; give a local sentence-encoder folder (e.g. "
+                          "all-MiniLM-L6-v2 saved with save_pretrained), or '' for the selection model's hidden states")
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise ConfigError(f"{setting} {folder} is not a saved model folder (no config.json there); give the folder "
+                          "save_pretrained wrote for the encoder and its tokenizer")
+    return path
 
 
-def fill_sentence_embeddings(encoder, examples: list[Example], store: FeatureStore, *, batch_size: int = 64,
-                             progress: bool = True) -> dict:
-    pending = set(store.pending_ids())
-    todo = [e for e in examples if e.id in pending]
-    for start in tqdm(range(0, len(todo), batch_size), desc="embeddings", disable=not progress, leave=False):
-        chunk = todo[start:start + batch_size]
-        vectors = encoder.encode([conversation_text(e) for e in chunk], convert_to_numpy=True)
-        store.write([e.id for e in chunk], np.asarray(vectors, dtype=np.float32))
-    return {"computed": len(todo)}
-
-
-def embeddings_stage(ctx: RunContext, model_path: str | Path, out_dir: str | Path, batching: Batching, *,
-                     encoder: str = HIDDEN) -> Embeddings | None:
-    """Embed every pool example with ``encoder`` ("hidden": ``model_path``'s mean final states; else
-    a sentence-transformers folder).
+def embeddings_stage(ctx: RunContext, model_path: str | Path, out_dir: str | Path, batching: Batching) -> Embeddings | None:
+    """Embed every pool example with ``model_path``'s mean final hidden states (the default encoder).
 
     Split across torch.distributed ranks like every per-example pass (``features.sharded``); an
     independent shard job embeds its share and returns None.
     """
     pool = ctx.require_pool()
-    source = model_path if encoder == HIDDEN else encoder
-    settings = {"encoder": "hidden" if encoder == HIDDEN else "sentence-transformers",
-                "max_length": batching.max_length if encoder == HIDDEN else None,
-                "chat_template": ctx.chat_template if encoder == HIDDEN else None,
-                "dtype": ctx.dtype if encoder == HIDDEN else None}
-    inputs = {"model": fingerprint_model(source), "data": pool.fingerprint}
+    settings = {"encoder": "hidden", "max_length": batching.max_length, "chat_template": ctx.chat_template,
+                "dtype": ctx.dtype}
+    inputs = {"model": fingerprint_model(model_path), "data": pool.fingerprint}
 
     def fill(folder: Path, mine: list[Example], meta: dict) -> dict:
-        ids = [e.id for e in mine]
-        if encoder == HIDDEN:
-            from ..models.loading import load_base_model, load_tokenizer
+        from ..models.loading import load_base_model, load_tokenizer
 
-            model = load_base_model(model_path, ctx.dtype, ctx.device)
-            store = FeatureStore.open_or_create(folder, ids, int(model.config.hidden_size), "float32", meta)
-            return fill_mean_hidden_states(model, load_tokenizer(model_path, ctx.chat_template), mine, store,
-                                           batching, progress=ctx.progress)
-        model = _sentence_encoder(encoder, ctx.device)
-        store = FeatureStore.open_or_create(folder, ids, int(model.get_sentence_embedding_dimension()), "float32", meta)
-        return fill_sentence_embeddings(model, mine, store, batch_size=batching.max_batch_size, progress=ctx.progress)
+        model = load_base_model(model_path, ctx.dtype, ctx.device)
+        store = FeatureStore.open_or_create(folder, [e.id for e in mine], int(model.config.hidden_size), "float32", meta)
+        return fill_mean_hidden_states(model, load_tokenizer(model_path, ctx.chat_template), mine, store,
+                                       batching, progress=ctx.progress)
 
     sharded_store_stage(ctx, out_dir, "embeddings", settings, inputs, pool.examples, {**settings, **inputs}, fill)
     return None if ctx.is_shard_job else Embeddings.load(out_dir)

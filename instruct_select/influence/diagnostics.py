@@ -7,9 +7,14 @@ AID (average influence): the mean row of S.
   - ``aid_instance[j]`` = mean over i ∈ S of A_ij, for every validation instance j (keyed by its id);
   - ``aid[k]``          = mean of ``aid_instance`` over task k's instances (= mean of A over S × V_k).
 THI (highest influence): where each selected example's influence peaks, counted.
-  - ``thi[k]``          = how many i ∈ S have the task k maximising Σ_{j∈V_k} A_ij;
+  - ``thi[k]``          = how many i ∈ S have the task k maximising Σ_{j∈V_k} A_ij (the paper's
+                          rule) when every task has as many validation instances; with unequal
+                          task sizes, the task maximising the mean (1/|V_k|) Σ_{j∈V_k} A_ij (ours):
+                          a sum grows with the number of instances, so a task with more of them
+                          would collect the peaks whatever the influences. ``thi_rule`` says which;
   - ``thi_instance[j]`` = how many i ∈ S have the instance j maximising A_ij;
-  - ``thi_instance_by_task[k]`` = ``thi_instance`` summed over task k's instances.
+  - ``thi_instance_by_task[k]`` = ``thi_instance`` summed over task k's instances (a count of
+                          instances, not normalised: a task with more instances has more chances).
 Ties go to the lower index (tasks in sorted name order, instances in column order).
 
 μ_j and σ_j (population std) are taken over the matrix's scorable rows only: rows in ``excluded``
@@ -61,6 +66,9 @@ def _one_kind(chosen: np.ndarray, tasks: list[str], task_cols: list[np.ndarray],
     if len(chosen):
         per_instance = chosen.mean(axis=0)
         sums = np.stack([chosen[:, c].sum(axis=1) for c in task_cols], axis=1)
+        sizes = np.array([len(c) for c in task_cols])
+        if len(set(sizes.tolist())) > 1:  # unequal task sizes: compare means (equal ones: the sums, exactly)
+            sums = sums / sizes
         task_hits = np.bincount(sums.argmax(axis=1), minlength=len(tasks))  # argmax: the lowest index on ties
         instance_hits = np.bincount(chosen.argmax(axis=1), minlength=n_cols)
     else:
@@ -102,5 +110,6 @@ def influence_diagnostics(matrix: AttributionMatrix, selected_ids: list[str]) ->
         "left_out": {"no_response_token": len(wanted & excluded),
                      "not_in_matrix": len([i for i in wanted if i not in row_of])},
         "statistics_rows": int(keep.sum()),
+        "thi_rule": "sum" if len({len(c) for c in task_cols}) <= 1 else "mean (unequal task sizes)",
         "zero_variance_columns": [keys[j] for j in np.flatnonzero(flat)],
     }
