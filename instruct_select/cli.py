@@ -59,8 +59,10 @@ def _context(args, pool=None, **settings):
 
 
 def cmd_select(args) -> None:
+    from .method_names import method_name
     from .stages import TokenCounting, select_stage
 
+    args.method = method_name(args.method, args.representation)  # --method bids --representation rds+: bids:rds+
     artifacts = _selection_inputs(args)
     result = select_stage(_context(args, args.pool), args.method, args.budget, args.out, seed=args.seed,
                           artifacts=artifacts, tokens=TokenCounting(args.tokenizer) if args.tokenizer else None)
@@ -179,6 +181,15 @@ def cmd_methods(args) -> None:
     for name, selector in available_selectors().items():
         needs = ", ".join(selector.needs) or "nothing"
         print(f"{name:<16} {selector.description} (needs: {needs})")
+    from .select.grid import RULES
+    from .select.representations import REPRESENTATION_AXIS
+
+    print("\nAny grid selector over any representation: SELECTOR:REPRESENTATION (e.g. bids:rds+), or "
+          "representation: in the run config, --representation for select.")
+    for name, (_, text) in RULES.items():
+        print(f"  selector {name:<14} {text}")
+    for name, rep in REPRESENTATION_AXIS.items():
+        print(f"  representation {name:<8} {rep.description} (needs: {rep.need})")
 
 
 def cmd_demo(args) -> None:
@@ -270,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "selected records in the pool's own format, selection.tsv and diagnostics.json.")
     p.add_argument("--pool", required=True, help="training pool: JSONL, JSON, Parquet or a datasets folder")
     p.add_argument("--method", default="random", help="selection method (see `instruct-select methods`)")
+    p.add_argument("--representation", default=None, choices=("less", "rds+", "embed"),
+                   help="the representation a grid selector scores with (default: its paper's; less = --scores)")
     p.add_argument("--budget", default="15%", help="15%% or 0.15 (fraction), 500 (count), 200000tok (tokens)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)

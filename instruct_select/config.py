@@ -202,7 +202,13 @@ class RunConfig:
     validation: str = _help("validation folder: one file per target task, equal sizes for BIDS", default="")
     tests: str = _help("test folder (one file per capability) to evaluate each fine-tuned model; '' skips", default="")
     run_dir: str = _help("where every stage writes", default="runs/run")
-    methods: list[str] = _help("selection methods", default_factory=lambda: ["random", "less", "bids"])
+    methods: list[str] = _help("selection methods; a grid selector may name its representation: bids:rds+ "
+                               "(`instruct-select methods`)", default_factory=lambda: ["random", "less", "bids"])
+    representation: str = _help("the representation every grid selector in methods (less, bids, rds+, round-robin, "
+                                "doubly-greedy, uot) scores with unless it names its own: less (gradients), rds+ "
+                                "(pooled hidden states) or embed (embed_encoder); '' = each paper's own", default="")
+    embed_encoder: str = _help("local encoder folder (config.json, weights, tokenizer) whose mean-pooled states "
+                               "are the embed representation; needed by methods that use embed", default="")
     budgets: list[str] = _help("budgets: 5%, 0.05, 1000 or 2000000tok", default_factory=lambda: ["5%"])
     seed: int = _help("seed for selection and training", default=0)
     dtype: str = _help("model dtype: float32 | bfloat16 | float16", default="bfloat16")
@@ -234,6 +240,13 @@ class RunConfig:
         _check(bool(self.pool), "pool is required")
         _check(len(self.methods) > 0 and len(self.budgets) > 0, "name at least one method and one budget")
         _check(self.dtype in ("float32", "bfloat16", "float16"), f"dtype {self.dtype!r} is not float32, bfloat16 or float16")
+        from .method_names import method_name, uses_representation
+
+        self.methods = [method_name(m, self.representation or None) for m in self.methods]
+        embed = [m for m in self.methods if uses_representation(m, "embed")]
+        _check(not embed or bool(self.embed_encoder),
+               f"methods {embed} use the embed representation, which needs an encoder: set embed_encoder to a "
+               "local encoder folder (none is given, and none is substituted)")
 
 
 # --------------------------------------------------------------------------------------------

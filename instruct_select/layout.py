@@ -111,6 +111,10 @@ class RunLayout:
     def representations(self, split: str) -> Path:
         return self.influence / "representations" / split
 
+    def encoder_embeddings(self, split: str) -> Path:
+        """EMBED's mean-pooled encoder states of ``split`` (pool or validation)."""
+        return self.influence / "embed" / split
+
     def selection_model(self, label: str = "") -> SelectionModelFolders:
         return SelectionModelFolders(self.influence / ("learning_percentage" + (f"-{label}" if label else "")))
 

@@ -25,7 +25,7 @@ from .select.budget import Budget
 from .select.registry import get_selector
 
 BASE_LABEL = "base (no tuning)"
-VALIDATION_NEEDS = {"attribution", "hidden_states", "representations"}  # the needs scored against validation
+VALIDATION_NEEDS = {"attribution", "hidden_states", "representations", "encoder_embeddings"}  # scored against validation
 
 
 @dataclass

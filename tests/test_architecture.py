@@ -108,8 +108,9 @@ def test_no_public_function_takes_more_than_eight_parameters():
 
 def test_every_selector_need_has_a_producer():
     from instruct_select.producers import PRODUCERS
-    from instruct_select.select.registry import available_selectors
+    from instruct_select.select.registry import available_selectors, grid_selectors
 
-    needs = {need for selector in available_selectors().values() for need in selector.needs}
+    selectors = {**available_selectors(), **grid_selectors()}  # the grid's pairs: embed's need is theirs only
+    needs = {need for selector in selectors.values() for need in selector.needs}
     assert needs <= set(PRODUCERS) and needs  # and every producer is needed by some selector
     assert set(PRODUCERS) == needs

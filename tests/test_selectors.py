@@ -31,18 +31,24 @@ def _artifacts(pool, seed=0):
     from instruct_select.features.ifd import IfdLosses
     from instruct_select.features.representations import Representations
 
+    # The draws below are frozen: tests/test_selector_grid.py holds the selections they gave before the
+    # grid existed. A new artifact draws from its own generator (``embed`` below).
     n = len(pool)
     losses = np.column_stack([np.full(n, 2.0), 2.0 - rng.uniform(0.1, 1.0, n), np.full(n, 0.5)])
     # IFD: most below 1, some at or above it, two without a response token (NaN)
     conditioned, alone = rng.uniform(0.5, 2.0, n), rng.uniform(1.0, 2.5, n)
     conditioned[:2] = np.nan
+    embed = np.random.default_rng(seed + 1000)
     return {"attribution": matrix, "hidden_states": states,
             "loss_trajectories": LossTrajectories.from_losses(ids, losses),
             "embeddings": Embeddings(ids, rng.normal(size=(n, 6)).astype(np.float32), {}),
             "representations": Representations(ids, rng.normal(size=(n, 6)).astype(np.float32),
                                                [c["id"] for c in columns], rng.normal(size=(9, 6)).astype(np.float32),
                                                [c["task"] for c in columns]),
-            "ifd_losses": IfdLosses(ids, conditioned, alone)}
+            "ifd_losses": IfdLosses(ids, conditioned, alone),
+            "encoder_embeddings": Representations(ids, embed.normal(size=(n, 5)).astype(np.float32),
+                                                  [c["id"] for c in columns], embed.normal(size=(9, 5)).astype(np.float32),
+                                                  [c["task"] for c in columns])}
 
 
 @pytest.mark.parametrize("method", sorted(available_selectors()))

@@ -33,7 +33,7 @@ def make_projector(model, settings: FeatureSettings) -> LayerwiseProjector:
     modules = lora_modules(model)
     shapes = {name: tuple(m.weight.shape) for name, m in modules.items()}
     device = next(model.parameters()).device
-    return LayerwiseProjector(shapes, settings.dim, settings.projection_seed, device)
+    return LayerwiseProjector(shapes, settings.dim, settings.projection_seed, device, settings.projection)
 
 
 SIDE_BY_SIDE_BYTES = 64 * 2**20  # the array one projection product reads: bounds the extra memory per batch
@@ -69,7 +69,7 @@ def projected_features(model, batch, projector: LayerwiseProjector, moments: Ada
                 grads = layer_gradient(x, grad_out)
                 if moments is not None:
                     grads = moments.transform(name, grads)
-                side[:, :, start - first:stop - first].copy_(projector.orient(name, grads))
+                projector.orient(name, grads, out=side[:, :, start - first:stop - first])
                 del x, grad_out, grads
         with record_function("features:projection"):
             total = _add(total, projector.project_group(group, side[:, :, :stop - first], first))

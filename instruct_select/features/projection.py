@@ -21,6 +21,19 @@ layer (48 on a 6-layer model with q/k/v/o adapters), which a CPU runs several ti
 layers whose small side has the same size form such a group; each layer's R2 is a slice of the
 group's stacked matrix, so nothing is stored twice. ``project`` keeps the obvious per-layer sum,
 the reference the grouped product is tested against.
+
+Designs (``FeatureSettings.projection``):
+
+- ``row_signs`` (the default): before R2, every entry of the oriented gradient (small × big) is
+  multiplied by its own seeded random sign S (one ±1 per LoRA weight). Row i is then projected by
+  diag(S_i) R2, a different matrix for every row, so the errors that rows sharing one R2 make
+  together (LoRA's r rows of one layer are strongly correlated) become independent; the error of
+  an inner product then falls as for a dense projection of the same k. Still unbiased (S² = 1).
+  Cost: one multiply fused into the copy the fast path makes anyway, and the signs stored as
+  float32 (one number per LoRA weight, the size of one example's gradient).
+- ``shared_rows``: the design before issue 20 (every row of a layer through the same R2). On real
+  SmolLM2 gradients at r=128, k=8192 its cosine error is larger than a dense projection's
+  (``benchmarks/projection_fidelity.py``, docs/RESULTS.md); kept for reproducing older runs.
 """
 from __future__ import annotations
 
@@ -58,6 +71,7 @@ class ProjectionGroup:
     k2: int
     left: torch.Tensor | None = None
     right: torch.Tensor | None = None  # filled on first use
+    signs: torch.Tensor | None = None  # (small, width) ±1, filled on first use with ``row_signs``
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)  # each layer's rows of ``right``
 
     @property
@@ -65,12 +79,19 @@ class ProjectionGroup:
         return sum(stop - start for start, stop in self.spans.values())
 
 
+DESIGNS = ("row_signs", "shared_rows")
+
+
 class LayerwiseProjector:
     """Projects named per-example gradients {name: (B, a, b)} to (B, k)."""
 
-    def __init__(self, shapes: dict[str, tuple[int, int]], dim: int, seed: int, device: torch.device | str = "cpu"):
+    def __init__(self, shapes: dict[str, tuple[int, int]], dim: int, seed: int, device: torch.device | str = "cpu",
+                 design: str = "row_signs"):
         if dim < 1:
             raise ConfigError(f"projection dimension must be >= 1, got {dim}")
+        if design not in DESIGNS:
+            raise ConfigError(f"projection must be one of {', '.join(DESIGNS)}, got {design!r}")
+        self.design = design
         self.dim = dim
         self.seed = seed
         self.device = torch.device(device)
@@ -101,14 +122,18 @@ class LayerwiseProjector:
 
     def _fill(self, group: ProjectionGroup) -> None:
         right = torch.empty((group.width, group.k2))
+        signs = torch.empty((group.small, group.width)) if self.design == "row_signs" else None
         for name in group.names:
             _, k1, k2 = self._plans[name]
             start, stop = group.spans[name]
             right[start:stop] = _rademacher((stop - start, k2), _name_seed(self.seed, name, "R"), k2 ** -0.5)
+            if signs is not None:
+                signs[:, start:stop] = _rademacher((group.small, stop - start), _name_seed(self.seed, name, "S"), 1.0)
             if k1 != group.small:
                 left = _rademacher((group.small, k1), _name_seed(self.seed, name, "L"), k1 ** -0.5)
                 group.left = left.to(self.device)
         group.right = right.to(self.device)
+        group.signs = None if signs is None else signs.to(self.device)
 
     def matrices(self, name: str) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(R1 or None for identity, R2) of one layer, created on first use."""
@@ -118,10 +143,23 @@ class LayerwiseProjector:
         start, stop = group.spans[name]
         return group.left, group.right[start:stop]
 
-    def orient(self, name: str, grads: torch.Tensor) -> torch.Tensor:
-        """(B, a, b) gradients of one layer as (B, small, big) (a view)."""
+    def _signs(self, name: str) -> torch.Tensor | None:
+        """One layer's (small, big) signs, or None for ``shared_rows``."""
+        group = self._group_of[name]
+        if group.right is None:
+            self._fill(group)
+        start, stop = group.spans[name]
+        return None if group.signs is None else group.signs[:, start:stop]
+
+    def orient(self, name: str, grads: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, a, b) gradients of one layer as (B, small, big), with the design's signs applied;
+        written into ``out`` when given (the fast path's side-by-side array: one pass over memory)."""
         transpose, _, _ = self._plans[name]
-        return grads.transpose(1, 2) if transpose else grads
+        view = grads.transpose(1, 2) if transpose else grads
+        signs = self._signs(name)
+        if signs is None:
+            return view if out is None else out.copy_(view)
+        return torch.mul(view, signs, out=out) if out is not None else view * signs
 
     def project_layer(self, name: str, grads: torch.Tensor) -> torch.Tensor:
         """(B, a, b) per-example gradients of one layer -> (B, k)."""
@@ -133,8 +171,9 @@ class LayerwiseProjector:
         return out.reshape(g.shape[0], -1)
 
     def project_group(self, group: ProjectionGroup, oriented: torch.Tensor, first: int = 0) -> torch.Tensor:
-        """Layers of ``group`` whose oriented gradients lie side by side in ``oriented`` (B, small, w),
-        starting at the group's column ``first`` -> the sum of their projections, (B, k)."""
+        """Layers of ``group`` whose oriented gradients (``orient``, signs applied) lie side by side in
+        ``oriented`` (B, small, w), starting at the group's column ``first`` -> the sum of their
+        projections, (B, k)."""
         if group.right is None:
             self._fill(group)
         batch, _, width = oriented.shape

@@ -18,12 +18,13 @@ from ..config import RunConfig
 from ..context import RunContext
 from ..errors import ConfigError
 from ..layout import RunLayout
-from . import attribution, embeddings, hidden_states, ifd_losses, loss_trajectories, representations
+from . import attribution, embeddings, encoder_embeddings, hidden_states, ifd_losses, loss_trajectories, representations
 
 # produce(ctx, config, layout) -> Artifact, or None when the context stops the run early (a shard
 # job, --stop-after).
 Producer = Callable[[RunContext, RunConfig, RunLayout], "Artifact | None"]
 PRODUCERS: dict[str, Producer] = {
+    "encoder_embeddings": encoder_embeddings.produce,  # first: a missing encoder is refused before any warmup
     "loss_trajectories": loss_trajectories.produce,
     "embeddings": embeddings.produce,
     "attribution": attribution.produce,

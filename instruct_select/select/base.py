@@ -45,6 +45,9 @@ def missing_need(need: str, method: str | None = None) -> str:
     if need in SELECT_FLAGS:
         return (f"{who} needs influence scores ('{need}'): compute them with {run}, which writes "
                 f"RUN/influence/scores; then pass {SELECT_FLAGS[need]} RUN/influence/scores")
+    if need == "encoder_embeddings":
+        return (f"{who} uses the embed representation ('{need}'), which needs an encoder: select with {run} and "
+                "embed_encoder set to a local encoder folder")
     return f"{who} needs the '{need}' artifact, which `select` cannot compute: select with {run}"
 
 

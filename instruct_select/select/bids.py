@@ -134,11 +134,16 @@ class BidsSelector:
             )
 
     def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
-        scores, ids, columns = pool_matrix(ctx)
-        self.check_validation([c.get("task") for c in columns], ctx.options)
-        mean, std, keep, dropped = column_statistics(scores)
-        kept = scores if not dropped else scores[:, keep]
-        picks = bids_fast(kept, limit, mean[keep], std[keep])
-        best = _normalise(kept[picks], mean[keep], std[keep]).max(axis=1).astype(float).tolist() if picks else []
-        diagnostics = {"dropped_zero_variance_columns": [columns[j].get("id", j) for j in dropped]}
-        return Ranking([ids[i] for i in picks], best, diagnostics)
+        return bids_ranking(*pool_matrix(ctx), ctx.options, limit)
+
+
+def bids_ranking(scores: np.ndarray, ids: list[str], columns: list[dict], options: dict, limit: int) -> Ranking:
+    """BIDS over any (pool x validation) matrix whose columns carry their task: the rule of
+    ``bids`` on the attribution matrix, and of ``bids:REPRESENTATION`` on a similarity matrix."""
+    BidsSelector.check_validation([c.get("task") for c in columns], options)
+    mean, std, keep, dropped = column_statistics(scores)
+    kept = scores if not dropped else scores[:, keep]
+    picks = bids_fast(kept, limit, mean[keep], std[keep])
+    best = _normalise(kept[picks], mean[keep], std[keep]).max(axis=1).astype(float).tolist() if picks else []
+    diagnostics = {"dropped_zero_variance_columns": [columns[j].get("id", j) for j in dropped]}
+    return Ranking([ids[i] for i in picks], best, diagnostics)

@@ -81,9 +81,21 @@ class RdsPlusSelector:
         if set(reps.pool_ids) != {e.id for e in ctx.pool}:
             raise ArtifactMismatchError("the representations were computed for another pool; recompute them")
         scores, tasks = task_max_cosine(reps.pool, reps.validation, reps.validation_tasks)
-        picks, by = round_robin(scores, limit)
-        counts = {name: 0 for name in tasks}
-        for k in by:
-            counts[tasks[k]] += 1
-        return Ranking([reps.pool_ids[i] for i in picks], [float(scores[i, k]) for i, k in zip(picks, by)],
-                       {"picked_for_task": counts})
+        return task_round_robin(scores, tasks, reps.pool_ids, limit)
+
+
+def task_max(similarity: np.ndarray, tasks: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(N, tasks): each row's max over each task's columns of a similarity matrix; tasks sorted."""
+    names = sorted(set(tasks))
+    return np.stack([similarity[:, np.asarray(tasks) == name].max(axis=1) for name in names], axis=1), names
+
+
+def task_round_robin(scores: np.ndarray, tasks: list[str], ids: list[str], limit: int) -> Ranking:
+    """RDS+'s selection from per-task scores (N x tasks, tasks in ``tasks`` order): the tasks take
+    turns; each pick is scored by the task whose turn took it."""
+    picks, by = round_robin(scores, limit)
+    counts = {name: 0 for name in tasks}
+    for k in by:
+        counts[tasks[k]] += 1
+    return Ranking([ids[i] for i in picks], [float(scores[i, k]) for i, k in zip(picks, by)],
+                   {"picked_for_task": counts})

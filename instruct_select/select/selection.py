@@ -14,8 +14,9 @@ from typing import Any
 from ..artifacts import atomic_write_json, atomic_write_text
 from ..errors import ConfigError
 from .base import SelectionContext
-from .registry import get_selector
+from ..method_names import method_name
 from .budget import Budget
+from .registry import get_selector
 
 
 @dataclass
@@ -40,9 +41,14 @@ def run_selector(
     artifacts: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     token_length: dict[str, int] | None = None,
+    representation: str | None = None,
 ) -> Selection:
-    """Rank ``pool`` (a list of Examples) with ``method`` and keep what ``budget`` allows."""
+    """Rank ``pool`` (a list of Examples) with ``method`` and keep what ``budget`` allows.
+
+    ``representation`` (less, rds+, embed) scores a grid selector's method with it: ``"bids"``
+    with ``representation="rds+"`` is ``"bids:rds+"`` (``method_names``)."""
     budget = budget if isinstance(budget, Budget) else Budget.parse(budget)
+    method = method_name(method, representation)
     selector = get_selector(method)
     if not pool:
         raise ConfigError("the pool is empty: nothing to select from")
