@@ -8,11 +8,14 @@ refused, naming the setting that differs.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import platform
 import shutil
+import socket
 import tempfile
 import time
 from contextlib import contextmanager
@@ -21,10 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import ArtifactMismatchError
+from .errors import ArtifactMismatchError, ConfigError, FolderBusyError, InstructSelectError
 
 MANIFEST = "manifest.json"
 STARTED = "started.json"  # what an unfinished stage folder was started with (settings, inputs)
+# The stage folder's OS lock (flock): one job per folder. The kernel drops it when its holder exits,
+# however it exits (SIGKILL too), so a started.json whose folder nobody holds was left by a dead job.
+LOCK = ".lock"
 # ``--restart``: start interrupted stages afresh instead of refusing ones started with other
 # settings. Set for the length of one command (``restarting``), read by ``run_stage``.
 _RESTART: ContextVar[bool] = ContextVar("restart_interrupted_stages", default=False)
@@ -218,43 +224,112 @@ def run_stage(
     """
     stage_dir = Path(stage_dir)
     wanted = {"stage": name, "settings": settings, "inputs": inputs, "seed": seed}
-    old = finished_manifest(stage_dir)
-    if old is not None:
-        previous = {k: old.get(k) for k in wanted}
-        diff = _differences(previous, wanted)
-        if not diff:
-            log(f"[{name}] already done in {stage_dir}; reusing it")
-            return StageResult(stage_dir, old, skipped=True)
-        raise ArtifactMismatchError(
-            f"{stage_dir} already holds a '{old.get('stage')}' stage made with other settings:\n  "
-            + "\n  ".join(diff)
-            + f"\nUse another run directory, or delete {stage_dir} to redo it with the new settings."
-        )
     from .distributed import barrier, is_main
 
-    _check_interrupted(stage_dir, wanted, log)
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(stage_dir / STARTED, wanted)
-    start = time.time()
-    # Under torch.distributed every process builds its share; the main one writes the manifest.
-    token = CURRENT_STAGE.set(name)
-    extra = build(stage_dir) or {}
-    CURRENT_STAGE.reset(token)  # not on an exception: the command's error names the stage it ended in
-    manifest = dict(wanted)
-    manifest.update(
-        outputs=extra,
-        versions=package_versions(),
-        seconds=round(time.time() - start, 3),
-        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    )
-    if per_process:
-        _commit(stage_dir, manifest)
+    # One job per folder: the main process (or a shard's own process) holds the folder's lock from
+    # before it reads the folder's state until the stage ends, so a live job's unfinished folder is
+    # never taken for an interrupted one.
+    locking = per_process or is_main()
+    created = not stage_dir.exists()
+    with (stage_lock(stage_dir) if locking else _no_lock()):
+        old = finished_manifest(stage_dir)
+        if old is not None:
+            previous = {k: old.get(k) for k in wanted}
+            diff = _differences(previous, wanted)
+            if not diff:
+                log(f"[{name}] already done in {stage_dir}; reusing it")
+                return StageResult(stage_dir, old, skipped=True)
+            raise ArtifactMismatchError(
+                f"{stage_dir} already holds a '{old.get('stage')}' stage made with other settings:\n  "
+                + "\n  ".join(diff)
+                + f"\nUse another run directory, or delete {stage_dir} to redo it with the new settings."
+            )
+        resuming = _check_interrupted(stage_dir, wanted, log)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(stage_dir / STARTED, {**wanted, "pid": os.getpid(), "host": socket.gethostname()})
+        start = time.time()
+        # Under torch.distributed every process builds its share; the main one writes the manifest.
+        token = CURRENT_STAGE.set(name)
+        try:
+            extra = build(stage_dir) or {}
+        except InstructSelectError:
+            # A user's mistake found while building: nothing here is worth resuming, and a marker
+            # left behind would refuse the corrected command as "started with other settings".
+            if not resuming and locking:
+                _discard(stage_dir, created)
+            raise
+        CURRENT_STAGE.reset(token)  # not on an exception: the command's error names the stage it ended in
+        manifest = dict(wanted)
+        manifest.update(
+            outputs=extra,
+            versions=package_versions(),
+            seconds=round(time.time() - start, 3),
+            finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        if per_process:
+            _commit(stage_dir, manifest)
+            return StageResult(stage_dir, manifest, skipped=False)
+        barrier()
+        if is_main():
+            _commit(stage_dir, manifest)
+        barrier()
         return StageResult(stage_dir, manifest, skipped=False)
-    barrier()
-    if is_main():
-        _commit(stage_dir, manifest)
-    barrier()
-    return StageResult(stage_dir, manifest, skipped=False)
+
+
+@contextmanager
+def stage_lock(stage_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold ``stage_dir``'s exclusive OS lock (``fcntl.flock`` on ``stage_dir/.lock``) for the block.
+
+    A second job asking for a held folder is refused at once, naming the process that holds it. The
+    lock file is removed when the folder is finished (it holds a manifest), so finished folders hold
+    only their outputs. A finished folder one cannot write (read-only media) is read without a lock.
+    """
+    stage_dir = Path(stage_dir)
+    if (stage_dir / MANIFEST).is_file() and not os.access(stage_dir, os.W_OK):
+        yield
+        return
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(stage_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise FolderBusyError(f"{stage_dir} is in use by another job ({holder}); one job writes a folder at a "
+                                  "time: wait for that job to end (or stop it), or give another output folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+        if (stage_dir / MANIFEST).is_file():
+            (stage_dir / LOCK).unlink(missing_ok=True)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
+
+
+def _empty(stage_dir: Path) -> None:
+    """Delete what a folder holds but its lock (which the caller holds)."""
+    for child in stage_dir.iterdir():
+        if child.name == LOCK:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _discard(stage_dir: Path, created: bool) -> None:
+    """Undo a stage that failed on a user's mistake: the folder when this job made it, else its marker."""
+    if created:
+        shutil.rmtree(stage_dir, ignore_errors=True)
+    else:
+        (stage_dir / STARTED).unlink(missing_ok=True)
 
 
 def _commit(stage_dir: Path, manifest: dict) -> None:
@@ -263,24 +338,67 @@ def _commit(stage_dir: Path, manifest: dict) -> None:
     (stage_dir / STARTED).unlink(missing_ok=True)
 
 
-def _check_interrupted(stage_dir: Path, wanted: dict, log: Callable[[str], None]) -> None:
-    """Refuse to resume an unfinished stage that was started with other settings or inputs."""
+def _check_interrupted(stage_dir: Path, wanted: dict, log: Callable[[str], None]) -> bool:
+    """Refuse to resume an unfinished stage that was started with other settings or inputs; True
+    when the folder holds one started with these (resumed)."""
     started = stage_dir / STARTED
     if not started.is_file():
-        return
+        return False
     diff = _differences({k: read_json(started).get(k) for k in wanted}, wanted)
     if not diff:
         log(f"[{wanted['stage']}] resuming the interrupted stage in {stage_dir}")
-        return
+        return True
     if _RESTART.get():
         from .distributed import barrier, is_main
 
         log(f"[{wanted['stage']}] --restart: discarding the interrupted stage in {stage_dir}")
         if is_main():
-            shutil.rmtree(stage_dir)
+            _empty(stage_dir)
         barrier()
-        return
+        return False
     raise ArtifactMismatchError(
         f"{stage_dir} holds an interrupted '{wanted['stage']}' stage started with other settings:\n  "
         + "\n  ".join(diff)
         + "\nRerun with the settings it was started with to resume it, or add --restart to start it afresh.")
+
+
+# --------------------------------------------------------------------------------------------
+# Output paths: checked before any work, for every command
+
+
+def check_output_path(name: str, out: str | os.PathLike | None, inputs: dict[str, Any], *,
+                      kind: str = "folder") -> None:
+    """Refuse, before any work, an output that could destroy an input or cannot be written.
+
+    ``name``: how the user gave the output (``--out``, ``run_dir``); ``inputs``: the command's inputs
+    by the name the user gave them (pool, selection, validation, tests, model, config); a missing
+    one or a hub id is skipped (its own check names it). The output may not be, hold or lie inside
+    an input; a folder output (``kind``) may not be an existing file, nor lie below one.
+    """
+    if out is None or not str(out):
+        if name:
+            raise ConfigError(f"{name} is empty; give the folder the command writes into")
+        return
+    target = Path(out).expanduser().absolute()
+    resolved = target.resolve()
+    for label, given in inputs.items():
+        if given is None or not str(given) or not Path(given).expanduser().exists():
+            continue
+        source = Path(given).expanduser().resolve()
+        relation = ("is" if resolved == source else "holds" if source.is_relative_to(resolved)
+                    else "lies inside" if resolved.is_relative_to(source) else None)
+        if relation:
+            raise ConfigError(f"{name} {out} {relation} the {label} {given}; a command never writes over or into "
+                              f"its inputs: give {name} a path apart from them")
+    for parent in [target, *target.parents]:
+        if parent.exists():
+            if parent != target and not parent.is_dir():
+                raise ConfigError(f"{name} {out}: {parent} is a file, so nothing can be written below it; give "
+                                  f"{name} a path in a folder")
+            break
+    if kind == "folder" and target.exists() and not target.is_dir():
+        raise ConfigError(f"{name} {out} is a file, and the command writes a folder there; give a folder path "
+                          "(or move the file away)")
+    if kind == "file" and target.is_dir():
+        raise ConfigError(f"{name} {out} is a folder, and the command writes one file there; give a file path "
+                          f"such as {Path(out) / 'selected.jsonl'}")

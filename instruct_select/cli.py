@@ -14,7 +14,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from .artifacts import CURRENT_STAGE, restarting
+from .artifacts import CURRENT_STAGE, check_output_path, restarting
 from .commands import add_data_arguments
 from .commands.handoff import add_handoff_parsers
 from .commands.models import add_models_parsers
@@ -31,13 +31,54 @@ def _train_settings(args):
     from .config import TrainSettings, apply_overrides, from_dict, load_yaml
 
     data = load_yaml(args.config) if args.config else {}
-    data = apply_overrides(data.get("train", data), args.overrides)
+    section = data.get("train", data)
+    if "train" in data and not isinstance(section, dict):
+        raise ConfigError(f"{args.config}: the train section must be a mapping of settings, got {section!r}")
+    data = apply_overrides(section, args.overrides)
     return from_dict(TrainSettings, data)
+
+
+def _warn(messages: list[str]) -> None:
+    for message in messages:
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def resolve_chat_template(value: str | None, where: str = "--chat-template") -> str | None:
+    """What a chat-template setting means: None or 'plain' as they are, Jinja text as it is, a file
+    path read; a template Jinja cannot parse, or a path that is not there, is refused by name."""
+    if not value or value == "plain":
+        return value or None
+    inline = "{{" in value or "{%" in value
+    path = Path(value).expanduser()
+    if not inline:
+        if path.is_dir():
+            raise ConfigError(f"{where} {value} is a folder; give 'plain', a Jinja template, or a template file")
+        if not path.is_file():
+            raise ConfigError(f"{where} {value!r} is neither 'plain', a Jinja template ({{% ... %}}) nor an existing "
+                              "file; check the path")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where} {value} is not a text file (not UTF-8); give a Jinja template file") from None
+    else:
+        text = value
+    from jinja2 import TemplateError
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    try:
+        _compile_jinja_template(text)
+    except TemplateError as err:
+        line = f" line {err.lineno}" if getattr(err, "lineno", None) else ""
+        source = f"{value}" if not inline else "the template given"
+        raise ConfigError(f"{where} {source}:{line} Jinja cannot parse it ({err.message or err}); fix the "
+                          "template") from None
+    return text
 
 
 def cmd_lab_build(args) -> None:
     from .lab.build import LabSettings, build_lab
 
+    check_output_path("--out", args.out, {})
     settings = LabSettings(seed=args.seed, pool_size=args.pool_size)
     paths = build_lab(args.out, settings, progress=not args.quiet)
     print(f"lab ready in {paths.root}")
@@ -63,6 +104,7 @@ def cmd_select(args) -> None:
     from .stages import TokenCounting, select_stage
 
     args.method = method_name(args.method, args.representation)  # --method bids --representation rds+: bids:rds+
+    check_output_path("--out", args.out, {"--pool": args.pool, "--scores": args.scores, "--tokenizer": args.tokenizer})
     artifacts = _selection_inputs(args)
     result = select_stage(_context(args, args.pool), args.method, args.budget, args.out, seed=args.seed,
                           artifacts=artifacts, tokens=TokenCounting(args.tokenizer) if args.tokenizer else None)
@@ -97,10 +139,23 @@ def cmd_train(args) -> None:
     from .models.loading import check_model_source
 
     settings = _train_settings(args)
+    check_output_path("--out", args.out, {"--model": args.model, "--data": args.data, "--selection": args.selection,
+                                          "--config": args.config})
+    _check_not_selection(args.data)
+    _warn(settings.warnings())
     check_model_source(args.model, "--model")
-    ctx = _context(args, args.data, device=args.device, dtype=args.dtype, chat_template=args.chat_template)
+    template = resolve_chat_template(args.chat_template)
+    ctx = _context(args, args.data, device=args.device, dtype=args.dtype, chat_template=template)
     result = train_stage(ctx, args.model, args.out, settings, selection_dir=args.selection)
     print(f"model written to {Path(result.path) / 'model'}")
+
+
+def _check_not_selection(data: str) -> None:
+    """--data is the pool; a selection folder there gets the flag that takes it."""
+    folder = Path(data)
+    if folder.is_dir() and (folder / "selection.tsv").is_file():
+        raise ConfigError(f"--data {data} is a selection folder; train on a selection with --data POOL "
+                          f"--selection {data} (the pool the selection was made from)")
 
 
 def cmd_evaluate(args) -> None:
@@ -115,6 +170,7 @@ def cmd_evaluate(args) -> None:
     if args.base:
         check_model_path(args.base, "--base")
     out = args.out or Path(args.model).parent / "evaluation"
+    check_output_path("--out", out, {"--model": args.model, "--tests": args.tests, "--base": args.base})
     ctx = _context(args, device=args.device, dtype=args.dtype)
     result = evaluate_stage(ctx, args.model, args.tests, out, settings, base=args.base)
     rows = {Path(args.model).name: result.manifest["outputs"]}
@@ -132,6 +188,10 @@ def cmd_run(args) -> None:
     if data.get("kind") == "ideal":
         raise ConfigError(f"{args.config} is an IDEAL recipe (kind: ideal): run it with `instruct-select ideal {args.config}`")
     config = from_dict(RunConfig, data)
+    config.chat_template = resolve_chat_template(config.chat_template, "chat_template") or ""
+    check_output_path("run_dir", config.run_dir, {"config": args.config})
+    _check_early_stop(config, args)
+    _warn(config.warnings())
     if args.dry_run:
         pool = check_config(config)
         print(f"{args.config}: valid; methods {config.methods} at budgets {config.budgets} of a pool of "
@@ -150,10 +210,34 @@ def cmd_run(args) -> None:
         print(f"{label}: selection {entry.selection}" + (f", model {entry.model}" if entry.model else ""))
 
 
+def _check_early_stop(config, args) -> None:
+    """--shard and --stop-after name stages the run must have; otherwise they would be ignored
+    while the job selects and fine-tunes everything."""
+    from .select.registry import get_selector
+
+    needs = {need for method in config.methods for need in get_selector(method).needs}
+    warmed = sorted(needs & {"attribution", "hidden_states"})
+    if args.shard:
+        from .distributed import Shard
+
+        Shard.parse(args.shard)
+        if "attribution" not in needs:
+            raise ConfigError(f"--shard splits the gradient features, and methods {config.methods} compute none "
+                              "(only less, bids and the influence ablations do); drop --shard")
+    if args.stop_after and not warmed:
+        raise ConfigError(f"--stop-after {args.stop_after}: methods {config.methods} have no {args.stop_after} "
+                          "stage (only the influence methods and rds do); drop --stop-after")
+
+
 def cmd_ideal(args) -> None:
     from .ideal.settings import check_ideal_inputs, load_ideal_config
 
     paths, settings = load_ideal_config(args.config, args.overrides)
+    settings.chat_template = resolve_chat_template(settings.chat_template, "chat_template") or ""
+    check_output_path("run_dir", paths.run_dir, {"config": args.config, "model": paths.model, "pool": paths.pool,
+                                                 "reference": paths.reference, "tests": paths.tests,
+                                                 "domain_map_file": settings.domain_map_file})
+    _warn(settings.train.warnings())
     check_ideal_inputs(paths, settings)
     if args.dry_run:
         print(f"{args.config}: valid; {settings.rounds} rounds, m={settings.m}, layers {settings.layers}")
@@ -170,6 +254,15 @@ def cmd_ideal(args) -> None:
 def cmd_merge(args) -> None:
     from .producers.attribution import merge_all_shards
 
+    folder = Path(args.features_dir)
+    if not folder.exists():
+        raise ConfigError(f"{folder} does not exist; give the features folder of a run (RUN/influence/features)")
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is a file; give the features folder of a run (RUN/influence/features), "
+                          "whose checkpoint folders hold the shards")
+    if not any(folder.glob("*/shard-*-of-*")) and not any(folder.glob("shard-*-of-*")):
+        raise ConfigError(f"{folder} holds no feature shards (no */shard-I-of-N folders); give the features folder "
+                          "of a run whose `run --shard I/N` jobs wrote it (RUN/influence/features)")
     merged = merge_all_shards(args.features_dir)
     for folder in merged:
         print(f"merged {folder}")
@@ -199,6 +292,8 @@ def cmd_demo(args) -> None:
     from .demo import DemoSettings, run_demo
 
     args.run_dir = args.run_dir or "runs/demo"
+    check_output_path("--run-dir", args.run_dir, {"--lab": args.lab})
+    check_output_path("--lab", args.lab, {})
     settings = DemoSettings(budget=args.budget, seed=args.seed, methods=args.methods.split(","),
                             model_size=args.model_size)
     run_demo(args.run_dir, args.lab, settings, progress=not args.quiet)
@@ -214,6 +309,7 @@ def _real_demo(args) -> None:
     from .models.real import prepare_real_model
 
     layout = RunLayout(args.run_dir or "runs/real-demo")
+    check_output_path("--run-dir", layout.root, {})
     methods = DEMO_METHODS if args.methods == LAB_DEMO_METHODS else args.methods.split(",")
     log = (lambda m: None) if args.quiet else print
     markdown = run_real_mixed(prepare_real_model("smollm2-135m", log=log), DEFAULT_DATA, layout.root,
@@ -222,7 +318,8 @@ def _real_demo(args) -> None:
     print(f"{markdown}\n(written to {layout.experiments_md})")
 
 
-EXPERIMENTS = {"influence": "influence", "lp": "learning_percentage", "ideal": "ideal", "real": "real_mixed"}
+EXPERIMENTS = {"influence": "influence", "lp": "learning_percentage", "ideal": "ideal", "real": "real_mixed",
+               "mixture": "mixture"}
 
 
 def cmd_experiment(args) -> None:
@@ -327,12 +424,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Run an experiment's budgets x seeds grid on the lab through the one "
                                 "pipeline (cached stages) and write mean ± std per capability with the command "
                                 "that produced it.").add_subparsers(dest="experiment", required=True)
-    from .experiments import ideal, influence, learning_percentage, real_mixed
+    from .experiments import ideal, influence, learning_percentage, mixture, real_mixed
 
     for name, module, help_text in (("influence", influence, "every selector over budgets and seeds"),
                                     ("lp", learning_percentage, "learning percentage: small models select for large"),
                                     ("ideal", ideal, "IDEAL's rounds, and BIDS inside the IDEAL mixture"),
-                                    ("real", real_mixed, "the real mixed benchmark on SmolLM2-135M-Instruct")):
+                                    ("real", real_mixed, "the real mixed benchmark on SmolLM2-135M-Instruct"),
+                                    ("mixture", mixture, "a Tulu-like mixture, the five capabilities, SmolLM2")):
         p = experiment.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0])
         module.add_arguments(p)
         p.set_defaults(func=cmd_experiment)
@@ -382,7 +480,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_handoff_parsers(sub)
     add_models_parsers(sub)
+    _restart_after_subcommand(parser)
     return parser
+
+
+def _restart_after_subcommand(parser: argparse.ArgumentParser) -> None:
+    """--restart is accepted after the subcommand too (``instruct-select select ... --restart``)."""
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        for child in action.choices.values():
+            if child._subparsers is not None:
+                _restart_after_subcommand(child)
+            elif "--restart" not in child._option_string_actions:
+                child.add_argument("--restart", action="store_true", default=argparse.SUPPRESS,
+                                   help="as instruct-select --restart: start interrupted stages afresh")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,15 +529,34 @@ def main(argv: list[str] | None = None) -> int:
 
 
 UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+FILE_IN_THE_WAY = (errno.EEXIST, errno.ENOTDIR)
 
 
 def _user_error(err: Exception) -> str | None:
-    """The one line for a user's error: ours, or a path the user may not write (a read-only --out);
-    None for anything else, which is a bug and keeps its traceback."""
+    """The one line for a user's error: ours, or the file system's answer (a path one may not read
+    or write, a file where a folder goes, a full disk); None for anything else, which is a bug and
+    keeps its traceback."""
     if isinstance(err, InstructSelectError):
         return str(err)
-    if isinstance(err, OSError) and err.errno in UNWRITABLE and err.filename:
-        return f"{err.filename}: {err.strerror}; give an output folder you can write to (or fix that path's permissions)"
+    if not isinstance(err, OSError):
+        return None
+    name = err.filename
+    if err.errno == errno.ENOSPC:
+        stage = CURRENT_STAGE.get()
+        where = f"{name}: " if name else (f"during {stage}: " if stage else "")
+        return (f"{where}no space left on the device; free some space (or give an output folder on another disk) "
+                "and rerun the same command: finished stages are kept and nothing was left half-written")
+    if not name:
+        return None
+    if err.errno in FILE_IN_THE_WAY:
+        return (f"{name}: {err.strerror}: a file is where a folder must go; give another output path "
+                "(or move that file away)")
+    if err.errno in UNWRITABLE:
+        if os.path.exists(name) and not os.access(name, os.R_OK | (os.X_OK if os.path.isdir(name) else 0)):
+            return f"{name}: {err.strerror}; it cannot be read: make it readable (chmod) or give another input"
+        return f"{name}: {err.strerror}; give an output folder you can write to (or fix that path's permissions)"
+    if err.errno == errno.EISDIR:
+        return f"{name}: {err.strerror}: a folder is where a file must go; give a file path"
     return None
 
 

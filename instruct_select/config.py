@@ -8,6 +8,7 @@ builds them from nested dicts (YAML), rejecting unknown keys by name; ``apply_ov
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,19 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _check_finite(settings: Any, prefix: str = "") -> None:
+    """Every float setting is a finite number: inf or NaN cannot train (or mean anything else)."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{prefix}{f.name} must be a finite number, got {value}")
+
+
+# A learning rate outside this range is almost surely a typo (1e9 for 1e-4) or a unit mistake: warned
+# of, not refused, since the right rate depends on the model and the optimiser (LESS, BIDS: 2e-5).
+USUAL_LEARNING_RATES = (1e-7, 1e-1)
+
+
 @dataclass
 class LoraSettings:
     r: int = _help("LoRA rank (LESS, BIDS: 128)", default=128)
@@ -44,6 +58,7 @@ class LoraSettings:
         _check(self.alpha > 0, f"lora.alpha must be > 0, got {self.alpha}")
         _check(0 <= self.dropout < 1, f"lora.dropout must be in [0, 1), got {self.dropout}")
         _check(len(self.target_modules) > 0, "lora.target_modules must name at least one module")
+        _check_finite(self, "lora.")
 
 
 @dataclass
@@ -77,8 +92,11 @@ class TrainSettings:
     save_checkpoints: bool = _help("keep a checkpoint (weights + Adam moments) per epoch", default=True)
 
     def __post_init__(self) -> None:
+        _check_finite(self)
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.max_grad_norm >= 0, f"max_grad_norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}")
         _check(
             self.schedule in ("linear", "cosine", "constant"),
             f"schedule must be linear, cosine or constant, got {self.schedule!r}",
@@ -96,6 +114,14 @@ class TrainSettings:
         _check(self.batching in ("token_budget", "examples"),
                f"batching must be token_budget or examples, got {self.batching!r}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+
+    def warnings(self, prefix: str = "") -> list[str]:
+        """Settings that can train but probably should not (a learning rate far outside the usual range)."""
+        low, high = USUAL_LEARNING_RATES
+        if low <= self.learning_rate <= high:
+            return []
+        return [f"{prefix}learning_rate {self.learning_rate:g} is far outside the usual range [{low:g}, {high:g}] "
+                "(LESS, BIDS: 2e-5); training will likely diverge or not move"]
 
 
 @dataclass
@@ -124,6 +150,8 @@ class EvalSettings:
 class FeatureSettings:
     dim: int = _help("projected feature size k (LESS: 8192)", default=8192)
     projection_seed: int = _help("seed of the random projection, shared by every checkpoint and shard", default=0)
+    projection: str = _help("row_signs (each LoRA row through its own signed matrix: a dense projection's "
+                            "accuracy) | shared_rows (one matrix per layer, before issue 20)", default="row_signs")
     dtype: str = _help("stored feature dtype: float16 | float32", default="float16")
     token_budget: int = _help("padded tokens per feature batch", default=4096)
     max_batch_size: int = _help("most examples per feature batch", default=32)
@@ -131,6 +159,10 @@ class FeatureSettings:
 
     def __post_init__(self) -> None:
         _check(self.dim >= 1, f"features dim must be >= 1, got {self.dim}")
+        _check(self.max_length >= 2, f"features max_length must be >= 2, got {self.max_length}")
+        _check(self.max_batch_size >= 1, f"features max_batch_size must be >= 1, got {self.max_batch_size}")
+        _check(self.projection in ("row_signs", "shared_rows"),
+               f"features projection must be row_signs or shared_rows, got {self.projection!r}")
         _check(self.dtype in ("float16", "float32"), f"features dtype must be float16 or float32, got {self.dtype!r}")
         _check(self.token_budget >= self.max_length, "features token_budget must be at least max_length")
 
@@ -177,6 +209,17 @@ class LPSettings:
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"learning_percentage.epochs must be >= 1, got {self.epochs}")
         _check(self.variant in ("lp1", "lp_app"), f"learning_percentage.variant must be lp1 or lp_app, got {self.variant!r}")
+        epochs = self.selection_train.epochs if self.selection_train is not None else self.epochs
+        _check(self.variant != "lp1" or epochs >= 2,
+               f"learning_percentage: lp1 needs at least 2 epochs of the selection model (with one, every example's "
+               f"LP(1) is 1), got {epochs}; set learning_percentage.epochs: 2 or more")
+        _check(self.clusters is None or self.clusters >= 1,
+               f"learning_percentage.clusters must be >= 1 (or null for the paper's rule), got {self.clusters}")
+        _check(self.tolerance >= 0 and math.isfinite(self.tolerance),
+               f"learning_percentage.tolerance must be a finite number >= 0, got {self.tolerance}")
+        _check(self.token_budget is None or self.token_budget >= 1,
+               f"learning_percentage.token_budget must be >= 1 (or null), got {self.token_budget}")
+        _check(self.max_batch_size >= 1, f"learning_percentage.max_batch_size must be >= 1, got {self.max_batch_size}")
         _check(self.selection_train is None or self.selection_train.save_checkpoints,
                "learning_percentage.selection_train must save checkpoints (the loss passes read each epoch's)")
 
@@ -240,6 +283,8 @@ class RunConfig:
         _check(bool(self.pool), "pool is required")
         _check(len(self.methods) > 0 and len(self.budgets) > 0, "name at least one method and one budget")
         _check(self.dtype in ("float32", "bfloat16", "float16"), f"dtype {self.dtype!r} is not float32, bfloat16 or float16")
+        _check(bool(str(self.run_dir).strip()), "run_dir is empty; give the folder every stage writes into")
+        _check_selection_options(self.selection_options)
         from .method_names import method_name, uses_representation
 
         self.methods = [method_name(m, self.representation or None) for m in self.methods]
@@ -247,6 +292,41 @@ class RunConfig:
         _check(not embed or bool(self.embed_encoder),
                f"methods {embed} use the embed representation, which needs an encoder: set embed_encoder to a "
                "local encoder folder (none is given, and none is substituted)")
+
+    def warnings(self) -> list[str]:
+        """Settings that can run but probably should not (see ``TrainSettings.warnings``)."""
+        found = self.train.warnings("train.") + self.influence.warmup.warnings("influence.warmup.")
+        if self.learning_percentage.selection_train is not None:
+            found += self.learning_percentage.selection_train.warnings("learning_percentage.selection_train.")
+        return found
+
+
+# The selection_options some selector reads, and the values it takes (None: any of that type).
+SELECTION_OPTIONS: dict[str, tuple[type, tuple | None]] = {
+    "allow_unequal_validation": (bool, None),  # BIDS
+    "less_groups": (str, ("task", "subtask")),  # LESS
+    "lp_quotas": (str, ("coverage", "proportional")),  # learning percentage
+    "lp_unlearned": (str, ("ratio", "last")),
+    "uot_epsilon": (float, None),  # uot (select/uot.py)
+    "uot_reg_m": (list, None),
+    "uot_max_iter": (int, None),
+    "uot_tolerance": (float, None),
+}
+# Learning percentage's own settings, which override these keys: set there, not in selection_options.
+LP_OPTIONS = {"lp_variant": "variant", "lp_tolerance": "tolerance", "clusters": "clusters"}
+
+
+def _check_selection_options(options: dict[str, Any]) -> None:
+    for key, value in options.items():
+        if key in LP_OPTIONS:
+            raise ConfigError(f"selection_options.{key} is learning percentage's setting: set "
+                              f"learning_percentage.{LP_OPTIONS[key]} instead (it decides)")
+        if key not in SELECTION_OPTIONS:
+            raise ConfigError(f"unknown selection option {key!r}; known: {', '.join(SELECTION_OPTIONS)}")
+        kind, choices = SELECTION_OPTIONS[key]
+        _check(isinstance(value, kind) and (choices is None or value in choices),
+               f"selection_options.{key} must be " + (" or ".join(map(repr, choices)) if choices else kind.__name__)
+               + f", got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,19 +343,30 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
-        _check(isinstance(value, dict), f"{where} must be a mapping, got {value!r}")
+        _check(value is not None, f"{where} is empty; give its settings as a mapping (or leave it out for the "
+                                  "defaults)")
+        _check(isinstance(value, dict), f"{where} must be a mapping of settings, got {value!r}")
         return from_dict(hint, value, where=where)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is float and isinstance(value, str):
         # YAML 1.1 reads "1e-4" (no dot) as a string; accept any text float() understands.
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
+    if hint is float and isinstance(value, float):
+        _check(math.isfinite(value), f"{where} must be a finite number, got {value}")
+        return value
     if hint in (int, float, str, bool):
         ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
         _check(ok, f"{where} must be {hint.__name__}, got {value!r}")
+        return value
+    if origin is dict:
+        _check(isinstance(value, dict), f"{where} must be a mapping (key: value), got {value!r}")
+        key_hint, value_hint = typing.get_args(hint) or (Any, Any)
+        return {_coerce(k, key_hint, f"{where} key"): _coerce(v, value_hint, f"{where}.{k}") for k, v in value.items()}
+    if hint is Any:
         return value
     if origin is list:
         _check(isinstance(value, (list, tuple)), f"{where} must be a list, got {value!r}")
@@ -297,6 +388,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
     """Build dataclass ``cls`` from a nested dict, rejecting unknown keys by name."""
+    _check(data is None or isinstance(data, dict), f"{where or 'the settings'} must be a mapping, got {data!r}")
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -345,11 +437,15 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"config file {path} does not exist" if not path.exists() else
+                          f"config {path} is a folder; give a YAML file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML text file (its bytes are not UTF-8 text); give a YAML config "
+                          "such as configs/lab.yaml") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -18,3 +18,11 @@ class ConfigError(InstructSelectError):
 
 class ArtifactMismatchError(InstructSelectError):
     """A run directory holds an artifact made with different settings or inputs."""
+
+
+class FolderBusyError(InstructSelectError):
+    """Another live job holds the output folder's lock: one job writes a folder at a time."""
+
+
+class TrainingDivergedError(InstructSelectError):
+    """The loss or a weight became NaN or infinite while training: the settings cannot train."""

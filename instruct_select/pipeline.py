@@ -46,6 +46,9 @@ def run_config(config: RunConfig, *, progress: bool = True, log=print, shard: Sh
                stop_after: str | None = None) -> RunResults:
     """Everything ``config`` asks for: artifacts, each method × budget selection, fine-tuning and
     evaluation. No arms when ``shard`` or ``stop_after`` ends the run early."""
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"run_config takes a RunConfig, got {type(config).__name__} {config!r}; for a YAML file "
+                        "call run_config(load_config(path)) (instruct_select.config.load_config)")
     pool = check_config(config)
     return execute(context_for(config, progress=progress, log=log, shard=shard, stop_after=stop_after, pool=pool),
                    config)
@@ -68,15 +71,24 @@ def check_config(config: RunConfig, pool: LoadedData | None = None) -> LoadedDat
     score against validation data have it (equal sizes per task for BIDS), the model folders look
     like models, the device exists, evaluations have tests. Returns the pool (loaded here unless
     given), so that the run reads it once."""
+    from .artifacts import check_output_path
+    from .stages import check_checkers
+
     selectors = [get_selector(method) for method in config.methods]
     budgets = [Budget.parse(budget) for budget in config.budgets]
     check_paths_exist({key: getattr(config, key) for key in ("pool", "validation", "tests")})
+    check_output_path("run_dir", config.run_dir, {key: getattr(config, key) for key in (
+        "model", "pool", "validation", "tests", "ifd_model")})
     scoring = [s.name for s in selectors if set(s.needs) & VALIDATION_NEEDS]
     if scoring and not str(config.validation):
         raise ConfigError(f"methods {scoring} score against validation data: set validation to a folder with one "
                           "file per target task")
     if config.evaluate_base and not config.tests:
         raise ConfigError("evaluate_base needs tests: set tests to a folder with one file per capability")
+    if config.tests and (config.finetune or config.evaluate_base):
+        from .data.loading import load_test_sets
+
+        check_checkers(load_test_sets(config.tests), config.eval.default_checker)
     _check_models(config)
     resolve_device(config.device)
     pool = pool or load_examples(config.pool, format=config.data_format, skip_invalid=config.skip_invalid,

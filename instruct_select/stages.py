@@ -48,6 +48,8 @@ def select_stage(ctx: RunContext, method: str, budget: str, out_dir: str | Path,
             raise ConfigError("a token budget needs a tokenizer to count tokens: pass --tokenizer "
                               "(the model you will train)")
         settings.update(tokenizer=str(tokens.tokenizer), max_length=tokens.max_length)
+    if not ignores_budget:
+        parsed.check_fits(len(loaded.examples))  # before the stage starts: a refusal leaves nothing behind
 
     def build(folder: Path) -> dict:
         lengths = _token_lengths(loaded, tokens) if parsed.kind == "tokens" else None
@@ -113,6 +115,7 @@ def evaluate_stage(ctx: RunContext, model_dir: str | Path, tests: str | Path, ou
 
     settings = settings or EvalSettings()
     test_sets = load_test_sets(tests)
+    check_checkers(test_sets, settings.default_checker)
     inputs = {"model": fingerprint_model(model_dir), "tests": _sets_fingerprint(test_sets)}
 
     def build(folder: Path) -> dict:
@@ -138,3 +141,19 @@ def evaluate_stage(ctx: RunContext, model_dir: str | Path, tests: str | Path, ou
 
 def _sets_fingerprint(test_sets: dict[str, list[Example]]) -> str:
     return fingerprint_json({k: [[e.id, e.messages] for e in v] for k, v in sorted(test_sets.items())})
+
+
+def check_checkers(test_sets: dict[str, list[Example]], default_checker: str) -> None:
+    """Every checker a test set names exists (the default's and each record's ``checker``), before
+    any model is loaded."""
+    from .evaluate.checkers import CHECKERS
+
+    known = ", ".join(sorted(CHECKERS))
+    if default_checker not in CHECKERS:
+        raise ConfigError(f"eval.default_checker: unknown answer checker {default_checker!r}; known checkers: {known}")
+    for capability, examples in test_sets.items():
+        for example in examples:
+            name = (example.record or {}).get("checker")
+            if name and name not in CHECKERS:
+                raise InputError(f"test set {capability!r}, example {example.id}: unknown answer checker {name!r}; "
+                                 f"known checkers: {known}")

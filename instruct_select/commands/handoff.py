@@ -7,8 +7,10 @@ from . import add_data_arguments
 
 
 def cmd_report(args) -> None:
+    from ..artifacts import check_output_path
     from ..report.html import write_report
 
+    check_output_path("--out", args.out or Path(args.run_dir) / "report", {})
     page = write_report(args.run_dir, args.out)
     print(f"report written to {page} (figures beside it as PNG)")
 
@@ -26,6 +28,9 @@ def cmd_lm_eval(args) -> None:
         apply_chat_template=not args.no_chat_template, seed=args.seed,
         confirm_run_unsafe_code=args.confirm_run_unsafe_code)
     out = args.out or Path(args.model).parent / "lm-eval"
+    from ..artifacts import check_output_path
+
+    check_output_path("--out", out, {"--model": args.model, "--base": args.base, "--include-path": args.include_path})
     summary = evaluate_with_lm_eval(args.model, settings, base=args.base, out_dir=out, quiet=args.quiet)
     for task, entry in summary["tasks"].items():
         print(f"{task:<24} {entry['metric']:<28} {100 * entry['score']:6.1f}  -> {entry['capability']}")

@@ -63,11 +63,15 @@ def read_path(path: str | Path, split: str = "train") -> tuple[str, list[RawFile
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory. Check the path.")
-    if path.is_dir():
-        if _is_hf_dir(path):
-            return "hf", [read_hf(path, split)]
-        return "dir", [read_file(p, split) for p in _data_files(path)]
-    raw = read_file(path, split)
+    try:
+        if path.is_dir():
+            if _is_hf_dir(path):
+                return "hf", [read_hf(path, split)]
+            return "dir", [read_file(p, split) for p in _data_files(path)]
+        raw = read_file(path, split)
+    except PermissionError as err:
+        raise InputError(f"{err.filename or path}: cannot be read ({err.strerror}); make it readable (chmod) "
+                         "or give another input") from None
     return raw.container, [raw]
 
 
@@ -86,6 +90,7 @@ def read_file(path: Path, split: str = "train") -> RawFile:
     data = path.read_bytes()
     if not data.strip():
         raise InputError(f"{path}: the file is empty. Point at a file that holds records.")
+    _refuse_binary(path, data)
     return read_jsonl(path, data) if kind == "jsonl" else read_json(path, data)
 
 
@@ -231,6 +236,25 @@ def _data_files(folder: Path) -> list[Path]:
             "files and save_to_disk folders). Point at a file or a folder of such files."
         )
     return found
+
+
+# What a JSON file is not, told by its first bytes: (magic, what it is, what to do).
+BINARY_KINDS = (
+    (b"\x1f\x8b", "gzip-compressed data", "decompress it first (gunzip FILE)"),
+    (b"PAR1", "a Parquet file", "rename it to .parquet"),
+    (b"PK\x03\x04", "a zip archive", "unzip it first"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed data", "decompress it first (zstd -d FILE)"),
+    (b"BZh", "bzip2-compressed data", "decompress it first (bunzip2 FILE)"),
+    (b"\xfd7zXZ\x00", "xz-compressed data", "decompress it first (unxz FILE)"),
+    (b"ARROW1", "an Arrow file", "load it with datasets and save_to_disk, or write it as .parquet"),
+)
+
+
+def _refuse_binary(path: Path, data: bytes) -> None:
+    """A compressed or binary file under a JSON name is named for what it is (not given a Latin-1 hint)."""
+    for magic, what, fix in BINARY_KINDS:
+        if data.startswith(magic):
+            raise InputError(f"{path}: the file holds {what}, not {path.suffix[1:].upper()} text; {fix}")
 
 
 def _decode_document(path: Path, data: bytes) -> str:

@@ -83,6 +83,9 @@ class IdealSettings:
         _check(self.stats_token_budget == 0 or self.stats_token_budget >= self.train.max_length,
                "stats_token_budget must be 0 or at least train.max_length")
         _check(self.stats_batch_size >= 0, "stats_batch_size must be >= 0")
+        _check(self.stats_token_budget >= 0, "stats_token_budget must be >= 0 (0: train.token_budget)")
+        _check(all(isinstance(layer, str) and layer.strip() for layer in self.layers),
+               f"layers must be module names, got {self.layers}")
 
     @property
     def token_budget(self) -> int:
@@ -133,3 +136,21 @@ def check_ideal_inputs(paths: IdealPaths, settings: IdealSettings) -> None:
     check_paths_exist({"pool": paths.pool, "reference": paths.reference, "tests": paths.tests})
     check_model_source(paths.model)
     resolve_device(settings.device)
+    check_layers(paths.model, settings.layers)
+
+
+def check_layers(model: str, layers: list[str]) -> None:
+    """The layers match linear layers of a local model, found on its skeleton (built on the meta
+    device from config.json: no weights are read, so it is instant even for an 8B model)."""
+    folder = Path(model).expanduser()
+    if not (folder / "config.json").is_file():
+        return  # a hub id or an adapter folder: checked when the model loads
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .kfac import select_layers
+
+    config = AutoConfig.from_pretrained(str(folder))
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    select_layers(skeleton, layers)

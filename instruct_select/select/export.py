@@ -15,6 +15,10 @@ open-instruct (messages) read these files as they are. A Super-NaturalInstructio
 self-contained records (the definition lives in the file), so it is written as messages. From a
 folder whose files are in different formats, each record keeps its own format, so the lines mix
 formats (noted; ``hf`` gives every row the same ``messages`` column).
+
+Every export records what it wrote (``.export.json`` inside the ``hf`` folder, ``.NAME.export.json``
+beside a JSONL file); ``--overwrite`` replaces only such an earlier export, and an output that is,
+holds or lies inside the pool or the selection folder is refused before anything is read.
 """
 from __future__ import annotations
 
@@ -23,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import atomic_path, atomic_write_text, read_json
+from ..artifacts import atomic_path, atomic_write_json, atomic_write_text, check_output_path, read_json
 from ..errors import ArtifactMismatchError, ConfigError, InputError
 
 TARGETS = ("hf", "jsonl")
+RECORD = ".export.json"  # what an export wrote: inside the hf folder, or .NAME.export.json beside a file
 OWN_COLUMNS = ("id", "task", "subtask", "messages", "rank", "score")
 
 
@@ -66,32 +71,50 @@ def export_selection(selection_dir: str | Path, pool: str | Path, to: str, out: 
 
     if to not in TARGETS:
         raise ConfigError(f"--to must be one of {', '.join(TARGETS)}, got {to!r}")
-    table = read_selection_table(selection_dir)
     out = Path(out)
-    _check_target(Path(selection_dir), to, out, overwrite)
+    table = read_selection_table(selection_dir)
+    _check_target(Path(selection_dir), Path(pool), to, out, overwrite)
     loaded = load_examples(pool, **reading)
     notes = _check_pool(selection_dir, pool, loaded, [i for i, _ in table])
     if to == "hf":
-        notes += write_hf(loaded, table, out)
+        notes += write_hf(loaded, table, out, record=_record(selection_dir, pool, to))
     else:
         notes += write_jsonl(loaded, [i for i, _ in table], out)
+        atomic_write_json(_record_path(out, to), {**_record(selection_dir, pool, to), "files": [out.name]})
     return ExportResult(out, len(table), notes)
 
 
-def _check_target(selection_dir: Path, to: str, out: Path, overwrite: bool) -> None:
-    """Refuse an output that would destroy what the export did not write."""
-    resolved, selection = out.resolve(), selection_dir.resolve()
-    if resolved == selection or selection.is_relative_to(resolved) or resolved.is_relative_to(selection):
-        raise ConfigError(f"--out {out} is (or holds, or lies inside) the selection folder {selection_dir}; "
-                          "write the export somewhere else, e.g. --out exports/" + selection_dir.name)
-    if to == "jsonl" and out.is_dir():
-        raise ConfigError(f"--out {out} is a folder, and --to jsonl writes one file: give a file path "
-                          f"such as {out / 'selected.jsonl'}")
-    if to == "hf" and out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, and --to hf writes a datasets folder: give a folder path")
-    if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
-        raise ConfigError(f"--out {out} already exists and holds files; add --overwrite to replace it, "
-                          "or choose a new path")
+def _record(selection_dir, pool, to: str) -> dict:
+    return {"command": "export", "to": to, "selection": str(selection_dir), "pool": str(pool)}
+
+
+def _record_path(out: Path, to: str) -> Path:
+    return out / RECORD if to == "hf" else out.with_name(f".{out.name}{RECORD}")
+
+
+def _check_target(selection_dir: Path, pool: Path, to: str, out: Path, overwrite: bool) -> None:
+    """Refuse an output that would destroy what the export did not write: an input (the selection
+    folder, the pool), or an existing path that no earlier export of this kind wrote."""
+    check_output_path("--out", out, {"selection folder": selection_dir, "--pool": pool},
+                      kind="folder" if to == "hf" else "file")
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not overwrite:
+        raise ConfigError(f"--out {out} already exists and holds files; add --overwrite to replace an earlier "
+                          "export, or choose a new path")
+    record_path = _record_path(out, to)
+    record = read_json(record_path) if record_path.is_file() else None
+    if not isinstance(record, dict) or record.get("command") != "export" or record.get("to") != to:
+        raise ConfigError(f"--out {out} was not written by `export --to {to}` (no {record_path.name} records it); "
+                          "--overwrite replaces only an earlier export: choose a new path, or move it away")
+    if to == "hf":
+        ours = set(record.get("files", [])) | {RECORD}
+        others = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
+                        and str(p.relative_to(out)) not in ours)
+        if others:
+            raise ConfigError(f"--out {out} holds files an earlier export did not write ({', '.join(others[:3])}"
+                              f"{' ...' if len(others) > 3 else ''}); --overwrite replaces only what export wrote: "
+                              "move them away, or choose a new path")
 
 
 def _check_pool(selection_dir, pool, loaded, ids: list[str]) -> list[str]:
@@ -109,8 +132,9 @@ def _check_pool(selection_dir, pool, loaded, ids: list[str]) -> list[str]:
     return []
 
 
-def write_hf(loaded, table: list[tuple[str, float | None]], out: Path) -> list[str]:
-    """A ``datasets`` folder of the selection in rank order; returns notes on fields stored as JSON."""
+def write_hf(loaded, table: list[tuple[str, float | None]], out: Path, record: dict | None = None) -> list[str]:
+    """A ``datasets`` folder of the selection in rank order; returns notes on fields stored as JSON.
+    ``record``: what made it, written into the folder with the list of its files (``.export.json``)."""
     import datasets
 
     by_id = loaded.by_id()
@@ -127,6 +151,9 @@ def write_hf(loaded, table: list[tuple[str, float | None]], out: Path) -> list[s
     dataset = datasets.Dataset.from_dict(columns, info=info)
     with atomic_path(out) as tmp:
         dataset.save_to_disk(str(tmp))
+        if record is not None:
+            files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+            atomic_write_json(tmp / RECORD, {**record, "files": files})
     return notes
 
 

@@ -86,10 +86,12 @@ def write_selection(selection: Selection, loaded, out_dir: str | Path) -> dict:
     for rank, id_ in enumerate(selection.ids, start=1):
         score = "" if selection.scores is None else f"{selection.scores[rank - 1]:.6g}"
         rows.append(f"{rank}\t{id_}\t{task_of.get(id_)}\t{score}")
-    atomic_write_text(out_dir / "selection.tsv", "\n".join(rows) + "\n")
-    atomic_write_json(out_dir / "diagnostics.json", selection.diagnostics)
+    # The data first and the id table last (each written to a temporary name, then renamed): a
+    # failed write (a full disk) never leaves a selection.tsv, which readers take as the selection.
     data_path = out_dir / f"selected{_suffix(loaded)}"
     write_records(loaded, selection.ids, data_path)
+    atomic_write_json(out_dir / "diagnostics.json", selection.diagnostics)
+    atomic_write_text(out_dir / "selection.tsv", "\n".join(rows) + "\n")
     return {"n_selected": len(selection.ids), "data": data_path.name,
             "composition": selection.diagnostics["composition"]}
 

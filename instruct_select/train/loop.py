@@ -25,7 +25,7 @@ from ..data.example import Example
 from ..loss import model_per_example_loss
 from ..models.loading import add_lora, trainable_named_parameters
 from ..distributed import all_reduce_sum_, barrier, is_main, process_shard
-from ..errors import ArtifactMismatchError
+from ..errors import ArtifactMismatchError, TrainingDivergedError
 from .checkpoint import (
     Checkpoint, list_checkpoints, load_checkpoint, load_weights_into, restore_optimizer, save_checkpoint,
 )
@@ -103,6 +103,7 @@ def train_model(
                 torch.nn.utils.clip_grad_norm_([p for _, p in named], settings.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            _check_finite(named, loss_sum / len(step_indices), step + 1, epoch, settings)
             lrs.append(lr)
             losses.append(loss_sum / len(step_indices))
             tokens += batch_tokens
@@ -123,6 +124,18 @@ def train_model(
     model.eval()
     return TrainResult(model, checkpoints, report, step, len(items), tokens,
                        time.time() - start, epoch_losses)
+
+
+def _check_finite(named, loss: float, step: int, epoch: int, settings: TrainSettings) -> None:
+    """Stop at the first step whose loss or updated weights are NaN or infinite: nothing after it
+    can be a model (one reduction over the trainable weights per step)."""
+    bad_loss = not torch.isfinite(torch.tensor(loss))
+    if not bad_loss and torch.stack([p.detach().isfinite().all() for _, p in named]).all():
+        return
+    what = f"the loss is {loss}" if bad_loss else "a weight became NaN or infinite"
+    raise TrainingDivergedError(f"training diverged at step {step} (epoch {epoch}): {what}; no model was written. "
+                                f"Lower learning_rate (now {settings.learning_rate:g}; LESS, BIDS: 2e-5) or check "
+                                "the data and the dtype, then rerun")
 
 
 def _resume(model, optimizer, named, out_dir, settings: TrainSettings, log) -> list[Checkpoint]:
