@@ -13,8 +13,8 @@ from typing import Any
 
 from ..artifacts import atomic_write_json, atomic_write_text
 from ..errors import ConfigError
-from .base import SelectionContext
 from ..method_names import method_name
+from .base import SelectionContext
 from .budget import Budget
 from .registry import get_selector
 
