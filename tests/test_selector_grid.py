@@ -60,22 +60,17 @@ def test_paper_pairs_on_the_grid_are_the_papers_methods(selector, representation
 
 
 @pytest.mark.parametrize("method", sorted(grid_selectors()))
-def test_grid_conformance(method):
+def test_grid_pairs_report_their_axes_and_rank_by_prefix(method):
+    """Beyond the conformance test (tests/test_selectors.py, which runs every grid pair): the
+    diagnostics name the pair, every pick has a finite score, and a larger budget extends the ranking."""
     pool = _pool()
     artifacts = _artifacts(pool)
     first = run_selector(method, pool, "7", seed=3, artifacts=artifacts)
-    again = run_selector(method, list(reversed(pool)), "7", seed=3, artifacts=artifacts)
-    assert len(first.ids) == 7 == len(set(first.ids))  # the budget, exactly
-    assert set(first.ids) <= {e.id for e in pool}
-    assert first.ids == again.ids  # deterministic, whatever the pool order
-    assert (first.method, first.budget, first.seed) == (method, "7", 3)
-    assert sum(first.diagnostics["composition"].values()) == 7
     selector, representation = method.split(":")
     assert first.diagnostics["selector"] == selector and first.diagnostics["representation"] == representation
     json.dumps(first.diagnostics)  # diagnostics.json can hold them
     assert first.scores is not None and len(first.scores) == 7 and all(np.isfinite(first.scores))
-    assert len(run_selector(method, pool, "20%", seed=3, artifacts=artifacts).ids) == 10
-    assert run_selector(method, pool, "12", seed=3, artifacts=artifacts).ids[:7] == first.ids  # prefix-consistent
+    assert run_selector(method, pool, "12", seed=3, artifacts=artifacts).ids[:7] == first.ids
 
 
 def test_grid_names_and_refusals():

@@ -7,7 +7,7 @@ import pytest
 from instruct_select.data.example import Example
 from instruct_select.errors import ArtifactMismatchError, ConfigError
 from instruct_select.influence.attribution import AttributionMatrix
-from instruct_select.select.registry import available_selectors
+from instruct_select.select.registry import available_selectors, grid_selectors
 from instruct_select.select.selection import run_selector
 
 TASKS = ["code", "math", "logic"]
@@ -51,8 +51,10 @@ def _artifacts(pool, seed=0):
                                                   [c["task"] for c in columns])}
 
 
-@pytest.mark.parametrize("method", sorted(available_selectors()))
+@pytest.mark.parametrize("method", sorted({**available_selectors(), **grid_selectors()}))
 def test_selector_conformance(method):
+    """Every named method and every grid pair (``bids:rds+``): the budget met exactly, valid ids,
+    the same selection whatever the pool's order, the selection's diagnostics."""
     pool = _pool()
     artifacts = _artifacts(pool)
     first = run_selector(method, pool, "7", seed=3, artifacts=artifacts)

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import Artifact, fingerprint_json, fingerprint_model, fingerprint_path
+from ..artifacts import Artifact, fingerprint_model
 from ..config import RunConfig
 from ..context import RunContext
 from ..data.example import Example
 from ..data.loading import LoadedData
 from ..errors import ConfigError
 from ..layout import RunLayout
-from .representations import _read
+from .representations import vectors_artifact
 from .warmup import validation_data
 
 
@@ -49,13 +49,7 @@ def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact |
                for split, data in (("pool", ctx.require_pool()), ("validation", validation))}
     if ctx.stop_after == "features":
         return None
-    from ..features.representations import Representations
-
-    pool_ids, pool = _read(folders["pool"])
-    val_ids, val = _read(folders["validation"])
-    task_of = {e.id: str(e.task) for e in validation.examples}
-    value = Representations(pool_ids, pool, val_ids, val, [task_of[i] for i in val_ids])
-    return Artifact(value, fingerprint_json({s: fingerprint_path(f) for s, f in folders.items()}))
+    return vectors_artifact(folders, validation)
 
 
 def _split_stage(ctx: RunContext, config: RunConfig, encoder: Path, data: LoadedData, folder: Path) -> Path:

@@ -28,6 +28,12 @@ def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact |
                for split, data in (("pool", ctx.require_pool()), ("validation", validation))}
     if ctx.is_shard_job or ctx.stop_after == "features":
         return None
+    return vectors_artifact(folders, validation)
+
+
+def vectors_artifact(folders: dict[str, Path], validation: LoadedData) -> Artifact:
+    """The pool and validation stores in ``folders`` as one ``Representations`` artifact, each
+    validation vector tagged with its target task (RDS+'s, and the embed representation's)."""
     from ..features.representations import Representations
 
     pool_ids, pool = _read(folders["pool"])
