@@ -80,22 +80,41 @@ def test_adam_feature_hand_computation():
     assert torch.all(adam_feature(torch.zeros(1, 2), torch.zeros(2), torch.zeros(2), b1, b2, eps) == 0)
 
 
-def test_projection_seeded_and_matches_dense_form():
+@pytest.mark.parametrize("design", ["row_signs", "shared_rows"])
+def test_projection_seeded_and_matches_dense_form(design):
     shapes = {"a.lora_A.weight": (4, 10), "a.lora_B.weight": (12, 4), "b.lora_A.weight": (3, 7)}
-    p1 = LayerwiseProjector(shapes, 24, seed=5)
-    p2 = LayerwiseProjector(dict(reversed(list(shapes.items()))), 24, seed=5)
+    p1 = LayerwiseProjector(shapes, 24, seed=5, design=design)
+    p2 = LayerwiseProjector(dict(reversed(list(shapes.items()))), 24, seed=5, design=design)
     grads = {n: torch.randn(3, *s) for n, s in shapes.items()}
     torch.testing.assert_close(p1.project(grads), p2.project(grads))  # order-free, seeded by name
-    assert not torch.allclose(p1.project(grads), LayerwiseProjector(shapes, 24, seed=6).project(grads))
+    assert not torch.allclose(p1.project(grads), LayerwiseProjector(shapes, 24, seed=6, design=design).project(grads))
     flat = torch.cat([grads[n].reshape(3, -1) for n in shapes], dim=1)
     torch.testing.assert_close(p1.project(grads), flat @ p1.dense_matrix(), rtol=1e-5, atol=1e-5)
 
 
-def test_projection_preserves_inner_products_at_default_size():
+def test_row_signs_is_shared_rows_with_a_sign_per_weight():
+    """The new default differs from the old design exactly by a seeded ±1 on every gradient entry."""
+    shapes = {"a.lora_A.weight": (4, 10), "a.lora_B.weight": (12, 4)}
+    signed, shared = (LayerwiseProjector(shapes, 24, seed=5, design=d) for d in ("row_signs", "shared_rows"))
+    grads = {n: torch.randn(3, *s) for n, s in shapes.items()}
+    flipped = {}
+    for name, g in grads.items():
+        signs = signed.orient(name, torch.ones(1, *g.shape[1:]))[0]  # (small, big)
+        assert set(signs.unique().tolist()) == {-1.0, 1.0}
+        flipped[name] = g * (signs.t() if g.shape[1] > g.shape[2] else signs)
+    torch.testing.assert_close(signed.project(grads), shared.project(flipped), rtol=1e-5, atol=1e-5)
+    with pytest.raises(Exception, match="projection must be one of row_signs, shared_rows"):
+        LayerwiseProjector(shapes, 24, seed=5, design="dense")
+    with pytest.raises(Exception, match="features projection must be row_signs or shared_rows"):
+        FeatureSettings(projection="dense")
+
+
+@pytest.mark.parametrize("design", ["row_signs", "shared_rows"])
+def test_projection_preserves_inner_products_at_default_size(design):
     dim = FeatureSettings().dim
     shapes = {f"layer{i}.lora_A.weight": (8, 96) for i in range(4)}
     shapes.update({f"layer{i}.lora_B.weight": (96, 8) for i in range(4)})
-    projector = LayerwiseProjector(shapes, dim, seed=0)
+    projector = LayerwiseProjector(shapes, dim, seed=0, design=design)
     torch.manual_seed(1)
     n = 24
     base = torch.randn(n, sum(a * b for a, b in shapes.values()))

@@ -32,7 +32,7 @@ def checkpoint_weights(mean_lrs: list[float]) -> list[float]:
 
 
 def _check_pair(train: FeatureStore, val: FeatureStore) -> None:
-    for key in ("model", "checkpoint", "projection_seed", "dim"):
+    for key in ("model", "checkpoint", "projection_seed", "projection", "dim"):
         if train.meta.get(key) != val.meta.get(key):
             raise ArtifactMismatchError(
                 f"training features {train.path} and validation features {val.path} differ in {key} "

@@ -69,7 +69,8 @@ def features_stage(ctx: RunContext, warmup_dir: str | Path, data: LoadedData, sp
         folder = layout.feature_store(split, checkpoint.epoch)
         meta = {"model": fingerprint_path(warmup_dir), "checkpoint": f"epoch-{checkpoint.epoch}",
                 "checkpoint_fingerprint": fingerprint_path(checkpoint.path),
-                "projection_seed": settings.projection_seed, "transform": transform,
+                "projection_seed": settings.projection_seed, "projection": settings.projection,
+                "transform": transform,
                 "data": data.fingerprint, "max_length": settings.max_length}
         stage_settings = {**asdict(settings), "transform": transform, "split": split}
         inputs = {k: v for k, v in meta.items() if k in ("model", "checkpoint_fingerprint", "data")}
