@@ -272,3 +272,26 @@ def test_grid_pairs_end_to_end_on_the_tiny_lab(tiny_lab, tiny_model_dir, tmp_pat
     stamps = {p: p.stat().st_mtime_ns for p in layout.root.rglob("manifest.json")}
     run_config(config, progress=False, log=lambda m: None)
     assert {p: p.stat().st_mtime_ns for p in layout.root.rglob("manifest.json")} == stamps
+
+
+def test_representation_cost_sums_its_stage_manifests(tmp_path):
+    from instruct_select.layout import RunLayout
+    from instruct_select.producers.costs import representation_seconds
+
+    layout = RunLayout(tmp_path)
+
+    def finished(folder, seconds):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "manifest.json").write_text(json.dumps({"stage": "x", "seconds": seconds}))
+
+    assert representation_seconds(layout, "rds+") is None and representation_seconds(layout, "less") is None
+    finished(layout.representations("pool"), 2.5)
+    assert representation_seconds(layout, "rds+") is None  # validation's stage unfinished
+    finished(layout.representations("validation"), 0.5)
+    assert representation_seconds(layout, "rds+") == 3.0
+    finished(layout.warmup, 10)
+    finished(layout.feature_store("pool", 1), 4)
+    finished(layout.feature_store("pool", 1) / "shard-0-of-2", 3)  # a shard job's own time counts too
+    finished(layout.feature_store("validation", 1), 1)
+    finished(layout.scores, 0.25)
+    assert representation_seconds(layout, "less") == 18.25
