@@ -295,3 +295,31 @@ def test_representation_cost_sums_its_stage_manifests(tmp_path):
     finished(layout.feature_store("validation", 1), 1)
     finished(layout.scores, 0.25)
     assert representation_seconds(layout, "less") == 18.25
+
+
+def test_select_command_takes_the_representation(tmp_path, capsys):
+    """`select --method uot --representation less --scores DIR` selects over the attribution
+    matrix; a representation `select` cannot compute, or a grid selector without one, is refused."""
+    from instruct_select import cli
+    from instruct_select.artifacts import atomic_write_json
+
+    pool = _pool(20)
+    (tmp_path / "pool.jsonl").write_text("".join(json.dumps({"id": e.id, "task": e.task, "messages": e.messages}) + "\n"
+                                                 for e in pool))
+    matrix = _artifacts(pool)["attribution"]
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    np.save(scores / "scores.npy", matrix.scores)
+    atomic_write_json(scores / "rows.json", matrix.rows)
+    atomic_write_json(scores / "columns.json", matrix.columns)
+    atomic_write_json(scores / "manifest.json", {"stage": "scores", "settings": {}, "inputs": {}, "outputs": {}})
+    base = ["select", "--pool", str(tmp_path / "pool.jsonl"), "--budget", "5"]
+    assert cli.main([*base, "--method", "uot", "--representation", "less", "--scores", str(scores),
+                     "--out", str(tmp_path / "uot")]) == 0
+    expected = run_selector("uot:less", pool, 5, artifacts={"attribution": matrix}).ids
+    rows = (tmp_path / "uot" / "selection.tsv").read_text().splitlines()[1:]
+    assert [r.split("\t")[1] for r in rows] == expected
+    assert cli.main([*base, "--method", "bids", "--representation", "rds+", "--out", str(tmp_path / "b")]) != 0
+    assert "--method bids:rds+ needs the 'representations' artifact, which `select` cannot compute" in capsys.readouterr().err
+    assert cli.main([*base, "--method", "round-robin", "--out", str(tmp_path / "rr")]) != 0
+    assert "selector 'round-robin' needs a representation" in capsys.readouterr().err
