@@ -144,16 +144,8 @@ def _sets_fingerprint(test_sets: dict[str, list[Example]]) -> str:
 
 
 def check_checkers(test_sets: dict[str, list[Example]], default_checker: str) -> None:
-    """Every checker a test set names exists (the default's and each record's ``checker``), before
-    any model is loaded."""
-    from .evaluate.checkers import CHECKERS
+    """Every test record can be scored (its checker or record metric exists, its fields fit it), before
+    any model is loaded: evaluation's own preparation, run early."""
+    from .evaluate.capabilities import _prepare
 
-    known = ", ".join(sorted(CHECKERS))
-    if default_checker not in CHECKERS:
-        raise ConfigError(f"eval.default_checker: unknown answer checker {default_checker!r}; known checkers: {known}")
-    for capability, examples in test_sets.items():
-        for example in examples:
-            name = (example.record or {}).get("checker")
-            if name and name not in CHECKERS:
-                raise InputError(f"test set {capability!r}, example {example.id}: unknown answer checker {name!r}; "
-                                 f"known checkers: {known}")
+    _prepare(test_sets, default_checker)

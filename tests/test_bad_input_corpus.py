@@ -5,6 +5,7 @@ never a traceback; or, where the user asked for skipping, a counted skip in the 
 """
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 from pathlib import Path
@@ -78,6 +79,11 @@ FILE_CASES = [
      ["p.jsonl:1: m[0] is not a turn"]),
     ("format and columns", "p.jsonl", _jsonl(OK), ["--format", "alpaca", "--columns", "prompt=q,response=a"],
      ["--format alpaca and --columns both say how to read the records"]),
+    # issue 23: what the bytes are, not a Latin-1 hint
+    ("gzip bytes in a .jsonl", "p.jsonl", gzip.compress(_jsonl(OK).encode()), [],
+     ["p.jsonl: the file holds gzip-compressed data, not JSONL text; decompress it first (gunzip FILE)"]),
+    ("Parquet bytes in a .jsonl", "p.jsonl", b"PAR1\x15\x04" + bytes(range(200)), [],
+     ["p.jsonl: the file holds a Parquet file, not JSONL text; rename it to .parquet"]),
 ]
 
 
@@ -286,6 +292,11 @@ def work(tiny_lab, tmp_path_factory):
     (root / "assistant-first.jsonl").write_text(_jsonl(_msg(id="ok"), _msg(id="greeting", messages=[
         {"role": "assistant", "content": "Hello! How can I help?"}, {"role": "user", "content": "2+2?"},
         {"role": "assistant", "content": "4"}])))
+    (root / "bad.jinja").write_text("{% for m in messages %}{{ m['content'] }}")
+    (root / "notes.txt").write_text("my notes\n")
+    (root / "ideal.yaml").write_text(f"kind: ideal\nmodel: {root / 'model'}\npool: {root / 'small.jsonl'}\n"
+                                     f"reference: {root / 'val'}\nrun_dir: {root / 'outputs' / 'ideal'}\n"
+                                     "layers: [gate_prj]\n")
     return root
 
 
@@ -301,6 +312,7 @@ def _config(work, out, **changes) -> list[str]:
     return [str(path)]
 
 
+APART = "a command never writes over or into its inputs: give {o} a path apart from them"
 PLACEHOLDER_HINT = "(in the config, or pool=PATH after it on the command line)"
 RUN_HINT = "`instruct-select run CONFIG` with {m} in its methods (finetune=false stops after selecting)"
 
@@ -374,6 +386,72 @@ CASES = [
                                                              str(o), "--id-field", "uid"],
      "W/small.jsonl:1: missing id field 'uid' (named by --id-field); the record has ['checker', 'defect', "
      "'duplicate_of', 'id', 'keys', 'level', 'messages', 'reference', 'style', 'subtask', 'task']."),
+    # issue 23, one case per class. 1: no command destroys an input
+    ("export over its own pool", lambda w, o: ["export", str(w / "selection"), "--pool", str(w / "small.jsonl"),
+                                               "--to", "jsonl", "--out", str(w / "small.jsonl"), "--overwrite"],
+     f"--out W/small.jsonl is the --pool W/small.jsonl; {APART.format(o='--out')}"),
+    ("export into the folder holding its inputs", lambda w, o: ["export", str(w / "selection"), "--pool",
+                                                                str(w / "small.jsonl"), "--to", "hf", "--out",
+                                                                str(w), "--overwrite"],
+     f"--out W holds the selection folder W/selection; {APART.format(o='--out')}"),
+    ("train into its model's folder", lambda w, o: ["train", "--model", str(w / "model"), "--data",
+                                                     str(w / "small.jsonl"), "--out", str(w / "model" / "tuned")],
+     f"--out W/model/tuned lies inside the --model W/model; {APART.format(o='--out')}"),
+    # 2: refused before the stage starts (nothing left to block the corrected command)
+    ("select budget larger than the pool", lambda w, o: ["select", "--pool", str(w / "small.jsonl"), "--budget",
+                                                          "5000", "--out", str(o), "--restart"],
+     "budget 5000 is larger than the pool (12 examples); ask for at most the pool size, or use the method full"),
+    # 4: values that cannot train
+    ("infinite learning rate", lambda w, o: ["train", "--model", str(w / "model"), "--data", str(w / "small.jsonl"),
+                                             "--out", str(o), "learning_rate=.inf"],
+     "learning_rate must be a finite number, got inf"),
+    ("negative weight decay", lambda w, o: ["run", *_config(w, o, train={"weight_decay": -0.1}), "--dry-run"],
+     "weight_decay must be >= 0, got -0.1"),
+    # 5: --dry-run catches what a config gets wrong
+    ("selection_options a list", lambda w, o: ["run", *_config(w, o, selection_options=["less_groups"]), "--dry-run"],
+     "selection_options must be a mapping (key: value), got ['less_groups']"),
+    ("unknown selection option", lambda w, o: ["run", *_config(w, o, selection_options={"group": "task"}),
+                                               "--dry-run"],
+     "unknown selection option 'group'; known: {options}"),
+    ("zero clusters", lambda w, o: ["run", *_config(w, o, learning_percentage={"clusters": 0}), "--dry-run"],
+     "learning_percentage.clusters must be >= 1 (or null for the paper's rule), got 0"),
+    ("empty train section", lambda w, o: ["run", *_config(w, o, train=None), "--dry-run"],
+     "train is empty; give its settings as a mapping (or leave it out for the defaults)"),
+    ("binary file as the config", lambda w, o: ["run", str(w / "model" / "model.safetensors"), "--dry-run"],
+     "W/model/model.safetensors: not a YAML text file (its bytes are not UTF-8 text); give a YAML config such as "
+     "configs/lab.yaml"),
+    ("run_dir a file", lambda w, o: ["run", *_config(w, o, run_dir=str(w / "notes.txt")), "--dry-run"],
+     "run_dir W/notes.txt is a file, and the command writes a folder there; give a folder path (or move the file "
+     "away)"),
+    ("unknown checker", lambda w, o: ["run", *_config(w, o, tests=str(w / "tests"), eval={"default_checker": "fuzzy"}),
+                                      "--dry-run"],
+     "{unknown checker 'fuzzy'}"),
+    ("IDEAL layers matching no module", lambda w, o: ["ideal", str(w / "ideal.yaml"), "--dry-run"],
+     "layers ['gate_prj'] match no linear layer of this model; its linear layers are named ['down_proj', "
+     "'gate_proj', 'k_proj', 'lm_head', 'o_proj', 'q_proj', 'up_proj', 'v_proj'] (e.g. model.layers.0.self_attn.q_proj)"),
+    # 6: the file system's answers
+    ("a file where the output folder goes", lambda w, o: ["select", "--pool", str(w / "small.jsonl"), "--out",
+                                                           str(w / "notes.txt")],
+     "--out W/notes.txt is a file, and the command writes a folder there; give a folder path (or move the file away)"),
+    # 7: paths and flags mean what they say
+    ("chat template Jinja cannot parse", lambda w, o: ["train", "--model", str(w / "model"), "--data",
+                                                        str(w / "small.jsonl"), "--out", str(o), "--chat-template",
+                                                        str(w / "bad.jinja")],
+     "--chat-template W/bad.jinja: line 1 Jinja cannot parse it (Unexpected end of template. Jinja was looking for "
+     "the following tags: 'endfor' or 'else'. The innermost block that needs to be closed is 'for'.); fix the "
+     "template"),
+    ("merge on a missing path", lambda w, o: ["merge", str(w / "features")],
+     "W/features does not exist; give the features folder of a run (RUN/influence/features)"),
+    ("merge on a data file", lambda w, o: ["merge", str(w / "small.jsonl")],
+     "W/small.jsonl is a file; give the features folder of a run (RUN/influence/features), whose checkpoint "
+     "folders hold the shards"),
+    ("stop after a stage the run lacks", lambda w, o: ["run", *_config(w, o), "--stop-after", "features"],
+     "--stop-after features: methods ['random'] have no features stage (only the influence methods and rds do); "
+     "drop --stop-after"),
+    ("train on a selection folder as data", lambda w, o: ["train", "--model", str(w / "model"), "--data",
+                                                           str(w / "selection"), "--out", str(o)],
+     "--data W/selection is a selection folder; train on a selection with --data POOL --selection W/selection (the "
+     "pool the selection was made from)"),
 ]
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Whether an adapter fits a base shows only once it is loaded onto it, inside the evaluate stage.
@@ -403,7 +481,16 @@ def test_mistake_is_one_line_before_any_work(work, tmp_path, monkeypatch, name, 
     args = command(work, out)
     before = _files(work, out) | _files(tmp_path, out)
     result = _cli(*args, cwd=tmp_path)
-    expected = message.replace("W/", f"{work}/").replace("{torch}", torch.__version__)
+    from instruct_select.config import SELECTION_OPTIONS
+    from instruct_select.evaluate.checkers import get_checker
+
+    try:
+        get_checker("fuzzy")
+    except InstructSelectError as err:
+        unknown_checker = str(err)  # evaluation's own message, whatever checkers exist
+    expected = (message.replace("W/", f"{work}/").replace("W ", f"{work} ").replace("{torch}", torch.__version__)
+                .replace("{options}", ", ".join(SELECTION_OPTIONS))
+                .replace("{unknown checker 'fuzzy'}", unknown_checker))
     assert (result.returncode, result.stderr) == (2, f"error: {expected}\n")
     assert _files(work, out) | _files(tmp_path, out) == before  # nothing outside OUT changed or appeared
     if name in LOADED_TO_TELL:
@@ -452,3 +539,147 @@ def test_a_refused_model_leaves_nothing_that_blocks_the_corrected_rerun(work, tm
     result = _cli("select", "--pool", str(work / "small.jsonl"), "--budget", "500tok", "--tokenizer",
                   str(work / "model"), "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 23: the classes whose case needs a setup (a held folder, a full disk, an unreadable file, a
+# training run). Each asserts the one line, the exit status, and that nothing outside OUT changed.
+
+
+def _one_line_and_nothing_else(work, tmp_path, out, args, expected, setup_changes=()):
+    before = _files(work, out) | _files(tmp_path, out)
+    result = _cli(*args, cwd=tmp_path)
+    assert (result.returncode, result.stderr.splitlines()[-1:]) == (2, [f"error: {expected}"]), result.stderr
+    assert [line for line in result.stderr.splitlines() if not line.startswith("warning: ")] == [f"error: {expected}"]
+    assert _files(work, out) | _files(tmp_path, out) == before
+    return result
+
+
+def test_a_folder_held_by_a_live_job_is_one_line_naming_it(work, tmp_path):
+    import os
+    import socket
+
+    from instruct_select.artifacts import stage_lock
+
+    out = tmp_path / "sel"
+    with stage_lock(out):
+        _one_line_and_nothing_else(
+            work, tmp_path, out, ["select", "--pool", str(work / "small.jsonl"), "--budget", "3", "--out", str(out)],
+            f"{out} is in use by another job (pid {os.getpid()} on {socket.gethostname()}); one job writes a folder "
+            "at a time: wait for that job to end (or stop it), or give another output folder")
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # the live job's folder was not touched
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_selection(work, tmp_path, monkeypatch):
+    import errno
+
+    from instruct_select.data import writing
+
+    out = tmp_path / "sel"
+    real = writing._write_jsonl
+
+    def full(rows, path):
+        path.write_text("{\"half\": ")  # what a full disk leaves of the temporary file
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(writing, "_write_jsonl", full)
+    before = _files(work, out)
+    result = _cli("select", "--pool", str(work / "small.jsonl"), "--budget", "3", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"error: {out}/.selected.jsonl.") and result.stderr.endswith(
+        ": no space left on the device; free some space (or give an output folder on another disk) and rerun the "
+        "same command: finished stages are kept and nothing was left half-written\n")
+    assert _files(work, out) == before
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "started.json"]  # no selection.tsv, no temporary
+    monkeypatch.setattr(writing, "_write_jsonl", real)
+    result = _cli("select", "--pool", str(work / "small.jsonl"), "--budget", "3", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr  # the same command, rerun, finishes the stage
+    assert {"selected.jsonl", "selection.tsv", "manifest.json"} <= {p.name for p in out.iterdir()}
+
+
+def test_an_unreadable_input_is_one_line_that_says_so(work, tmp_path, monkeypatch):
+    """Root reads every file whatever its mode, so the refusal the system gives is played here."""
+    import errno
+    from pathlib import Path as P
+
+    pool = tmp_path / "pool.jsonl"
+    pool.write_bytes((work / "small.jsonl").read_bytes())
+    real = P.read_bytes
+
+    def refuse(self):
+        if self == pool:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self)
+
+    out = tmp_path / "sel"
+    before = _files(work, out) | _files(tmp_path, out)
+    with monkeypatch.context() as patched:
+        patched.setattr(P, "read_bytes", refuse)
+        result = _cli("select", "--pool", str(pool), "--budget", "3", "--out", str(out), cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        2, f"error: {pool}: cannot be read (Permission denied); make it readable (chmod) or give another input\n")
+    assert _files(work, out) | _files(tmp_path, out) == before and not out.exists()
+
+
+def test_training_that_diverges_stops_naming_the_step_and_writes_no_model(work, tmp_path):
+    import re
+
+    out = tmp_path / "t"
+    before = _files(work, out)
+    result = _cli("train", "--model", str(work / "model"), "--data", str(work / "small.jsonl"), "--out", str(out),
+                  "--device", "cpu", "learning_rate=1e9", "epochs=2", "batching=token_budget", "max_batch_size=4",
+                  "max_length=64", "lora.r=2", "lora.alpha=4", cwd=tmp_path)
+    warning, error = result.stderr.splitlines()
+    assert result.returncode == 2
+    assert warning == ("warning: learning_rate 1e+09 is far outside the usual range [1e-07, 0.1] (LESS, BIDS: 2e-5); "
+                       "training will likely diverge or not move")
+    assert re.fullmatch(r"error: training diverged at step \d+ \(epoch \d\): (the loss is nan|the loss is inf|a weight "
+                        r"became NaN or infinite); no model was written\. Lower learning_rate \(now 1e\+09; LESS, "
+                        r"BIDS: 2e-5\) or check the data and the dtype, then rerun", error), error
+    assert not out.exists()  # nothing written as a model, and no marker to block the corrected command
+    assert _files(work, out) == before
+
+
+def test_export_overwrite_replaces_only_an_earlier_export(work, tmp_path):
+    selection, pool = str(work / "selection"), str(work / "small.jsonl")
+    out = tmp_path / "hf"
+    assert _cli("export", selection, "--pool", pool, "--to", "hf", "--out", str(out), cwd=tmp_path).returncode == 0
+    assert _cli("export", selection, "--pool", pool, "--to", "hf", "--out", str(out), "--overwrite",
+                cwd=tmp_path).returncode == 0
+    (out / "notes.txt").write_text("mine")
+    _one_line_and_nothing_else(
+        work, tmp_path, tmp_path / "nothing", ["export", selection, "--pool", pool, "--to", "hf", "--out", str(out),
+                                               "--overwrite"],
+        f"--out {out} holds files an earlier export did not write (notes.txt); --overwrite replaces only what export "
+        "wrote: move them away, or choose a new path")
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("my own file\n")
+    _one_line_and_nothing_else(
+        work, tmp_path, tmp_path / "nothing", ["export", selection, "--pool", pool, "--to", "jsonl", "--out",
+                                               str(mine), "--overwrite"],
+        f"--out {mine} was not written by `export --to jsonl` (no .mine.jsonl.export.json records it); --overwrite "
+        "replaces only an earlier export: choose a new path, or move it away")
+
+
+def test_refused_then_corrected_commands_go_ahead(work, tmp_path):
+    """A refusal found before the stage (a budget) or inside it (LoRA modules the model lacks) leaves
+    nothing that refuses the corrected command; --restart is accepted after the subcommand."""
+    out = tmp_path / "sel"
+    assert _cli("select", "--pool", str(work / "small.jsonl"), "--budget", "5000", "--out", str(out),
+                cwd=tmp_path).returncode == 2
+    assert _cli("select", "--pool", str(work / "small.jsonl"), "--budget", "5", "--out", str(out), "--restart",
+                cwd=tmp_path).returncode == 0
+    train = ["train", "--model", str(work / "model"), "--data", str(work / "small.jsonl"), "--out",
+             str(tmp_path / "t"), "--device", "cpu", "epochs=1", "max_length=64", "save_checkpoints=false",
+             "lora.r=2", "lora.alpha=4", "batching=token_budget"]
+    result = _cli(*train, "lora.target_modules=[qq_proj]", cwd=tmp_path)
+    assert result.returncode == 2 and "qq_proj" in result.stderr and not (tmp_path / "t").exists()
+    result = _cli(*train, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_run_config_given_a_path_says_to_load_it():
+    from instruct_select.pipeline import run_config
+
+    with pytest.raises(TypeError, match=r"call run_config\(load_config\(path\)\)"):
+        run_config("configs/lab.yaml")
