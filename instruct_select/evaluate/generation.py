@@ -4,6 +4,10 @@ Prompts are rendered with the tokenizer's own chat template (which carries BOS, 
 no special tokens), sorted by length so each batch wastes little padding, left-padded so every
 row's new tokens start at the same column, and decoded back in the caller's order. Greedy decoding
 must not depend on the batch: the tests check batched output against one prompt at a time.
+``model.generate`` reads each step's keys and values of earlier tokens from its cache. An answer
+ends at any token that ends a turn (``stop_token_ids``): the tokenizer's eos, the model's own
+generation_config eos ids, and the chat template's end-of-turn token (ChatML's <|im_end|>,
+Llama-3's <|eot_id|>), so checkers never read a run-on into the next turn.
 
 Run on the model's own device (CPU or CUDA); nothing here moves the model.
 """
@@ -43,13 +47,63 @@ def render_prompts(tokenizer, prompts: Sequence[Messages]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def _special_ids(tokenizer) -> tuple[int, int]:
-    """(eos, pad) ids; pad falls back to eos, which is harmless under an attention mask."""
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ConfigError("the tokenizer has no eos_token; generation would never stop")
-    pad = tokenizer.pad_token_id
-    return eos, eos if pad is None else pad
+# The assistant's words in the conversation rendered to find where the template ends a turn.
+TURN_PROBE = "Probe answer"
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """The special token the chat template writes right after an assistant's words (ChatML's
+    <|im_end|>, Llama-3's <|eot_id|>, Gemma's <end_of_turn>), or [] when it writes none (a template
+    that ends turns in plain text cannot be stopped on a token; its answers end at eos).
+
+    Found by rendering a two-turn conversation and reading the first token after the assistant's
+    words that is not whitespace: it counts only when it is a special token."""
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "Probe question"}, {"role": "assistant", "content": TURN_PROBE}],
+            tokenize=False)
+    except Exception:  # noqa: BLE001  (a template may refuse this conversation; then eos alone stops)
+        return []
+    at = text.rfind(TURN_PROBE)
+    if at < 0:
+        return []
+    specials = set(tokenizer.all_special_ids) | {
+        i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(t, "special", False)}
+    for token in tokenizer(text[at + len(TURN_PROBE):], add_special_tokens=False)["input_ids"]:
+        if token in specials:
+            return [token]
+        if tokenizer.decode([token]).strip():
+            return []
+    return []
+
+
+def _eos_ids(value) -> list[int]:
+    """A generation_config's eos_token_id: None, an int or a list of ints."""
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Every token that ends an answer: the tokenizer's eos, the model's own
+    ``generation_config.eos_token_id`` (an int or a list, as Llama-3-Instruct's [<|end_of_text|>,
+    <|eot_id|>]; a PEFT wrapper's base included) and the chat template's end-of-turn token."""
+    found = _eos_ids(tokenizer.eos_token_id)
+    for module in model.modules():
+        config = getattr(module, "generation_config", None)
+        if isinstance(module, GenerationMixin) and config is not None:
+            found += _eos_ids(config.eos_token_id)
+    found += end_of_turn_ids(tokenizer)
+    stops = list(dict.fromkeys(found))
+    if not stops:
+        raise ConfigError("the tokenizer has no eos_token, and neither the model's generation_config nor the "
+                          "chat template names a token that ends a turn; generation would never stop")
+    return stops
+
+
+def _pad_id(tokenizer, stops: list[int]) -> int:
+    """The pad id; it falls back to a stop token, which is harmless under an attention mask."""
+    return stops[0] if tokenizer.pad_token_id is None else tokenizer.pad_token_id
 
 
 def _left_pad(rows: Sequence[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,13 +117,16 @@ def _left_pad(rows: Sequence[list[int]], pad_id: int, device) -> tuple[torch.Ten
     return ids.to(device), mask.to(device)
 
 
-def _greedy_config(max_new_tokens: int, eos_id: int, pad_id: int) -> GenerationConfig:
+def _greedy_config(max_new_tokens: int, stops: list[int], pad_id: int) -> GenerationConfig:
+    # use_cache: each new token's forward reads the keys and values of the tokens before it from the
+    # cache instead of recomputing them (the default; stated because the model's own config is blanked).
     return GenerationConfig(
         do_sample=False,
         num_beams=1,
         max_new_tokens=max_new_tokens,
-        eos_token_id=eos_id,
+        eos_token_id=stops,
         pad_token_id=pad_id,
+        use_cache=True,
     )
 
 
@@ -79,7 +136,8 @@ def _plain_generation_defaults(model) -> Iterator[None]:
 
     ``generate`` fills every setting the caller leaves unset from ``model.generation_config``, and
     a checkpoint's generation_config.json may set repetition_penalty, min_new_tokens, extra
-    eos ids or contrastive-search knobs that would change even greedy output. Swapping in a blank
+    eos ids or contrastive-search knobs that would change even greedy output (its eos ids are read
+    before, by ``stop_token_ids``, and passed explicitly). Swapping in a blank
     config on every generating module (a PEFT wrapper generates through the model it wraps) makes
     the result depend only on the weights; the originals are put back afterwards.
     """
@@ -101,12 +159,12 @@ def _model_device(model) -> torch.device:
     return device if isinstance(device, torch.device) else next(model.parameters()).device
 
 
-def _decode_until_eos(tokenizer, new_ids: list[int], eos_id: int) -> str:
-    """Decode a row's new tokens up to its first eos; what follows is padding, which need not be
-    a special token that skip_special_tokens would drop."""
-    if eos_id in new_ids:
-        new_ids = new_ids[:new_ids.index(eos_id)]
-    return tokenizer.decode(new_ids, skip_special_tokens=True)
+def _decode_until_eos(tokenizer, new_ids: list[int], stops: int | Sequence[int]) -> str:
+    """Decode a row's new tokens up to its first stop token; what follows is padding, which need
+    not be a special token that skip_special_tokens would drop."""
+    stops = {stops} if isinstance(stops, int) else set(stops)
+    end = next((i for i, token in enumerate(new_ids) if token in stops), len(new_ids))
+    return tokenizer.decode(new_ids[:end], skip_special_tokens=True)
 
 
 def _length_order(encoded: Sequence[list[int]]) -> list[int]:
@@ -126,7 +184,8 @@ def generate_greedy(
     """Greedy responses to chat prompts, in the order given.
 
     Each prompt is a list of {"role", "content"} messages ending with a user turn. Generation
-    stops at ``tokenizer.eos_token_id`` or after ``max_new_tokens``; only the new tokens are
+    stops at any of ``stop_token_ids`` (eos, the model's eos ids, the template's end of turn) or
+    after ``max_new_tokens``; only the new tokens are
     decoded, with special tokens skipped. The model is put in eval mode for the call and returned
     to its previous mode afterwards.
     """
@@ -138,8 +197,9 @@ def generate_greedy(
     if not prompts:
         return []
     encoded = render_prompts(tokenizer, prompts)
-    eos_id, pad_id = _special_ids(tokenizer)
-    config = _greedy_config(max_new_tokens, eos_id, pad_id)
+    stops = stop_token_ids(model, tokenizer)
+    pad_id = _pad_id(tokenizer, stops)
+    config = _greedy_config(max_new_tokens, stops, pad_id)
     device = _model_device(model)
     order = _length_order(encoded)
     responses: list[str] = [""] * len(prompts)
@@ -155,7 +215,7 @@ def generate_greedy(
                 ids, mask = _left_pad([encoded[i] for i in batch], pad_id, device)
                 out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
                 for i, new in zip(batch, out[:, ids.shape[1]:].tolist()):
-                    responses[i] = _decode_until_eos(tokenizer, new, eos_id)
+                    responses[i] = _decode_until_eos(tokenizer, new, stops)
                 bar.update(len(batch))
     finally:
         model.train(was_training)
