@@ -18,6 +18,7 @@ overlaps with the next batch, are timed on their own.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from instruct_select.config import FeatureSettings, LoraSettings
 from instruct_select.data.chat import RenderReport
 from instruct_select.data.batching import collate, token_budget_batches
 from instruct_select.features.extract import TokenizedData, extract_features, make_projector
+from instruct_select.features.gradients import lora_modules, per_example_output_grads
 from instruct_select.features.store import FeatureStore
 from instruct_select.loss import model_per_example_loss
 from instruct_select.models.loading import add_lora, load_base_model, load_tokenizer
@@ -74,21 +76,35 @@ def small_llama_case(n_examples: int, repeats: int, slices: int = 8) -> None:
                 model.zero_grad(set_to_none=True)
 
         projector = make_projector(model, SETTINGS)  # as a stage does: drawn once, for every checkpoint
+        old_settings = replace(SETTINGS, projection="shared_rows")
+        old_projector = make_projector(model, old_settings)
+        modules = lora_modules(model)
 
         def features(index: int):
             extract_features(model, parts[index], fresh_store(parts[index]), SETTINGS, progress=False,
                              projector=projector)
 
+        def old_features(index: int):
+            extract_features(model, parts[index], fresh_store(parts[index]), old_settings, progress=False,
+                             projector=old_projector)
+
+        def forward_gradient(index: int):  # (b)'s floor: no per-example work, no collation, no store
+            for batch in batches[index]:
+                per_example_output_grads(model, batch, modules)
+
         features(0)  # warm: projection matrices, allocator
-        a_times = [[0.0] * repeats for _ in parts]
-        b_times = [[0.0] * repeats for _ in parts]
+        old_features(0)
+        phases = {"a": training, "b": features, "b_old": old_features, "f": forward_gradient}
+        times = {name: [[0.0] * repeats for _ in parts] for name in phases}
         for repeat in range(repeats):
             for index in range(slices):
-                phases = [(a_times, training), (b_times, features)]
-                for times, phase in phases if (index + repeat) % 2 == 0 else phases[::-1]:
-                    times[index][repeat] = seconds(lambda: phase(index))
-        a = sum(min(t) for t in a_times)  # each slice's best: the least disturbed run of it
-        b = sum(min(t) for t in b_times)
+                order = list(phases)
+                shift = (index + repeat) % len(order)  # rotate, so a drift falls on every phase alike
+                for name in order[shift:] + order[:shift]:
+                    times[name][index][repeat] = seconds(lambda: phases[name](index))
+        best = {name: sum(min(t) for t in times[name]) for name in phases}  # each slice's least disturbed run
+        a_times, b_times = times["a"], times["b"]
+        a, b = best["a"], best["b"]
         per_repeat = [sum(t[r] for t in a_times) / sum(t[r] for t in b_times) for r in range(repeats)]
         params = sum(p.numel() for p in model.get_base_model().parameters() if not p.requires_grad)
         tokens = sum(len(it) for it in data.items)
@@ -103,6 +119,10 @@ def small_llama_case(n_examples: int, repeats: int, slices: int = 8) -> None:
         print(f"(b)/(a) per checkpoint of a four-checkpoint stage (LESS):                 {a / (b + tokenize / 4):.3f}"
               "   (goal >= 0.9)")
         print(f"    each repeat's (b)/(a), without tokenising: {', '.join(f'{r:.3f}' for r in per_repeat)}")
+        print(f"(b) with the shared_rows projection (before issue 20): {best['b_old']:6.2f} s; "
+              f"row_signs costs {best['b'] / best['b_old']:.3f} x its time")
+        print(f"(f) forward + gradient to the LoRA outputs only ((b)'s floor): {best['f']:6.2f} s; "
+              f"(f)/(a) = {best['f'] / a:.3f}, so (b)/(a) <= {a / best['f']:.3f}")
         _profile(lambda: [features(i) for i in range(slices)], b, fresh_store(data), sum(map(len, batches)))
 
 

@@ -133,7 +133,8 @@ def phase_functions(model, moments: AdamMoments, parts: list[TokenizedData], col
         extract_features(model, part, store, SETTINGS, moments=moments, progress=False, projector=projector)
 
     features(0)  # draws the projection matrices (a stage does so once, for every checkpoint)
-    projector_mib = sum(g.right.numel() * 4 for g in projector.groups) / 2**20
+    projector_mib = sum(t.numel() * t.element_size() for g in projector.groups for t in (g.right, g.signs, g.left)
+                        if t is not None) / 2**20  # the matrices, and row_signs' signs
     backbone, head = backbone_and_head(model)
     with torch.no_grad():
         finals = [backbone(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state

@@ -30,7 +30,7 @@ Designs (``FeatureSettings.projection``):
   together (LoRA's r rows of one layer are strongly correlated) become independent; the error of
   an inner product then falls as for a dense projection of the same k. Still unbiased (S² = 1).
   Cost: one multiply fused into the copy the fast path makes anyway, and the signs stored as
-  float32 (one number per LoRA weight, the size of one example's gradient).
+  int8 (one byte per LoRA weight: 0.1 GB for Llama-3-8B at r=128 on q/k/v/o).
 - ``shared_rows``: the design before issue 20 (every row of a layer through the same R2). On real
   SmolLM2 gradients at r=128, k=8192 its cosine error is larger than a dense projection's
   (``benchmarks/projection_fidelity.py``, docs/RESULTS.md); kept for reproducing older runs.
@@ -71,7 +71,7 @@ class ProjectionGroup:
     k2: int
     left: torch.Tensor | None = None
     right: torch.Tensor | None = None  # filled on first use
-    signs: torch.Tensor | None = None  # (small, width) ±1, filled on first use with ``row_signs``
+    signs: torch.Tensor | None = None  # (small, width) ±1 int8, filled on first use with ``row_signs``
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)  # each layer's rows of ``right``
 
     @property
@@ -122,13 +122,14 @@ class LayerwiseProjector:
 
     def _fill(self, group: ProjectionGroup) -> None:
         right = torch.empty((group.width, group.k2))
-        signs = torch.empty((group.small, group.width)) if self.design == "row_signs" else None
+        # int8: a quarter of float32's memory, and multiplying by it costs the same
+        signs = torch.empty((group.small, group.width), dtype=torch.int8) if self.design == "row_signs" else None
         for name in group.names:
             _, k1, k2 = self._plans[name]
             start, stop = group.spans[name]
             right[start:stop] = _rademacher((stop - start, k2), _name_seed(self.seed, name, "R"), k2 ** -0.5)
             if signs is not None:
-                signs[:, start:stop] = _rademacher((group.small, stop - start), _name_seed(self.seed, name, "S"), 1.0)
+                signs[:, start:stop] = _rademacher((group.small, stop - start), _name_seed(self.seed, name, "S"), 1.0).to(torch.int8)
             if k1 != group.small:
                 left = _rademacher((group.small, k1), _name_seed(self.seed, name, "L"), k1 ** -0.5)
                 group.left = left.to(self.device)
