@@ -301,7 +301,8 @@ def evaluate_capabilities(
     generated = [item for item in items if item.kind not in ("choice", "loss_only")]
     outcomes: dict[int, dict[str, Any]] = {}
     for item, outcome in zip(choice_items, _choices(model, tokenizer, choice_items, progress)):
-        outcomes[id(item)] = {**outcome, "response": item.record["choices"][outcome["pick_norm"]]}
+        outcomes[id(item)] = {**outcome, "correct": outcome["acc_norm"],
+                              "response": item.record["choices"][outcome["pick_norm"]]}
     responses = _generate(model, tokenizer, generated, max_new_tokens, batch_size, progress)
     for item, response in zip(generated, responses):
         outcomes[id(item)] = {**_judge(item, response), "response": response}

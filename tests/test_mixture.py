@@ -1,0 +1,139 @@
+"""The mixture benchmark: its data builder (disjoint parts, equal validation sizes, no benchmark
+data in the pool, the mixture's shares) and a tiny end-to-end run of the experiment."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+
+import pytest
+
+from instruct_select.errors import InputError
+from instruct_select.experiments import mixture as mixture_module
+from instruct_select.experiments.mixture_data import (CAPABILITIES, MIXTURES, MixtureSizes, build_mixture,
+                                                      write_mixture)
+from tests.conftest import SHARED
+
+DATA = SHARED / "data" / "real"
+pytestmark = pytest.mark.skipif(not (DATA / "t0_sample.jsonl").is_file(), reason=f"{DATA} is not here")
+
+
+def _texts(records):
+    return {json.dumps(r["messages"], sort_keys=True) for r in records}
+
+
+def _user_texts(records):
+    return {r["messages"][-2]["content"] for r in records}
+
+
+@pytest.fixture(scope="module")
+def parts():
+    return build_mixture(DATA, MixtureSizes.small())
+
+
+def test_pool_follows_the_mixture_and_validation_sizes_are_equal(parts):
+    sizes = MixtureSizes.small()
+    counts = {source: len(rows) for source, rows in parts["pool"].items()}
+    assert sum(counts.values()) == sizes.pool
+    for source, share in MIXTURES["tulu"].items():
+        assert abs(counts[source] - share * sizes.pool) <= 1
+    assert max(counts, key=counts.get) == "t0"
+    assert {c: len(parts["validation"][c]) for c in CAPABILITIES} == {c: sizes.validation for c in CAPABILITIES}
+    assert {c: len([r for r in parts["tests"][c] if r.get("checker") != "loss_only"]) for c in CAPABILITIES} \
+        == sizes.tests
+
+
+def test_pool_validation_and_tests_are_disjoint(parts):
+    pool = set().union(*(_texts(rows) for rows in parts["pool"].values()))
+    validation = set().union(*(_texts(rows) for rows in parts["validation"].values()))
+    tests = set().union(*(_texts(rows) for rows in parts["tests"].values()))
+    assert not pool & validation and not pool & tests and not validation & tests
+    for capability in CAPABILITIES:  # and by question, not only by whole conversation
+        assert not _user_texts(parts["validation"][capability]) & _user_texts(parts["tests"][capability])
+
+
+def test_no_benchmark_data_in_the_pool(parts):
+    pool_users = set().union(*(_user_texts(rows) for rows in parts["pool"].values()))
+    benchmark_questions = set()
+    for name in ("mmlu_val.jsonl", "mmlu_test.jsonl", "gsm8k_test.jsonl"):
+        benchmark_questions |= {json.loads(line)["question"].strip()
+                                for line in (DATA / name).read_text().split("\n") if line.strip()}
+    for name in ("humaneval.jsonl", "ifeval_input_data.jsonl"):
+        benchmark_questions |= {json.loads(line)["prompt"] for line in (DATA / name).read_text().split("\n")
+                                if line.strip()}
+    user_oriented = {json.loads(line)["instruction"] for line in
+                     (DATA / "self_instruct_user_oriented.jsonl").read_text().split("\n") if line.strip()}
+    for text in pool_users:
+        assert text.strip() not in benchmark_questions
+        assert not any(text.startswith(u) for u in user_oriented)
+        assert not any(q in text for q in benchmark_questions if len(q) > 80)
+
+
+def test_records_carry_their_metrics(parts):
+    tests = parts["tests"]
+    assert all(r["checker"] == "choice" and r["messages"][-1]["content"] == r["choices"][r["answer"]]
+               for r in tests["knowledge"] + tests["reasoning"])
+    assert {r["checker"] for r in tests["math"]} == {"number"}
+    assert {r["checker"] for r in tests["coding"]} == {"humaneval"}
+    assert Counter(r["checker"] for r in tests["instruction"]) == {"ifeval": 32, "loss_only": 24}
+    # The second mixture shares validation and tests with the first (only the pool changes).
+    other = build_mixture(DATA, dataclasses.replace(MixtureSizes.small(), mixture="code_math"))
+    assert other["validation"] == parts["validation"] and other["tests"] == parts["tests"]
+    assert len(other["pool"]["gsm8k"]) > len(parts["pool"]["gsm8k"])
+
+
+def test_too_large_a_request_is_refused(tmp_path):
+    with pytest.raises(InputError, match=r"usable .* fewer than the \d+ asked; ask for fewer"):
+        build_mixture(DATA, MixtureSizes(pool=5000))
+
+
+def test_the_files_load_as_a_run_reads_them(tmp_path):
+    from instruct_select.data.loading import load_examples, load_test_sets
+
+    counts = write_mixture(DATA, tmp_path, MixtureSizes.tiny())
+    pool = load_examples(tmp_path / "pool.jsonl")
+    assert Counter(e.task for e in pool.examples) == counts["pool"]
+    assert set(load_test_sets(tmp_path / "tests")) == set(CAPABILITIES)
+    assert set(load_test_sets(tmp_path / "validation")) == set(CAPABILITIES)
+
+
+def test_plan_estimate_adds_up():
+    plan, sizes = mixture_module.MixturePlan(), MixtureSizes()
+    parts = mixture_module.estimate_seconds(sizes, plan)
+    assert parts["total"] == pytest.approx(sum(v for k, v in parts.items() if k != "total"))
+    assert mixture_module.estimate_seconds(MixtureSizes.small(), mixture_module.MixturePlan.small())["total"] \
+        < parts["total"]
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch):
+    """Every arm kind on the tiny model: data, base, full, random, less, bids, rds+, ifd, IDEAL vs
+    uniform, the second mixture, and the tables (with the claims) in the results file."""
+    real_config = mixture_module.mixture_config
+
+    def tiny_config(*args, **kwargs):
+        config = real_config(*args, **kwargs)
+        influence = dataclasses.replace(config.influence, warmup=dataclasses.replace(config.influence.warmup, epochs=2),
+                                        features=dataclasses.replace(config.influence.features, dim=64))
+        train = dataclasses.replace(config.train, epochs=1)
+        return dataclasses.replace(config, influence=influence, train=train, device="cpu",
+                                   eval=dataclasses.replace(config.eval, max_length=4096, loss_token_budget=8192))
+
+    monkeypatch.setattr(mixture_module, "mixture_config", tiny_config)
+    monkeypatch.setattr("instruct_select.experiments.mixture_data.GENERATION_TOKENS",
+                        {"math": 8, "coding": 8, "instruction": 8})
+    plan = mixture_module.MixturePlan(budgets=["25%"], seeds=[0, 1], ideal_budgets=["25%"], ideal_rounds=1,
+                                      second_budget="25%")
+    sizes = dataclasses.replace(MixtureSizes.tiny(), pool=24)
+    out = tmp_path / "results.md"
+    markdown = mixture_module.run_mixture(tiny_model_dir, DATA, tmp_path / "run", plan, sizes, out,
+                                          log=lambda m: None)
+    assert out.read_text() == markdown
+    for label in ("| base |", "| full |", "| random @ 25% |", "| less @ 25% |", "| bids @ 25% |",
+                  "| rds+ @ 25% |", "| ifd @ 25% |", "| uniform @ 25% |", "| ideal @ 25% |"):
+        assert label in markdown, label
+    assert "### Second mixture (code_math)" in markdown and "holds here?" in markdown
+    base = json.loads((tmp_path / "run" / "tulu" / "base" / "evaluation" / "metrics.json").read_text())
+    assert set(base["capabilities"]) == set(CAPABILITIES)
+    assert base["capabilities"]["coding"]["metric"] == "pass@1"
+    assert "instruction_level_strict" in base["capabilities"]["instruction"]
