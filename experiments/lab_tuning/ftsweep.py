@@ -40,7 +40,7 @@ for over in json.loads(sys.argv[3]):
     over = dict(over)
     frac = over.pop("frac", 1.0)
     if "lora" in over:
-        over["lora"] = LoraSettings(**over["lora"])
+        over["lora"] = LoraSettings(**{"dropout": 0.0, **over["lora"]})  # the lab's, not the papers' default
     ex = pool if frac == 1 else random.Random(0).sample(pool, int(frac * len(pool)))
     t = time.time()
     r = train_model(copy.deepcopy(base), tok, ex, lab_train_settings(**over), None, progress=False,

@@ -57,7 +57,7 @@ print(name, "corpus chars", summary["corpus"], "facts", summary["knowledge_facts
 
 train_over = dict(cfg.get("train", {}))
 if "lora" in train_over:
-    train_over["lora"] = LoraSettings(**train_over["lora"])
+    train_over["lora"] = LoraSettings(**{"dropout": 0.0, **train_over["lora"]})  # the lab's, not the papers' default
 
 world = build_lab_data(dataclasses.replace(dcfg, pool_size=10, corpus_chars=10), 0).world
 tests = load_test_sets(out / "test")
