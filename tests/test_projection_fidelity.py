@@ -28,6 +28,7 @@ from instruct_select.models.loading import add_lora, load_base_model, load_token
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 K = 8192
+N = 20  # 190 pairs: enough to tell the designs apart, few enough tokens (<= 48 each) to take seconds
 
 
 def _cosines(gram: np.ndarray) -> np.ndarray:
@@ -42,12 +43,12 @@ def _error_sd(features: np.ndarray, exact: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def real_gradients(smollm2):
-    """(exact Gram, {design: projected features}) of 24 real examples' LoRA gradients."""
+    """(exact Gram, {design: projected features}) of N real examples' LoRA gradients."""
     examples = [e for name in ("gsm8k_train.jsonl", "gpteacher_codegen.json", "mmlu_val.jsonl")
                 for e in random.Random(name).sample(load_examples(REAL / name).examples, 12)]
     tokenizer = load_tokenizer(smollm2)
-    items, _ = tokenize_examples(tokenizer, examples, 64)
-    items = items[:24]
+    items, _ = tokenize_examples(tokenizer, examples, 48)
+    items = items[:N]
     torch.manual_seed(0)
     model = add_lora(load_base_model(smollm2), LoraSettings(r=128, alpha=512, dropout=0.0))
     with torch.no_grad():

@@ -50,10 +50,10 @@ def projected_features(model, batch, projector: LayerwiseProjector, moments: Ada
     ``SIDE_BY_SIDE_BYTES``. Pass the same ``buffers`` dict for every batch to reuse the array.
     The profiler labels (``features:...``) name where a batch's time goes.
     """
-    modules = {name: m for name, m in lora_modules(model).items() if name in projector.shapes}
+    buffers = {} if buffers is None else buffers
+    modules = _modules(buffers, model, projector)
     with record_function("features:forward+gradient"):
         _, io = per_example_output_grads(model, batch, modules)
-    buffers = {} if buffers is None else buffers
     total = None
     for index, group in enumerate(projector.groups):
         side = _buffer(buffers, index, group, batch["input_ids"].shape[0], io[group.names[0]][0].device)
@@ -75,6 +75,15 @@ def projected_features(model, batch, projector: LayerwiseProjector, moments: Ada
             total = _add(total, projector.project_group(group, side[:, :, :stop - first], first))
     with record_function("features:normalise"):
         return normalise_rows(total)
+
+
+def _modules(buffers: dict, model, projector: LayerwiseProjector) -> dict:
+    """The model's LoRA layers that ``projector`` projects, found once per model (walking every
+    module of a model costs milliseconds a batch)."""
+    kept = buffers.get("modules")
+    if kept is None or kept[0] is not model:
+        kept = buffers["modules"] = (model, {n: m for n, m in lora_modules(model).items() if n in projector.shapes})
+    return kept[1]
 
 
 def _add(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:

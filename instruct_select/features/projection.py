@@ -129,7 +129,8 @@ class LayerwiseProjector:
             start, stop = group.spans[name]
             right[start:stop] = _rademacher((stop - start, k2), _name_seed(self.seed, name, "R"), k2 ** -0.5)
             if signs is not None:
-                signs[:, start:stop] = _rademacher((group.small, stop - start), _name_seed(self.seed, name, "S"), 1.0).to(torch.int8)
+                seed = _name_seed(self.seed, name, "S")
+                signs[:, start:stop] = _rademacher((group.small, stop - start), seed, 1.0).to(torch.int8)
             if k1 != group.small:
                 left = _rademacher((group.small, k1), _name_seed(self.seed, name, "L"), k1 ** -0.5)
                 group.left = left.to(self.device)
