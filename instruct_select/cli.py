@@ -18,6 +18,7 @@ from .artifacts import CURRENT_STAGE, check_output_path, restarting
 from .commands import add_data_arguments
 from .commands.handoff import add_handoff_parsers
 from .commands.models import add_models_parsers
+from .config import MODEL_DTYPES
 from .errors import ConfigError, InstructSelectError
 
 LAB_DEMO_METHODS = "random,less,bids,lp-hard,full"
@@ -400,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (model/, checkpoints/, manifest.json)")
     p.add_argument("--config", default=None, help="YAML with training settings (a 'train:' section or top level)")
     p.add_argument("--chat-template", default=None, help="'plain' or a Jinja template when the tokenizer has none")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="auto", choices=MODEL_DTYPES, help="auto: bfloat16 where the device "
+                   "computes it fast, else float32 (default: %(default)s)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("overrides", nargs="*", help="key=value training settings, e.g. epochs=3 lora.r=16")
     p.set_defaults(func=cmd_train)
@@ -416,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=2048, help="tokens per test example in the held-out loss "
                    "pass (default: %(default)s)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="auto", choices=MODEL_DTYPES, help="auto: bfloat16 where the device "
+                   "computes it fast, else float32 (default: %(default)s)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
 

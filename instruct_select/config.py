@@ -236,6 +236,10 @@ class LPSettings:
         return {"lp_variant": self.variant, "clusters": self.clusters, "lp_tolerance": self.tolerance}
 
 
+# Model dtypes a run accepts (models.loading.resolve_dtype makes "auto" concrete per device).
+MODEL_DTYPES = ("auto", "float32", "bfloat16", "bfloat16-autocast", "float16")
+
+
 @dataclass
 class RunConfig:
     """A whole selection run on a real model: ``instruct-select run CONFIG.yaml``."""
@@ -254,7 +258,8 @@ class RunConfig:
                                "are the embed representation; needed by methods that use embed", default="")
     budgets: list[str] = _help("budgets: 5%, 0.05, 1000 or 2000000tok", default_factory=lambda: ["5%"])
     seed: int = _help("seed for selection and training", default=0)
-    dtype: str = _help("model dtype: float32 | bfloat16 | float16", default="bfloat16")
+    dtype: str = _help("model dtype: auto (bfloat16 where the device computes it fast, else float32) | float32 | "
+                       "bfloat16 | bfloat16-autocast (float32 weights, bfloat16 products) | float16", default="auto")
     device: str = _help("cpu, cuda, cuda:N or auto", default="auto")
     chat_template: str = _help("'' (the tokenizer's), 'plain', or a Jinja template", default="")
     influence: InfluenceSettings = _help("warmup and gradient features", default_factory=InfluenceSettings)
@@ -282,7 +287,7 @@ class RunConfig:
         _check(bool(self.model), "model is required")
         _check(bool(self.pool), "pool is required")
         _check(len(self.methods) > 0 and len(self.budgets) > 0, "name at least one method and one budget")
-        _check(self.dtype in ("float32", "bfloat16", "float16"), f"dtype {self.dtype!r} is not float32, bfloat16 or float16")
+        _check(self.dtype in MODEL_DTYPES, f"dtype {self.dtype!r} is not one of {', '.join(MODEL_DTYPES)}")
         _check(bool(str(self.run_dir).strip()), "run_dir is empty; give the folder every stage writes into")
         _check_selection_options(self.selection_options)
         from .method_names import method_name, uses_representation

@@ -14,6 +14,7 @@ from typing import Callable
 from .data.loading import LoadedData, load_examples
 from .distributed import Shard, local_device
 from .errors import ConfigError
+from .models.loading import resolve_dtype
 
 STOP_POINTS = ("warmup", "features")
 
@@ -22,7 +23,9 @@ STOP_POINTS = ("warmup", "features")
 class RunContext:
     """``shard``: an independent job's share (``--shard i/N``); None: this process's rank of the
     torch.distributed world (the whole data without one). ``stop_after``: end the run after the
-    warmup or the gradient features (scheduler jobs)."""
+    warmup or the gradient features (scheduler jobs). ``dtype`` "auto" is made concrete for the
+    device here (``models.loading.resolve_dtype``), so every stage loads, and every manifest
+    records, the dtype the run actually used."""
 
     device: str | None = None
     dtype: str = "float32"
@@ -36,6 +39,8 @@ class RunContext:
     def __post_init__(self) -> None:
         if self.stop_after not in (None, *STOP_POINTS):
             raise ConfigError(f"stop_after must be one of {', '.join(STOP_POINTS)}, got {self.stop_after!r}")
+        if self.dtype == "auto":
+            object.__setattr__(self, "dtype", resolve_dtype(self.dtype, self.device))
 
     @classmethod
     def create(cls, *, device: str | None = "auto", pool: str | Path | LoadedData | None = None,

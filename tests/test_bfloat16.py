@@ -1,28 +1,39 @@
 """bfloat16 models: LoRA weights and Adam moments stay float32, gradient features are accumulated
 in float32, and they match a float32 model's features (cosine >= 0.99 per example).
 
+Both bfloat16 paths are checked: bfloat16 weights (what ``dtype: auto`` picks on CUDA) and float32
+weights with the body under bfloat16 autocast (what it picks on a CPU with AVX512-BF16 or AMX).
 The CUDA case is what users run (marked ``gpu``, skipped without CUDA); the CPU case runs the same
 code paths everywhere, so that a machine without a GPU still checks them.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from instruct_select.config import FeatureSettings, LoraSettings, TrainSettings
+from instruct_select.data.batching import collate
 from instruct_select.data.example import Example
 from instruct_select.features.extract import TokenizedData, extract_features
 from instruct_select.features.gradients import lora_modules
 from instruct_select.features.optimizer_state import AdamMoments
 from instruct_select.features.store import FeatureStore
-from instruct_select.models.loading import add_lora, load_base_model
+from instruct_select import context
+from instruct_select.context import RunContext
+from instruct_select.errors import ConfigError
+from instruct_select.loss import model_per_example_loss
+from instruct_select.models import loading
+from instruct_select.models.loading import AUTOCAST, add_lora, load_base_model, resolve_dtype
 from instruct_select.train.checkpoint import load_weights_into
 from instruct_select.train.loop import train_model
 
-DEVICES = [pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                              reason="needs CUDA")]),
-           "cpu"]
+CUDA = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+DEVICES = [pytest.param("cuda", marks=CUDA), "cpu"]
+HALF = [pytest.param("cuda", "bfloat16", marks=CUDA), pytest.param("cuda", AUTOCAST, marks=CUDA),
+        ("cpu", "bfloat16"), ("cpu", AUTOCAST)]
 
 
 def _examples(n: int = 12) -> list[Example]:
@@ -33,14 +44,14 @@ def _examples(n: int = 12) -> list[Example]:
             for i in range(n)]
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_bfloat16_features_match_float32(tiny_model_dir, tiny_tokenizer, tmp_path, device):
+@pytest.mark.parametrize("device, half", HALF)
+def test_bfloat16_features_match_float32(tiny_model_dir, tiny_tokenizer, tmp_path, device, half):
     examples = _examples()
     train = TrainSettings(epochs=1, learning_rate=5e-3, warmup_ratio=0.05, batching="token_budget", token_budget=256,
                           max_batch_size=4, max_length=64,
                           lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     # The warmup itself in bfloat16: adapters and optimizer state must be float32.
-    warm = train_model(load_base_model(tiny_model_dir, "bfloat16", device), tiny_tokenizer, examples, train,
+    warm = train_model(load_base_model(tiny_model_dir, half, device), tiny_tokenizer, examples, train,
                        tmp_path / "warmup", progress=False, log=lambda m: None)
     assert all(np.isfinite(warm.epoch_losses))
     assert {p.dtype for p in warm.model.parameters() if p.requires_grad} == {torch.float32}
@@ -50,7 +61,7 @@ def test_bfloat16_features_match_float32(tiny_model_dir, tiny_tokenizer, tmp_pat
     settings = FeatureSettings(dim=256, dtype="float32", token_budget=256, max_batch_size=4, max_length=64)
     data = TokenizedData.of(tiny_tokenizer, examples, settings.max_length)
     features = {}
-    for dtype in ("float32", "bfloat16"):
+    for dtype in ("float32", half):
         model = add_lora(load_base_model(tiny_model_dir, dtype, device), train.lora)
         load_weights_into(model, checkpoint)
         assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
@@ -63,6 +74,63 @@ def test_bfloat16_features_match_float32(tiny_model_dir, tiny_tokenizer, tmp_pat
                              progress=False)
             features[dtype, transform] = store.block(0, len(examples))
     for transform in ("sgd", "adam"):
-        full, half = features["float32", transform], features["bfloat16", transform]
-        cosine = np.sum(full * half, axis=1) / (np.linalg.norm(full, axis=1) * np.linalg.norm(half, axis=1))
+        full, low = features["float32", transform], features[half, transform]
+        cosine = np.sum(full * low, axis=1) / (np.linalg.norm(full, axis=1) * np.linalg.norm(low, axis=1))
         assert cosine.min() >= 0.99, (transform, cosine.round(4).tolist())
+
+
+def test_auto_picks_bfloat16_autocast_where_the_cpu_has_it(monkeypatch):
+    monkeypatch.setattr(loading, "cpu_has_fast_bfloat16", lambda: True)
+    assert resolve_dtype("auto", "cpu") == AUTOCAST
+    assert RunContext(dtype="auto", device="cpu").dtype == AUTOCAST  # what the run's manifests record
+    monkeypatch.setattr(loading, "cpu_has_fast_bfloat16", lambda: False)
+    assert resolve_dtype("auto", "cpu") == "float32"
+    assert RunContext(dtype="auto", device="cpu").dtype == "float32"
+    for given in ("float32", "bfloat16", AUTOCAST, "float16"):
+        assert resolve_dtype(given, "cpu") == given
+    with pytest.raises(ConfigError, match="dtype must be one of"):
+        resolve_dtype("bf16", "cpu")
+    assert context.resolve_dtype is resolve_dtype
+
+
+def test_cpu_bfloat16_probe_agrees_with_the_cpu_flags():
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").is_file() else None
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo")
+    assert loading.cpu_has_fast_bfloat16() == ("avx512_bf16" in flags or "amx_bf16" in flags
+                                               or "amx_tile" in flags)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_picks_bfloat16_weights_on_cuda():
+    assert resolve_dtype("auto", "cuda") == ("bfloat16" if torch.cuda.is_bf16_supported() else "float32")
+
+
+def test_autocast_runs_the_body_in_bfloat16_and_the_loss_in_float32(tiny_model_dir, tiny_tokenizer):
+    """Weights and LoRA stay float32; the body's products are bfloat16; the head, the logits and the
+    losses are float32; autocast is left after every forward, even one that raises."""
+    model = add_lora(load_base_model(tiny_model_dir, AUTOCAST, "cpu"),
+                     LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"]))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            seen.setdefault(name, output.dtype)
+        return hook
+
+    base = model.get_base_model()
+    handles = [base.model.layers[0].mlp.down_proj.register_forward_hook(record("mlp")),
+               base.lm_head.register_forward_hook(record("head"))]
+    data = TokenizedData.of(tiny_tokenizer, _examples(4), 64)
+    losses = model_per_example_loss(model, collate(data.items, tiny_tokenizer.pad_token_id))
+    for handle in handles:
+        handle.remove()
+    assert seen == {"mlp": torch.bfloat16, "head": torch.float32} and losses.dtype == torch.float32
+    assert not torch.is_autocast_enabled("cpu")
+    losses.sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    with pytest.raises(Exception):
+        model(input_ids=torch.tensor([[10 ** 6]]))  # an id beyond the vocabulary: the forward raises
+    assert not torch.is_autocast_enabled("cpu")

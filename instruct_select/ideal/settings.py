@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import (EvalSettings, TrainSettings, _check, _help, apply_overrides, check_paths_exist, from_dict,
                       load_yaml)
+from ..config import MODEL_DTYPES
 
 FISHERS = ("sampled", "empirical")
 PATH_KEYS = ("model", "pool", "reference", "tests", "run_dir")
@@ -52,7 +53,8 @@ class IdealSettings:
     min_volume: int = _help("no domain shrinks below this many examples", default=1)
     train_final: bool = _help("train (and evaluate) on the last round's mixture", default=True)
     seed: int = _help("seed for label sampling, subsets and resampling", default=0)
-    dtype: str = _help("model dtype: float32 | bfloat16 | float16", default="float32")
+    dtype: str = _help("model dtype: auto | float32 | bfloat16 | bfloat16-autocast | float16 (as the run "
+                       "config's)", default="auto")
     device: str = _help("cpu, cuda, cuda:N or auto", default="auto")
     chat_template: str = _help("'' (the tokenizer's), 'plain', or a Jinja template", default="")
     stats_token_budget: int = _help("padded tokens per statistics batch; 0: train.token_budget",
@@ -73,8 +75,7 @@ class IdealSettings:
         _check(self.fit_examples >= 0 and self.reference_size >= 0,
                "fit_examples and reference_size must be >= 0 (0: all)")
         _check(self.min_volume >= 1, f"min_volume must be >= 1, got {self.min_volume}")
-        _check(self.dtype in ("float32", "bfloat16", "float16"),
-               f"dtype {self.dtype!r} is not float32, bfloat16 or float16")
+        _check(self.dtype in MODEL_DTYPES, f"dtype {self.dtype!r} is not one of {', '.join(MODEL_DTYPES)}")
         _check(not (self.domain_map and self.domain_map_file),
                "give domain_map or domain_map_file, not both")
         _check(isinstance(self.domain_map, dict)

@@ -12,11 +12,15 @@ from pathlib import Path
 
 import torch
 
-from ..config import LoraSettings
+from ..config import MODEL_DTYPES, LoraSettings
 from ..data.chat import ensure_chat_template
 from ..errors import ConfigError
 
+# Weight dtypes. "bfloat16-autocast" keeps float32 weights and runs the model body's matrix products in
+# bfloat16 under torch.autocast (the CPU's fast path, measured in benchmarks/cpu_dtype.py); "auto"
+# is resolved per device by ``resolve_dtype`` before anything loads.
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+AUTOCAST = "bfloat16-autocast"
 
 
 DEVICE_HINT = "use cpu, cuda, cuda:N or auto"
@@ -46,6 +50,59 @@ def resolve_device(device: str | None = None) -> torch.device:
     elif resolved.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"device {device!r} is not supported here; {DEVICE_HINT}")
     return resolved
+
+
+def cpu_has_fast_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX), as torch reports it,
+    else as /proc/cpuinfo's flags say."""
+    cpu = getattr(torch, "cpu", None)
+    probes = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(callable(probe) for probe in probes):
+        return any(probe() for probe in probes)
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device: str | None = None) -> str:
+    """``dtype`` with "auto" made concrete for ``device``: bfloat16 weights on a CUDA device that
+    supports them (memory is what a GPU runs short of), bfloat16 autocast over float32 weights on a
+    CPU with AVX512-BF16 or AMX (about twice float32's speed: docs/RESULTS.md), float32 elsewhere."""
+    if dtype not in MODEL_DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(MODEL_DTYPES)}, got {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    target = resolve_device(device)
+    if target.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    if target.type == "cpu" and cpu_has_fast_bfloat16():
+        return AUTOCAST
+    return "float32"
+
+
+def autocast_body(model, dtype: torch.dtype = torch.bfloat16) -> None:
+    """Run ``model``'s body (the decoder stack: embeddings, attention, MLPs, final norm) under
+    ``torch.autocast`` from now on, whoever calls it: training, gradient features, loss passes,
+    hidden states and ``generate``. Weights stay float32, and so do LoRA's weights and gradients;
+    the output head stays outside, so logits and losses are computed in float32."""
+    body = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    if not isinstance(body, torch.nn.Module):
+        raise ConfigError(f"dtype {AUTOCAST}: {type(model).__name__} has no model body to run under autocast; "
+                          "use bfloat16 or float32")
+    entered: list = []
+
+    def enter(module, args):
+        device = next(module.parameters()).device.type
+        entered.append(torch.autocast(device, dtype=dtype))
+        entered[-1].__enter__()
+
+    def leave(module, args, output):
+        entered.pop().__exit__(None, None, None)
+
+    body.register_forward_pre_hook(enter)
+    body.register_forward_hook(leave, always_call=True)  # left even when the forward raises
 
 
 def local_path(name_or_path: str | Path, what: str) -> Path | None:
@@ -138,15 +195,15 @@ def load_tokenizer(name_or_path: str | Path, chat_template: str | None = None):
 
 
 def load_base_model(name_or_path: str | Path, dtype: str = "float32", device: str | None = None):
-    """The base causal LM, in ``dtype``, on ``device`` (auto: CUDA when available)."""
+    """The base causal LM, in ``dtype`` (see ``MODEL_DTYPES``; auto: ``resolve_dtype``), on
+    ``device`` (auto: CUDA when available)."""
     from transformers import AutoModelForCausalLM
 
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    dtype = resolve_dtype(dtype, device)
     target = resolve_device(device)
     check_model_path(name_or_path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=DTYPES[dtype])
+        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=DTYPES.get(dtype, torch.float32))
     except OSError as err:
         raise ConfigError(f"cannot load a model from {name_or_path}: {_first_line(err)}") from None
     except ValueError as err:
@@ -154,6 +211,8 @@ def load_base_model(name_or_path: str | Path, dtype: str = "float32", device: st
             raise
         raise ConfigError(f"{name_or_path}: not a causal language model (AutoModelForCausalLM cannot load this "
                           f"configuration); {CAUSAL_HINT}") from None
+    if dtype == AUTOCAST:
+        autocast_body(model)
     return model.to(target)
 
 
