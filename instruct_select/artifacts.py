@@ -226,24 +226,20 @@ def run_stage(
     wanted = {"stage": name, "settings": settings, "inputs": inputs, "seed": seed}
     from .distributed import barrier, is_main
 
+    # A finished folder is only read: reused or refused without its lock, so that jobs reading it at
+    # once never refuse one another.
+    done = _reuse_finished(stage_dir, wanted, log)
+    if done is not None:
+        return done
     # One job per folder: the main process (or a shard's own process) holds the folder's lock from
-    # before it reads the folder's state until the stage ends, so a live job's unfinished folder is
+    # before it reads the unfinished folder's state until the stage ends, so a live job's folder is
     # never taken for an interrupted one.
     locking = per_process or is_main()
     created = not stage_dir.exists()
     with (stage_lock(stage_dir) if locking else _no_lock()):
-        old = finished_manifest(stage_dir)
-        if old is not None:
-            previous = {k: old.get(k) for k in wanted}
-            diff = _differences(previous, wanted)
-            if not diff:
-                log(f"[{name}] already done in {stage_dir}; reusing it")
-                return StageResult(stage_dir, old, skipped=True)
-            raise ArtifactMismatchError(
-                f"{stage_dir} already holds a '{old.get('stage')}' stage made with other settings:\n  "
-                + "\n  ".join(diff)
-                + f"\nUse another run directory, or delete {stage_dir} to redo it with the new settings."
-            )
+        done = _reuse_finished(stage_dir, wanted, log)  # finished by another job since the look above
+        if done is not None:
+            return done
         resuming = _check_interrupted(stage_dir, wanted, log)
         stage_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(stage_dir / STARTED, {**wanted, "pid": os.getpid(), "host": socket.gethostname()})
@@ -276,18 +272,32 @@ def run_stage(
         return StageResult(stage_dir, manifest, skipped=False)
 
 
+def _reuse_finished(stage_dir: Path, wanted: dict, log: Callable[[str], None]) -> StageResult | None:
+    """The finished stage in ``stage_dir`` when it was made with ``wanted``; refused by name when it
+    was made with anything else; None when the folder holds no finished stage."""
+    old = finished_manifest(stage_dir)
+    if old is None:
+        return None
+    diff = _differences({k: old.get(k) for k in wanted}, wanted)
+    if not diff:
+        log(f"[{wanted['stage']}] already done in {stage_dir}; reusing it")
+        return StageResult(stage_dir, old, skipped=True)
+    raise ArtifactMismatchError(
+        f"{stage_dir} already holds a '{old.get('stage')}' stage made with other settings:\n  "
+        + "\n  ".join(diff)
+        + f"\nUse another run directory, or delete {stage_dir} to redo it with the new settings."
+    )
+
+
 @contextmanager
 def stage_lock(stage_dir: str | os.PathLike) -> Iterator[None]:
     """Hold ``stage_dir``'s exclusive OS lock (``fcntl.flock`` on ``stage_dir/.lock``) for the block.
 
     A second job asking for a held folder is refused at once, naming the process that holds it. The
     lock file is removed when the folder is finished (it holds a manifest), so finished folders hold
-    only their outputs. A finished folder one cannot write (read-only media) is read without a lock.
+    only their outputs (and are read without the lock).
     """
     stage_dir = Path(stage_dir)
-    if (stage_dir / MANIFEST).is_file() and not os.access(stage_dir, os.W_OK):
-        yield
-        return
     stage_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(stage_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -326,6 +326,11 @@ EXPERIMENTS = {"influence": "influence", "lp": "learning_percentage", "ideal": "
 def cmd_experiment(args) -> None:
     import importlib
 
+    lab = getattr(args, "lab", None) or getattr(args, "lab_dir", None)
+    if getattr(args, "run_dir", None) is not None:
+        check_output_path("--run-dir", args.run_dir, {"--lab": lab})
+    if lab:
+        check_output_path("--lab", lab, {})
     importlib.import_module(f".experiments.{EXPERIMENTS[args.experiment]}", __package__).main(args)
 
 

@@ -97,6 +97,9 @@ def _check_target(selection_dir: Path, pool: Path, to: str, out: Path, overwrite
     folder, the pool), or an existing path that no earlier export of this kind wrote."""
     check_output_path("--out", out, {"selection folder": selection_dir, "--pool": pool},
                       kind="folder" if to == "hf" else "file")
+    if Path.cwd().is_relative_to(out.resolve()):
+        raise ConfigError(f"--out {out} is (or holds) the current folder, which an export cannot replace; give a "
+                          "new folder such as --out exports/selection-hf")
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
     if not overwrite:
