@@ -17,6 +17,7 @@ Rows the attribution matrix excludes (no response token) are left out, as ``less
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -44,8 +45,13 @@ def cosine_matrix(pool: np.ndarray, validation: np.ndarray) -> np.ndarray:
     return out
 
 
+def _attribution_similarity(ctx: SelectionContext, need: str) -> Similarity:
+    return Similarity(*pool_matrix(ctx))
+
+
 def _vector_similarity(ctx: SelectionContext, need: str) -> Similarity:
-    vectors = ctx.need(need)  # features.representations.Representations
+    """Cosines of pooled vectors (``features.representations.Representations``)."""
+    vectors = ctx.need(need)
     if set(vectors.pool_ids) != {e.id for e in ctx.pool}:
         raise ArtifactMismatchError(f"the {need} were computed for another pool; recompute them")
     columns = [{"id": i, "task": t, "subtask": None} for i, t in zip(vectors.validation_ids, vectors.validation_tasks)]
@@ -57,15 +63,17 @@ class Representation:
     name: str
     need: str
     description: str
+    build: Callable[[SelectionContext, str], Similarity]
 
     def similarity(self, ctx: SelectionContext) -> Similarity:
-        if self.need == "attribution":
-            return Similarity(*pool_matrix(ctx))
-        return _vector_similarity(ctx, self.need)
+        return self.build(ctx, self.need)
 
 
 REPRESENTATION_AXIS = {
-    "less": Representation("less", "attribution", "LESS gradient features (the attribution matrix)"),
-    "rds+": Representation("rds+", "representations", "RDS+ position-weighted mean base-model hidden states, cosine"),
-    "embed": Representation("embed", "encoder_embeddings", "mean-pooled states of a local encoder (embed_encoder), cosine"),
+    "less": Representation("less", "attribution", "LESS gradient features (the attribution matrix)",
+                           _attribution_similarity),
+    "rds+": Representation("rds+", "representations", "RDS+ position-weighted mean base-model hidden states, cosine",
+                           _vector_similarity),
+    "embed": Representation("embed", "encoder_embeddings",
+                            "mean-pooled states of a local encoder (embed_encoder), cosine", _vector_similarity),
 }
