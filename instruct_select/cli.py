@@ -519,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout = open(os.devnull, "w")
         with restarting(args.restart):
             args.func(args)
-    except (InstructSelectError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 - anything but a user's error or the file system's answer re-raises
         line = _user_error(err)
         if line is None:
             raise
@@ -546,10 +546,13 @@ def _user_error(err: Exception) -> str | None:
     keeps its traceback."""
     if isinstance(err, InstructSelectError):
         return str(err)
-    if not isinstance(err, OSError):
+    # Writers in Rust (safetensors) report a full disk in their message only.
+    full = isinstance(err, OSError) and err.errno == errno.ENOSPC or any(
+        text in str(err) for text in ("No space left on device", "os error 28"))
+    if not isinstance(err, OSError) and not full:
         return None
-    name = err.filename
-    if err.errno == errno.ENOSPC:
+    name = getattr(err, "filename", None)
+    if full:
         stage = CURRENT_STAGE.get()
         where = f"{name}: " if name else (f"during {stage}: " if stage else "")
         return (f"{where}no space left on the device; free some space (or give an output folder on another disk) "

@@ -137,3 +137,20 @@ def test_debug_shows_the_traceback_of_a_user_error_and_a_bug_always_shows_one(tm
     # an OSError other than a permission one (a read-only --out) is a bug too, and keeps its traceback
     assert cli._user_error(FileNotFoundError(2, "No such file or directory", "x")) is None
     assert cli._user_error(PermissionError(13, "Permission denied", "out")) is not None
+
+
+def test_file_system_answers_are_one_line():
+    """A full disk (an OSError, or a Rust writer's message such as safetensors'), a file where a folder
+    goes: the user's line; anything else stays a bug with its traceback."""
+    import errno
+
+    from instruct_select.cli import _user_error
+
+    full = _user_error(OSError(errno.ENOSPC, "No space left on device", "/out/selection.tsv"))
+    assert full.startswith("/out/selection.tsv: no space left on the device; free some space")
+    rust = _user_error(RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)"))
+    assert rust.startswith("no space left on the device") or "no space left on the device" in rust
+    assert _user_error(FileExistsError(errno.EEXIST, "File exists", "/out")) == (
+        "/out: File exists: a file is where a folder must go; give another output path (or move that file away)")
+    assert _user_error(RuntimeError("shape mismatch")) is None
+    assert _user_error(OSError(errno.EIO, "Input/output error", "/x")) is None

@@ -48,6 +48,9 @@ def read_selection_table(selection_dir: str | Path) -> list[tuple[str, float | N
     if not table.is_file():
         raise InputError(f"{selection_dir} holds no selection.tsv: give a selection folder "
                          "(what `instruct-select select` writes, e.g. RUN/bids-15pct-seed0/select)")
+    if (Path(selection_dir) / "started.json").is_file() and not (Path(selection_dir) / "manifest.json").is_file():
+        raise InputError(f"{selection_dir} holds an unfinished selection (its select stage was interrupted); rerun "
+                         "the select command that made it to finish it, then export")
     rows = []
     for number, line in enumerate(table.read_text(encoding="utf-8").splitlines()[1:], start=2):
         if not line.strip():
