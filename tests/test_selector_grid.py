@@ -323,3 +323,25 @@ def test_select_command_takes_the_representation(tmp_path, capsys):
     assert "--method bids:rds+ needs the 'representations' artifact, which `select` cannot compute" in capsys.readouterr().err
     assert cli.main([*base, "--method", "round-robin", "--out", str(tmp_path / "rr")]) != 0
     assert "selector 'round-robin' needs a representation" in capsys.readouterr().err
+
+
+def test_bids_on_any_representation_checks_validation_sizes_before_any_work(tiny_model_dir, tmp_path):
+    from instruct_select.pipeline import check_config
+
+    pool = _pool(20)
+    (tmp_path / "pool.jsonl").write_text("".join(json.dumps({"id": e.id, "task": e.task, "messages": e.messages}) + "\n"
+                                                 for e in pool))
+    validation = tmp_path / "validation"
+    validation.mkdir()
+    for task, n in (("code", 2), ("math", 3)):
+        (validation / f"{task}.jsonl").write_text("".join(
+            json.dumps({"id": f"{task}{i}", "messages": [{"role": "user", "content": "q"},
+                                                          {"role": "assistant", "content": "a"}]}) + "\n"
+            for i in range(n)))
+    config = RunConfig(model=str(tiny_model_dir), pool=str(tmp_path / "pool.jsonl"), validation=str(validation),
+                       run_dir=str(tmp_path / "run"), methods=["bids"], representation="rds+", device="cpu")
+    with pytest.raises(Exception, match="equal number of validation examples per task"):
+        check_config(config)
+    import dataclasses
+
+    assert len(check_config(dataclasses.replace(config, methods=["uot"])).examples) == 20  # uot:rds+ has no such rule
