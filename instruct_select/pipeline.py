@@ -112,9 +112,9 @@ def _check_models(config: RunConfig) -> None:
         if path:
             check_model_source(path, key)
     if config.learning_percentage.embedding_model:  # a local folder only: nothing is downloaded
-        from .features.embeddings import check_embedding_model
+        from .producers.encoder_embeddings import check_encoder
 
-        check_embedding_model(config.learning_percentage.embedding_model)
+        check_encoder(config.learning_percentage.embedding_model, "learning_percentage.embedding_model")
 
 
 def arms(config: RunConfig) -> list[Arm]:

@@ -4,10 +4,9 @@ Default (ours): the mean of the selection model's final hidden states over all o
 rendered tokens (prompt and response), from the *base* model, so the clusters describe the pool,
 not what one training run made of it. The reference (dheeraj7596/Small2Large) clusters
 all-MiniLM-L6-v2 sentence embeddings instead: ``learning_percentage.embedding_model`` names a local
-sentence-encoder folder for that (checked here by ``check_embedding_model``; embedded by the
-``producers.embeddings`` producer with the local-encoder pass of ``producers.encoder_embeddings``:
-``from_pretrained`` with no network, mean-pooled over the "role: content" lines of
-``conversation_text``). Selection L2-normalises the rows before k-means either way, as the
+sentence-encoder folder for that (embedded by the ``producers.embeddings`` producer with the
+local-encoder stage of ``producers.encoder_embeddings``: ``from_pretrained`` with no network,
+mean-pooled over the "role: content" lines of ``conversation_text``). Selection L2-normalises the rows before k-means either way, as the
 encoder's own Normalize layer would.
 
     out_dir/   a FeatureStore (dim = embedding size, float32) with a manifest; resumable, and
@@ -27,7 +26,7 @@ from ..context import RunContext
 from ..data.batching import Batching, collate, token_budget_batches
 from ..data.chat import tokenize_example
 from ..data.example import Example
-from ..errors import ArtifactMismatchError, ConfigError
+from ..errors import ArtifactMismatchError
 from .sharded import sharded_store_stage
 from .store import FeatureStore
 
@@ -76,20 +75,6 @@ def fill_mean_hidden_states(model, tokenizer, examples: list[Example], store: Fe
 
 def conversation_text(example: Example) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in example.messages)
-
-
-def check_embedding_model(folder: str | Path) -> Path:
-    """A local encoder folder (config.json, weights and tokenizer, as ``save_pretrained`` writes them);
-    a missing or non-model folder is refused by name: nothing is downloaded, nothing substituted."""
-    path = Path(folder).expanduser()
-    setting = "learning_percentage.embedding_model"
-    if not path.exists():
-        raise ConfigError(f"{setting} {folder} does not exist; give a local sentence-encoder folder (e.g. "
-                          "all-MiniLM-L6-v2 saved with save_pretrained), or '' for the selection model's hidden states")
-    if not path.is_dir() or not (path / "config.json").is_file():
-        raise ConfigError(f"{setting} {folder} is not a saved model folder (no config.json there); give the folder "
-                          "save_pretrained wrote for the encoder and its tokenizer")
-    return path
 
 
 def embeddings_stage(ctx: RunContext, model_path: str | Path, out_dir: str | Path, batching: Batching) -> Embeddings | None:

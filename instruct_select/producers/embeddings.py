@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import Artifact, fingerprint_model
+from ..artifacts import Artifact
 from ..config import RunConfig
 from ..context import RunContext
 from ..data.batching import Batching
-from ..data.example import Example
 from ..layout import RunLayout
 from .loss_trajectories import pass_batching, selection_model
+
+EMBEDDING_MODEL = "learning_percentage.embedding_model"
 
 
 def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
@@ -32,22 +33,9 @@ def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact |
 def encoder_embeddings_stage(ctx: RunContext, folder: str, out_dir: Path, batching: Batching) -> None:
     """Every pool example embedded by the local encoder ``folder``: the mean of its last hidden states
     over the example's "role: content" text, cut at ``batching.max_length`` or the encoder's own limit
-    (the pass of ``producers.encoder_embeddings``, as the embed representation runs it)."""
-    from ..features.embeddings import check_embedding_model
-    from ..features.sharded import sharded_store_stage
-    from ..features.store import FeatureStore
-    from .encoder_embeddings import fill_encoder_embeddings, load_encoder
+    (the embed representation's stage, ``producers.encoder_embeddings.encoder_stage``)."""
+    from .encoder_embeddings import check_encoder, encoder_stage
 
-    encoder = check_embedding_model(folder)
-    pool = ctx.require_pool()
-    settings = {"encoder": "local encoder, mean-pooled", "text": "role: content lines",
-                "max_length": batching.max_length}
-    inputs = {"model": fingerprint_model(encoder), "data": pool.fingerprint}
-
-    def fill(out: Path, mine: list[Example], meta: dict) -> dict:
-        model, tokenizer = load_encoder(encoder, ctx.device)
-        store = FeatureStore.open_or_create(out, [e.id for e in mine], int(model.config.hidden_size), "float32", meta)
-        return fill_encoder_embeddings(model, tokenizer, mine, store, batching.max_length, batching.max_batch_size,
-                                       progress=ctx.progress)
-
-    sharded_store_stage(ctx, out_dir, "embeddings", settings, inputs, pool.examples, {**settings, **inputs}, fill)
+    encoder = check_encoder(folder, EMBEDDING_MODEL)
+    encoder_stage(ctx, encoder, ctx.require_pool(), out_dir, max_length=batching.max_length,
+                  batch_size=batching.max_batch_size)
