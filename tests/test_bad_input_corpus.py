@@ -139,7 +139,8 @@ def test_budget_errors(tmp_path):
     pool = tmp_path / "p.jsonl"
     pool.write_text(_jsonl(*[_msg(id=f"x{i}") for i in range(10)]))
     for budget, fragment in (("11", "larger than the pool"), ("0%", "positive"), ("lots", "not understood"),
-                             ("500tok", "needs a tokenizer")):
+                             ("500tok", "needs a tokenizer"), ("inf", "not understood"),
+                             ("nan%", "is not a finite number"), ("inftok", "is not a finite number")):
         _assert_clear_error(_cli("select", "--pool", str(pool), "--budget", budget, "--out", str(tmp_path / budget),
                                  cwd=tmp_path), [fragment])
 

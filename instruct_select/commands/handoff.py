@@ -1,6 +1,7 @@
 """Report and hand-off subcommands: the HTML report, lm-evaluation-harness, exporting a selection."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from . import add_data_arguments
@@ -54,6 +55,9 @@ def _number(text: str | None) -> int | float | None:
         value = float(text)
     except ValueError:
         raise ConfigError(f"--limit must be a number (a count like 50 or a fraction like 0.1), got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--limit must be a positive finite number (a count like 50 or a fraction like 0.1), "
+                          f"got {text!r}")
     return int(value) if value >= 1 and value.is_integer() else value
 
 

@@ -8,6 +8,7 @@ stopping at the first that would pass it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -27,6 +28,8 @@ class Budget:
             if raw.endswith(("tok", "tokens")):
                 return cls._checked("tokens", float(raw.rstrip("tokens").rstrip("tok")), text)
             number = float(raw)
+            if not math.isfinite(number):
+                raise ValueError(raw)
         except ValueError:
             raise ConfigError(
                 f"budget {text!r} is not understood; write a fraction (15% or 0.15), a count (500) "
@@ -40,6 +43,9 @@ class Budget:
 
     @classmethod
     def _checked(cls, kind: str, value: float, text) -> "Budget":
+        if not math.isfinite(value):
+            raise ConfigError(f"budget {text!r} is not a finite number; write a fraction (15% or 0.15), a count "
+                              "(500) or a token total (200000tok)")
         if value <= 0 or (kind == "fraction" and value > 1):
             raise ConfigError(f"budget {text!r} must be positive (and at most 100% as a fraction)")
         return cls(kind, value)
