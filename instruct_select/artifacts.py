@@ -335,11 +335,13 @@ def _empty(stage_dir: Path) -> None:
 
 
 def _discard(stage_dir: Path, created: bool) -> None:
-    """Undo a stage that failed on a user's mistake: the folder when this job made it, else its marker."""
+    """Undo a stage that failed on a user's mistake: the folder when this job made it, else its marker
+    and lock file (the folder's other files were there before)."""
     if created:
         shutil.rmtree(stage_dir, ignore_errors=True)
     else:
         (stage_dir / STARTED).unlink(missing_ok=True)
+        (stage_dir / LOCK).unlink(missing_ok=True)
 
 
 def _commit(stage_dir: Path, manifest: dict) -> None:

@@ -101,7 +101,7 @@ def test_a_stage_failing_on_a_user_error_removes_what_it_started(tmp_path):
     (given / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError):
         run_stage(given, "train", {"lr": 1}, {}, _fails, **quiet)
-    assert sorted(p.name for p in given.iterdir()) == [LOCK, "notes.txt"]  # only its marker was removed
+    assert sorted(p.name for p in given.iterdir()) == ["notes.txt"]  # only what it added was removed
     # the corrected command goes ahead: nothing says "started with other settings"
     assert run_stage(given, "train", {"lr": 2}, {}, lambda f: {}, **quiet).manifest["settings"] == {"lr": 2}
 
