@@ -40,21 +40,34 @@ def round_robin_naive(scores: np.ndarray, tasks: list[str], limit: int) -> tuple
     return picks, by
 
 
+def _best_rows(column: np.ndarray, depth: int) -> np.ndarray:
+    """The rows of ``column`` at or above its depth-th largest value (every row tied at the cut
+    kept), sorted by value descending, ties by row: a prefix of the column's full stable order."""
+    if depth < len(column):
+        cut = -np.partition(-column, depth - 1)[depth - 1]
+        rows = np.flatnonzero(column >= cut)
+    else:
+        rows = np.arange(len(column))
+    return rows[np.argsort(-column[rows], kind="stable")]
+
+
 def round_robin_fast(scores: np.ndarray, tasks: list[str], limit: int) -> tuple[list[int], list[int]]:
-    """The same picks with each column's rows sorted once (value descending, ties by row) and a
-    pointer per column that skips rows taken since its last turn."""
+    """The same picks with a pointer per column into its best rows (value descending, ties by
+    row), skipping rows taken since its last turn. Fewer than ``limit`` rows are ever taken before
+    a turn, so a column's best ``limit`` rows always hold an untaken one: only those are sorted."""
     order = turn_order(tasks)
+    limit = min(limit, scores.shape[0])
     taken = np.zeros(scores.shape[0], dtype=bool)
     sorted_rows: dict[int, np.ndarray] = {}
     pointer: dict[int, int] = {}
     picks, by = [], []
-    for turn in range(min(limit, scores.shape[0])):
+    for turn in range(limit):
         column = order[turn % len(order)]
         if column not in sorted_rows:
-            sorted_rows[column] = np.argsort(-scores[:, column], kind="stable")
+            sorted_rows[column] = _best_rows(scores[:, column], limit)
             pointer[column] = 0
         rows, p = sorted_rows[column], pointer[column]
-        while taken[rows[p]]:  # fewer than N rows are taken while a turn remains: p stays in range
+        while taken[rows[p]]:
             p += 1
         row = int(rows[p])
         pointer[column] = p + 1
