@@ -83,8 +83,6 @@ def check_config(config: RunConfig, pool: LoadedData | None = None) -> LoadedDat
     if scoring and not str(config.validation):
         raise ConfigError(f"methods {scoring} score against validation data: set validation to a folder with one "
                           "file per target task")
-    if config.evaluate_base and not config.tests:
-        raise ConfigError("evaluate_base needs tests: set tests to a folder with one file per capability")
     if config.tests and (config.finetune or config.evaluate_base):
         from .data.loading import load_test_sets
 
@@ -136,7 +134,9 @@ def execute(ctx: RunContext, config: RunConfig) -> RunResults:
     artifacts = produce(needs, ctx, config, layout)
     if artifacts is None:
         return RunResults()
-    results = RunResults(base=evaluate_base(ctx, config, layout) if config.evaluate_base else None)
+    # The untuned model's row by default wherever there are tests: every table has its baseline.
+    base = evaluate_base(ctx, config, layout) if config.evaluate_base and config.tests else None
+    results = RunResults(base=base)
     for arm in arms(config):
         results.arms[arm.label] = run_arm(ctx, config, layout, arm, artifacts)
     write_results(layout, config, results)

@@ -137,3 +137,23 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch):
     assert set(base["capabilities"]) == set(CAPABILITIES)
     assert base["capabilities"]["coding"]["metric"] == "pass@1"
     assert "instruction_level_strict" in base["capabilities"]["instruction"]
+
+
+def test_run_with_tests_evaluates_the_untuned_model_by_default(tiny_model_dir, tmp_path, monkeypatch):
+    """`instruct-select run` on the benchmark's files: the base row comes without asking (issue 24 point 6)."""
+    from instruct_select.config import EvalSettings, RunConfig, TrainSettings
+    from instruct_select.pipeline import run_config
+
+    monkeypatch.setattr("instruct_select.experiments.mixture_data.GENERATION_TOKENS",
+                        {"math": 4, "coding": 4, "instruction": 4})
+
+    assert RunConfig(model="m", pool="p").evaluate_base
+    data = tmp_path / "data"
+    write_mixture(DATA, data, dataclasses.replace(MixtureSizes.tiny(), tests={c: 1 for c in CAPABILITIES}))
+    config = RunConfig(model=str(tiny_model_dir), pool=str(data / "pool.jsonl"), tests=str(data / "tests"),
+                       run_dir=str(tmp_path / "run"), methods=["random"], budgets=["10%"], device="cpu",
+                       train=TrainSettings(epochs=1, max_length=256, save_checkpoints=False),
+                       eval=EvalSettings(max_new_tokens=4, max_length=4096, loss_token_budget=8192))
+    results = run_config(config, progress=False, log=lambda m: None)
+    assert results.base is not None and "base (no tuning)" in (tmp_path / "run" / "results.md").read_text()
+    assert set(results.base["scores"]) == set(CAPABILITIES)

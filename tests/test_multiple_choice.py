@@ -40,6 +40,18 @@ def test_single_token_options_need_no_second_pass(tiny):
     assert fast[0] == pytest.approx(naive[0], abs=1e-5)
 
 
+def test_tokens_every_option_starts_with_join_the_shared_pass(tiny):
+    """The context's trailing newline moves into every option (as in lm-eval): a shared first token,
+    scored once in the shared pass; options that share more tokens still score as the reference."""
+    model, tokenizer = tiny
+    context = "<|user|>\nPick one<|end|>\n<|assistant|>\n"
+    for options in (["1", "2", "3", "4"], ["red green", "red blue", "red"], ["hello world", "hello"]):
+        question = encode_question(tokenizer, context, options)
+        assert len({ids[0] for ids in question.option_ids}) == 1  # the newline
+        fast, naive = score_questions(model, [question]), score_questions(model, [question], naive=True)
+        assert fast[0] == pytest.approx(naive[0], abs=1e-5), options
+
+
 def test_split_matches_lm_eval_encode_pair(tiny_tokenizer):
     # lm-eval moves the context's trailing spaces to the continuation and splits the whole encoding.
     question = encode_question(tiny_tokenizer, "Reverse the words: ", ["blue green red", "red"])
@@ -47,7 +59,7 @@ def test_split_matches_lm_eval_encode_pair(tiny_tokenizer):
     context = tiny_tokenizer("Reverse the words:", add_special_tokens=False)["input_ids"]
     assert question.context_ids == context
     assert question.option_ids[0] == whole[len(context):]
-    assert question.option_bytes == [len(" blue green red"), len(" red")]
+    assert question.option_chars == [len("blue green red"), len("red")]  # lm-eval: the choice text
 
 
 def test_known_item_is_answered_by_loglikelihood(tiny):
@@ -67,12 +79,12 @@ def test_known_item_is_answered_by_loglikelihood(tiny):
         loss.backward()
         optimizer.step()
     scores = score_questions(model, [question])[0]
-    outcome = choice_outcomes(scores, question.option_bytes, answer=0)
+    outcome = choice_outcomes(scores, question.option_chars, answer=0)
     assert outcome["acc"] and outcome["pick"] == 0
-    assert not choice_outcomes(scores, question.option_bytes, answer=1)["acc"]
+    assert not choice_outcomes(scores, question.option_chars, answer=1)["acc"]
 
 
-def test_acc_norm_divides_by_bytes():
+def test_acc_norm_divides_by_characters():
     # Raw: option 0 wins (-4 > -6); per byte: option 1 wins (-6/6 = -1 > -4/2 = -2).
     outcome = choice_outcomes([-4.0, -6.0], [2, 6], answer=1)
     assert not outcome["acc"] and outcome["acc_norm"]

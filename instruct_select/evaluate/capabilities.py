@@ -16,7 +16,7 @@ macro-average over fewer capabilities would not mean the same as the others.
 A test record may name a metric of its own in ``checker`` (the mixture benchmark's records do):
 
 - ``choice``: multiple choice by log-likelihood (``multiple_choice.py``; the record's ``choices``
-  and ``answer`` index); no generation. The score is ``acc_norm`` (per-byte log-likelihood), and
+  and ``answer`` index); no generation. The score is ``acc_norm`` (log-likelihood per character, as lm-eval), and
   ``acc`` (raw) is reported beside it;
 - ``ifeval``: IFEval's verifiable instructions (``ifeval.py``; ``instruction_id_list``, ``kwargs``)
   on the greedy response; the score is prompt-level strict accuracy, instruction-level beside it;
@@ -225,7 +225,7 @@ def _choices(model, tokenizer, items: list[_Item], progress: bool) -> list[dict]
                                                                          tokenize=False),
                                  item.record["choices"], f"test example {item.example.id!r}") for item in items]
     scores = score_questions(model, questions)
-    return [{**choice_outcomes(ll, q.option_bytes, item.record["answer"]), "loglikelihoods": ll}
+    return [{**choice_outcomes(ll, q.option_chars, item.record["answer"]), "loglikelihoods": ll}
             for item, q, ll in zip(items, questions, scores)]
 
 
@@ -330,7 +330,7 @@ def evaluate_capabilities(
             "default_checker": default_checker,
             "decoding": "greedy",
             "multiple_choice": "log-likelihood of each option given the chat prompt; score acc_norm "
-                               "(per UTF-8 byte), acc beside it",
+                               "(per character, as lm-eval), acc beside it",
         },
     }
 

@@ -8,13 +8,15 @@ context's own tokens end (lm-eval's ``_encode_pair``), so a word boundary tokeni
 running text. Two accuracies come out, lm-eval's two:
 
 - ``acc``: the option with the highest summed log-likelihood;
-- ``acc_norm``: the highest log-likelihood divided by the option's length in bytes of UTF-8 text
-  (lm-eval's ``acc_norm``; lighteval's character normalisation), which stops long options from
-  losing just for being long. The mixture benchmark reports ``acc_norm`` as its headline.
+- ``acc_norm``: the highest log-likelihood divided by the option's length in characters (lm-eval's
+  ``acc_norm``, the option's text without the whitespace moved into it; lighteval's character
+  normalisation), which stops long options from losing just for being long. The mixture benchmark
+  reports ``acc_norm`` as its headline.
 
 The fast path (``option_loglikelihoods``) runs the shared context once with the key/value cache
-and then all the options of the question as one batch on top of it, stopping at the option tokens;
-when every option is one token the context's last logits answer them all and no second pass runs.
+(with any tokens every option starts with) and then all the options of the question as one batch on
+top of it, stopping at the option tokens; when every option has one token of its own the shared
+pass's last logits answer them all and no second pass runs.
 ``option_loglikelihoods_naive`` runs one full forward pass per option: the slow, obvious reference
 the tests compare against (equal to 1e-5) and the benchmark measures against
 (``benchmarks/mc_scoring.py``).
@@ -32,11 +34,11 @@ from instruct_select.errors import InputError
 
 @dataclass(frozen=True)
 class ChoiceQuestion:
-    """A tokenised question: the context's ids, each option's ids, each option's text length in bytes."""
+    """A tokenised question: the context's ids, each option's ids, each option's length in characters."""
 
     context_ids: list[int]
     option_ids: list[list[int]]
-    option_bytes: list[int]
+    option_chars: list[int]
 
 
 def encode_question(tokenizer, context: str, options: Sequence[str], where: str = "question") -> ChoiceQuestion:
@@ -49,7 +51,7 @@ def encode_question(tokenizer, context: str, options: Sequence[str], where: str 
     stripped = context.rstrip()
     moved = context[len(stripped):]
     context_ids = tokenizer(stripped, add_special_tokens=False)["input_ids"]
-    option_ids, option_bytes = [], []
+    option_ids, option_chars = [], []
     for index, option in enumerate(options):
         continuation = moved + option
         whole = tokenizer(stripped + continuation, add_special_tokens=False)["input_ids"]
@@ -57,8 +59,8 @@ def encode_question(tokenizer, context: str, options: Sequence[str], where: str 
         if not ids:
             raise InputError(f"{where}: option {index} ({option!r}) has no tokens of its own")
         option_ids.append(ids)
-        option_bytes.append(len(continuation.encode("utf-8")))
-    return ChoiceQuestion(context_ids, option_ids, option_bytes)
+        option_chars.append(len(option))
+    return ChoiceQuestion(context_ids, option_ids, option_chars)
 
 
 def _device(model) -> torch.device:
@@ -70,25 +72,38 @@ def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
+def _shared_prefix(options: list[list[int]]) -> int:
+    """How many leading tokens every option shares, leaving each at least one of its own."""
+    n = 0
+    while all(len(ids) > n + 1 for ids in options) and len({ids[n] for ids in options}) == 1:
+        n += 1
+    return n
+
+
 def option_loglikelihoods(model, question: ChoiceQuestion) -> list[float]:
     """Each option's summed log-likelihood given the context: the context once (key/value cache),
-    then the options as one right-padded batch on top of it."""
+    then the options as one right-padded batch on top of it. Tokens every option starts with
+    (lm-eval moves the context's trailing newline into the options) join the shared pass."""
     device = _device(model)
-    context = torch.tensor([question.context_ids], dtype=torch.long, device=device)
-    # logits_to_keep=1: only the context's last position predicts an option token.
-    out = model(input_ids=context, use_cache=True, logits_to_keep=1)
-    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-    scores = [float(first[ids[0]]) for ids in question.option_ids]
-    longest = max(len(ids) for ids in question.option_ids)
+    shared = _shared_prefix(question.option_ids)
+    prefix = question.context_ids + question.option_ids[0][:shared]
+    options = [ids[shared:] for ids in question.option_ids]
+    context = torch.tensor([prefix], dtype=torch.long, device=device)
+    # logits_to_keep: only the shared tokens and the first option token are predicted here.
+    out = model(input_ids=context, use_cache=True, logits_to_keep=shared + 1)
+    logprobs = torch.log_softmax(out.logits[0].float(), dim=-1)
+    common = sum(float(logprobs[i, token]) for i, token in enumerate(prefix[len(question.context_ids):]))
+    scores = [common + float(logprobs[-1, ids[0]]) for ids in options]
+    longest = max(len(ids) for ids in options)
     if longest == 1:
         return scores
     # The options' tokens but their last (nothing is predicted after it), right-padded; padding
     # sits after every real token, so under the causal mask it changes none of them.
-    n, width, start = len(question.option_ids), longest - 1, len(question.context_ids)
+    n, width, start = len(options), longest - 1, len(prefix)
     inputs = torch.zeros((n, width), dtype=torch.long)
     targets = torch.zeros((n, width), dtype=torch.long)
     valid = torch.zeros((n, width), dtype=torch.bool)
-    for i, ids in enumerate(question.option_ids):
+    for i, ids in enumerate(options):
         inputs[i, :len(ids) - 1] = torch.tensor(ids[:-1])
         targets[i, :len(ids) - 1] = torch.tensor(ids[1:])
         valid[i, :len(ids) - 1] = True
@@ -130,9 +145,9 @@ def _argmax(values: Sequence[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
 
-def choice_outcomes(loglikelihoods: Sequence[float], option_bytes: Sequence[int], answer: int) -> dict:
+def choice_outcomes(loglikelihoods: Sequence[float], option_chars: Sequence[int], answer: int) -> dict:
     """{"acc", "acc_norm"} (each 0 or 1) and the two picks, for one question."""
-    normalised = [ll / max(n, 1) for ll, n in zip(loglikelihoods, option_bytes)]
+    normalised = [ll / max(n, 1) for ll, n in zip(loglikelihoods, option_chars)]
     pick, pick_norm = _argmax(loglikelihoods), _argmax(normalised)
     return {"acc": pick == answer, "acc_norm": pick_norm == answer, "pick": pick, "pick_norm": pick_norm}
 

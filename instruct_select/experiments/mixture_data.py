@@ -276,3 +276,42 @@ def mixture_data(data_dir: str | Path, out: Path, sizes: MixtureSizes, log=print
     inputs["bbh"] = fingerprint_path(Path(data_dir) / "bbh")
     run_stage(out, "mixture-data", asdict(sizes), inputs, lambda folder: write_mixture(data_dir, folder, sizes), log=log)
     return Path(out)
+
+
+LM_EVAL_TASK = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question}}}}"
+doc_to_target: answer
+doc_to_choice: choices
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+  - metric: acc_norm
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def write_lm_eval_task(tests_file: str | Path, folder: str | Path, name: str = "mixture_knowledge") -> str:
+    """An lm-evaluation-harness task over a choice test file (e.g. ``tests/knowledge.jsonl``), scored as
+    this benchmark scores it: the question as the one user turn (run lm-eval with the chat template),
+    each choice's text as the continuation, ``acc`` and ``acc_norm``. Writes ``folder/NAME.yaml`` and
+    the items it reads; returns the task name (for ``--include-path folder``)."""
+    folder = Path(folder)
+    rows = []
+    for line in Path(tests_file).read_text(encoding="utf-8").split("\n"):
+        if line.strip():
+            record = json.loads(line)
+            question = next(m["content"] for m in reversed(record["messages"]) if m["role"] == "user")
+            rows.append(json.dumps({"question": question, "choices": record["choices"], "answer": record["answer"]},
+                                   ensure_ascii=False))
+    data = folder / f"{name}.jsonl"
+    atomic_write_text(data, "\n".join(rows) + "\n")
+    atomic_write_text(folder / f"{name}.yaml", LM_EVAL_TASK.format(name=name, data=data))
+    return name
