@@ -8,6 +8,7 @@ code paths everywhere, so that a machine without a GPU still checks them.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,27 @@ def test_autocast_runs_the_body_in_bfloat16_and_the_loss_in_float32(tiny_model_d
     with pytest.raises(Exception):
         model(input_ids=torch.tensor([[10 ** 6]]))  # an id beyond the vocabulary: the forward raises
     assert not torch.is_autocast_enabled("cpu")
+
+
+def test_generation_under_autocast_casts_the_weights_once_with_the_same_answers(tiny_model_dir, tiny_tokenizer,
+                                                                                monkeypatch):
+    from instruct_select.evaluate import generation
+
+    model = load_base_model(tiny_model_dir, AUTOCAST, "cpu")
+    weights = {name: (p, p.detach().clone(), p.data_ptr()) for name, p in model.named_parameters()}
+    prompts = [[{"role": "user", "content": e.messages[0]["content"]}] for e in _examples(6)]
+    seen = []
+    handle = model.model.layers[0].self_attn.q_proj.register_forward_hook(
+        lambda m, i, o: seen.append(m.weight.dtype) and None)
+    cast_once = generation.generate_greedy(model, tiny_tokenizer, prompts, max_new_tokens=6, batch_size=4,
+                                           progress=False)
+    assert set(seen) == {torch.bfloat16}  # decoding read bfloat16 copies
+    seen.clear()
+    monkeypatch.setattr(generation, "autocast_weights_cast_once", lambda model: contextlib.nullcontext())
+    assert generation.generate_greedy(model, tiny_tokenizer, prompts, max_new_tokens=6, batch_size=4,
+                                      progress=False) == cast_once
+    assert set(seen) == {torch.float32}  # the plain path: autocast cast float32 weights at each step
+    handle.remove()
+    # Every weight is its own float32 tensor again.
+    assert all(p.data_ptr() == pointer and p.dtype == torch.float32 and torch.equal(p, value)
+               for p, value, pointer in weights.values())

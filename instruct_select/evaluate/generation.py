@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, GenerationMixin
 
 from instruct_select.errors import ConfigError, InputError
+from instruct_select.models.loading import autocast_weights_cast_once
 
 Messages = list[dict[str, str]]
 
@@ -207,9 +208,8 @@ def generate_greedy(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), _plain_generation_defaults(model), tqdm(
-            total=len(prompts), desc="generating", unit="prompt", disable=not show
-        ) as bar:
+        with torch.inference_mode(), _plain_generation_defaults(model), autocast_weights_cast_once(model), \
+                tqdm(total=len(prompts), desc="generating", unit="prompt", disable=not show) as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
                 ids, mask = _left_pad([encoded[i] for i in batch], pad_id, device)

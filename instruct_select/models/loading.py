@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -21,6 +23,8 @@ from ..errors import ConfigError
 # is resolved per device by ``resolve_dtype`` before anything loads.
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 AUTOCAST = "bfloat16-autocast"
+# The attribute that marks a model body run under autocast, holding the autocast dtype.
+AUTOCAST_MARK = "instruct_select_autocast"
 
 
 DEVICE_HINT = "use cpu, cuda, cuda:N or auto"
@@ -103,6 +107,33 @@ def autocast_body(model, dtype: torch.dtype = torch.bfloat16) -> None:
 
     body.register_forward_pre_hook(enter)
     body.register_forward_hook(leave, always_call=True)  # left even when the forward raises
+    setattr(body, AUTOCAST_MARK, dtype)
+
+
+@contextmanager
+def autocast_weights_cast_once(model) -> Iterator[None]:
+    """For the duration (a pass without gradients: generation), the float32 linear weights of
+    ``model``'s autocast bodies hold the bfloat16 copies autocast would make at every forward, and
+    their own tensors again afterwards.
+
+    autocast casts every weight anew at each forward. A decoding step is a forward of one token, for
+    which that cast costs more than the step; cast once, the products are the same (autocast rounds
+    the same float32 values to the same bfloat16 ones), bit for bit."""
+    saved = []
+    for body in model.modules():
+        dtype = getattr(body, AUTOCAST_MARK, None)
+        if dtype is None:
+            continue
+        for module in body.modules():
+            weight = getattr(module, "weight", None)
+            if isinstance(module, torch.nn.Linear) and weight.dtype == torch.float32:
+                saved.append((weight, weight.data))
+                weight.data = weight.data.to(dtype)
+    try:
+        yield
+    finally:
+        for weight, data in saved:
+            weight.data = data
 
 
 def local_path(name_or_path: str | Path, what: str) -> Path | None:

@@ -1,0 +1,209 @@
+"""float32 against the bfloat16 paths on the CPU: SmolLM2-135M-Instruct, every stage on the same examples.
+
+    flock /tmp/is-heavy.lock python benchmarks/cpu_dtype.py [--pool 90] [--validation 4] [--repeats 1]
+        [--paths float32 bfloat16-autocast bfloat16] [--out benchmarks/results/cpu_dtype.md]
+
+The pool is a seeded sample of real training-side examples (GSM8K train, GPTeacher code, ShareGPT;
+at most 1,200 characters each), the validation targets 3 tasks of ``--validation`` other examples
+from the same files. LoRA r=8 on q/k/v/o, max_length 256, token-budget batches of 2,048 tokens.
+Each stage runs every dtype path on the same examples, the paths back to back (their order rotated
+from stage to stage and repeat to repeat, so a drift in the machine's load falls on all alike):
+
+- warmup: ``train_model``, one epoch over the pool (the same loop fine-tunes on a selection);
+- features: ``extract_features`` from the float32 warmup's checkpoint for every path (so only the
+  dtype differs): the pool with Adam moments, the validation with SGD, k = 2,048;
+- loss pass: ``model_per_example_loss`` over the pool without gradients (IFD, learning percentage
+  and loss trajectories run this pass);
+- held-out loss: ``heldout_losses`` on the validation examples.
+
+Prints, per stage, examples/s and the ratio to float32; the features' per-example cosine to
+float32's; the overlap of LESS's and BIDS's 15% selections with float32's; the mean held-out
+loss's relative difference. Writes the table to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import DATA_DIR
+from instruct_select.config import FeatureSettings, LoraSettings, TrainSettings
+from instruct_select.data.batching import Batching, collate, token_budget_batches
+from instruct_select.data.loading import load_examples
+from instruct_select.evaluate.heldout_loss import heldout_losses
+from instruct_select.features.extract import TokenizedData, extract_features
+from instruct_select.features.gradients import lora_modules
+from instruct_select.features.optimizer_state import AdamMoments
+from instruct_select.features.store import FeatureStore
+from instruct_select.loss import model_per_example_loss
+from instruct_select.models.loading import add_lora, cpu_has_fast_bfloat16, load_base_model, load_tokenizer
+from instruct_select.models.real import prepare_real_model
+from instruct_select.select.bids import bids_ranking
+from instruct_select.select.influence import task_means, top_rows
+from instruct_select.train.checkpoint import load_weights_into
+from instruct_select.train.loop import train_model
+
+FILES = ("gsm8k_train.jsonl", "gpteacher_codegen.json", "sharegpt_dummy_conversation.json")
+MAX_CHARS = 1200
+LORA = LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+TRAIN = TrainSettings(epochs=1, learning_rate=1e-4, batching="token_budget", token_budget=2048, max_batch_size=8,
+                      max_length=256, lora=LORA, seed=0)
+FEATURES = FeatureSettings(dim=2048, dtype="float32", token_budget=2048, max_batch_size=8, max_length=256)
+BATCHING = Batching(max_length=256, token_budget=2048, max_batch_size=8)
+
+
+def sample(n_pool: int, n_validation: int, seed: int = 0):
+    """(pool, validation, validation tasks): disjoint seeded samples of short examples of each file."""
+    rng = random.Random(f"cpu_dtype:{seed}")
+    pool, validation, tasks = [], [], []
+    for i, name in enumerate(FILES):
+        short = [e for e in load_examples(DATA_DIR / name).examples
+                 if sum(len(m["content"]) for m in e.messages) <= MAX_CHARS]
+        chosen = rng.sample(short, n_pool // len(FILES) + (i < n_pool % len(FILES)) + n_validation)
+        validation += chosen[:n_validation]
+        tasks += [name.split(".")[0]] * n_validation
+        pool += chosen[n_validation:]
+    return pool, validation, tasks
+
+
+def rotate(paths: list[str], turn: int) -> list[str]:
+    return paths[turn % len(paths):] + paths[:turn % len(paths)]
+
+
+def warmed_model(model_path, dtype: str, checkpoint):
+    model = add_lora(load_base_model(model_path, dtype, "cpu"), LORA)
+    load_weights_into(model, checkpoint)
+    model.eval()
+    return model
+
+
+def loss_pass(model, items, pad_id) -> np.ndarray:
+    losses = np.zeros(len(items))
+    with torch.no_grad():
+        for batch in token_budget_batches(items, BATCHING.token_budget, BATCHING.max_batch_size):
+            losses[batch] = model_per_example_loss(model, collate([items[i] for i in batch], pad_id)).numpy()
+    return losses
+
+
+def selections(pool_features: np.ndarray, val_features: np.ndarray, ids: list[str], tasks: list[str]) -> dict:
+    """LESS's and BIDS's 15% selections from one checkpoint's features (weight 1)."""
+    scores = (pool_features @ val_features.T).astype(np.float32)
+    columns = [{"task": t, "id": f"v{j}"} for j, t in enumerate(tasks)]
+    limit = max(1, round(0.15 * len(ids)))
+    return {"less": top_rows(task_means(scores, columns).max(axis=1), ids, limit).ids,
+            "bids": bids_ranking(scores, ids, columns, {}, limit).ids}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", type=int, default=90)
+    parser.add_argument("--validation", type=int, default=4, help="examples per validation task (3 tasks)")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--paths", nargs="+", default=["float32", "bfloat16-autocast", "bfloat16"])
+    parser.add_argument("--out", default="benchmarks/results/cpu_dtype.md")
+    args = parser.parse_args()
+    paths = args.paths if args.paths[0] == "float32" else ["float32", *args.paths]
+    load = os.getloadavg()
+    model_path = prepare_real_model("smollm2-135m", log=lambda m: None)
+    tokenizer = load_tokenizer(model_path)
+    pool, validation, tasks = sample(args.pool, args.validation)
+    pool_data = TokenizedData.of(tokenizer, pool, FEATURES.max_length)
+    val_data = TokenizedData.of(tokenizer, validation, FEATURES.max_length)
+    n_tokens = sum(len(it) for it in pool_data.items)
+    print(f"pool {len(pool)} examples ({n_tokens} tokens), validation {len(validation)}; torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads, CPU bfloat16 in hardware: "
+          f"{cpu_has_fast_bfloat16()}; load average at start {load[0]:.1f}", flush=True)
+    rate: dict[tuple[str, str], list[float]] = {}
+    out: dict = {}
+    turn = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(args.repeats):
+            for dtype in rotate(paths, turn):
+                result = train_model(load_base_model(model_path, dtype, "cpu"), tokenizer, pool, TRAIN,
+                                     Path(tmp) / f"warmup-{dtype}-{repeat}", progress=False, log=lambda m: None)
+                rate.setdefault(("warmup", dtype), []).append(len(pool) / result.seconds)
+                out["warmup loss", dtype] = result.epoch_losses[-1]
+                if dtype == "float32":
+                    checkpoint = result.checkpoints[-1]
+                print(f"warmup {dtype}: {rate['warmup', dtype][-1]:.3f} ex/s, loss {result.epoch_losses[-1]:.4f}",
+                      flush=True)
+            turn += 1
+        for repeat in range(args.repeats):
+            for dtype in rotate(paths, turn):
+                model = warmed_model(model_path, dtype, checkpoint)
+                moments = AdamMoments(checkpoint, list(lora_modules(model)), "cpu")
+                found = {}
+                start = time.perf_counter()
+                for part, data, adam in (("pool", pool_data, True), ("validation", val_data, False)):
+                    folder = Path(tmp) / f"features-{dtype}-{repeat}-{part}"
+                    store = FeatureStore.open_or_create(folder, [it.id for it in data.items], FEATURES.dim,
+                                                        "float32", {})
+                    extract_features(model, data, store, FEATURES, moments=moments if adam else None,
+                                     progress=False)
+                    found[part] = store.block(0, len(data.items))
+                seconds = time.perf_counter() - start
+                rate.setdefault(("features", dtype), []).append((len(pool) + len(validation)) / seconds)
+                out["features", dtype] = found
+                print(f"features {dtype}: {rate['features', dtype][-1]:.3f} ex/s", flush=True)
+                start = time.perf_counter()
+                out["losses", dtype] = loss_pass(model, pool_data.items, tokenizer.pad_token_id)
+                rate.setdefault(("loss pass", dtype), []).append(len(pool) / (time.perf_counter() - start))
+                start = time.perf_counter()
+                held, _ = heldout_losses(model, tokenizer, validation, BATCHING, progress=False)
+                rate.setdefault(("held-out loss", dtype), []).append(len(validation) / (time.perf_counter() - start))
+                out["held-out", dtype] = float(np.mean([v for v in held if v is not None]))
+                print(f"loss pass {dtype}: {rate['loss pass', dtype][-1]:.3f} ex/s; held-out loss "
+                      f"{out['held-out', dtype]:.5f} at {rate['held-out loss', dtype][-1]:.3f} ex/s", flush=True)
+                del model, moments
+                turn += 1
+    write_table(args, paths, rate, out, [it.id for it in pool_data.items], tasks, load, n_tokens)
+
+
+def write_table(args, paths, rate, out, ids, tasks, load, n_tokens) -> None:
+    reference = selections(out["features", "float32"]["pool"], out["features", "float32"]["validation"], ids, tasks)
+    header = "| stage | " + " | ".join(f"{p} ex/s" for p in paths) + " | " + \
+        " | ".join(f"{p} / float32" for p in paths[1:]) + " |"
+    rows = [f"SmolLM2-135M-Instruct on {os.cpu_count()} CPU cores, pool {len(ids)} real examples ({n_tokens} tokens, "
+            f"≤ 256 each), validation {len(tasks)} ({len(set(tasks))} tasks); LoRA r=8 q/k/v/o; {args.repeats} "
+            f"repeat(s), paths interleaved; load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+            "the end (other work shared the machine).", "", header, "|---" * (1 + 2 * len(paths) - 1) + "|"]
+    for stage in ("warmup", "features", "loss pass", "held-out loss"):
+        best = {p: max(rate[stage, p]) for p in paths}
+        rows.append(f"| {stage} | " + " | ".join(f"{best[p]:.3f}" for p in paths) + " | " +
+                    " | ".join(f"{best[p] / best['float32']:.2f}×" for p in paths[1:]) + " |")
+    rows += ["", "| precision against float32 | " + " | ".join(paths[1:]) + " |", "|---" * len(paths) + "|"]
+    cos, less, bids, held, loss, warm = [], [], [], [], [], []
+    for p in paths[1:]:
+        f32, low = out["features", "float32"], out["features", p]
+        both = [np.sum(f32[k] * low[k], axis=1) / (np.linalg.norm(f32[k], axis=1) * np.linalg.norm(low[k], axis=1))
+                for k in ("pool", "validation")]
+        cosine = np.concatenate(both)
+        cos.append(f"min {cosine.min():.5f}, median {np.median(cosine):.5f}")
+        picked = selections(low["pool"], low["validation"], ids, tasks)
+        less.append(f"{len(set(picked['less']) & set(reference['less'])) / len(reference['less']):.1%}")
+        bids.append(f"{len(set(picked['bids']) & set(reference['bids'])) / len(reference['bids']):.1%}")
+        held.append(f"{out['held-out', p] / out['held-out', 'float32'] - 1:+.3%}")
+        rel = np.abs(out["losses", p] - out["losses", "float32"]) / out["losses", "float32"]
+        loss.append(f"mean {rel.mean():.3%}, max {rel.max():.3%}")
+        warm.append(f"{out['warmup loss', p] / out['warmup loss', 'float32'] - 1:+.3%}")
+    for name, values in (("features' cosine per example (pool and validation)", cos),
+                         ("LESS 15% selection overlap", less), ("BIDS 15% selection overlap", bids),
+                         ("mean held-out loss, relative difference", held),
+                         ("loss pass, per-example relative difference", loss),
+                         ("warmup's mean training loss, relative difference", warm)):
+        rows.append(f"| {name} | " + " | ".join(values) + " |")
+    text = "\n".join(rows)
+    print("\n" + text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(f"`python benchmarks/cpu_dtype.py {' '.join(sys.argv[1:])}`\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()
