@@ -252,8 +252,9 @@ class RunConfig:
     methods: list[str] = _help("selection methods; a grid selector may name its representation: bids:rds+ "
                                "(`instruct-select methods`)", default_factory=lambda: ["random", "less", "bids"])
     representation: str = _help("the representation every grid selector in methods (less, bids, rds+, round-robin, "
-                                "doubly-greedy, uot) scores with unless it names its own: less (gradients), rds+ "
-                                "(pooled hidden states) or embed (embed_encoder); '' = each paper's own", default="")
+                                "doubly-greedy, uot, knn-uniform) scores with unless it names its own: less "
+                                "(gradients), rds+ (pooled hidden states) or embed (embed_encoder); '' = each "
+                                "paper's own", default="")
     embed_encoder: str = _help("local encoder folder (config.json, weights, tokenizer) whose mean-pooled states "
                                "are the embed representation; needed by methods that use embed", default="")
     budgets: list[str] = _help("budgets: 5%, 0.05, 1000 or 2000000tok", default_factory=lambda: ["5%"])
@@ -317,6 +318,9 @@ SELECTION_OPTIONS: dict[str, tuple[type, tuple | None]] = {
     "uot_reg_m": (list, None),
     "uot_max_iter": (int, None),
     "uot_tolerance": (float, None),
+    "knn_alpha": (float, None),  # knn-uniform (select/knn_uniform.py)
+    "knn_c": (float, None),
+    "knn_neighbours": (int, None),
 }
 # Learning percentage's own settings, which override these keys: set there, not in selection_options.
 LP_OPTIONS = {"lp_variant": "variant", "lp_tolerance": "tolerance", "clusters": "clusters"}

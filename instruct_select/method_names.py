@@ -15,7 +15,7 @@ from .errors import ConfigError
 SEPARATOR = ":"
 # The selector axis (select/grid.py holds their rules) and the representation axis
 # (select/representations.py holds how each becomes a similarity matrix).
-GRID_SELECTORS = ("less", "bids", "rds+", "round-robin", "doubly-greedy", "uot")
+GRID_SELECTORS = ("less", "bids", "rds+", "round-robin", "doubly-greedy", "uot", "knn-uniform")
 REPRESENTATIONS = ("less", "rds+", "embed")
 # The paper pairs: a selector written alone scores with its paper's representation.
 PAPER_REPRESENTATION = {"less": "less", "bids": "less", "rds+": "rds+"}

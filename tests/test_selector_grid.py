@@ -345,3 +345,22 @@ def test_bids_on_any_representation_checks_validation_sizes_before_any_work(tiny
     import dataclasses
 
     assert len(check_config(dataclasses.replace(config, methods=["uot"])).examples) == 20  # uot:rds+ has no such rule
+
+
+def test_knn_uniform_by_hand():
+    """Distances 1 - S. v0's nearest: p0 .1, p1 .2, p2 .9; v1's: p3 0, p1 .5, p2 .6. With alpha .5 and
+    C 1 the rule needs (.5) x gaps >= (1 - .5) x 2 = 1: K = 1 gives gaps (.2 - .1) + (.5 - 0) = .6
+    (.3 < 1); K = 2 gives (2 x .9 - .3) + (2 x .6 - .5) = 2.2 (1.1 >= 1): K = 2, each of the two
+    nearest of each validation example gets 1 / (2 x 2). p1 is near both: .5; p0 and p3 .25 each, p3
+    first (max similarity 1 against p0's .9); the rest 0, p2 (max similarity .4) before p4 (.1)."""
+    scores = 1 - np.array([[.1, .7],    # p0
+                           [.2, .5],    # p1
+                           [.9, .6],    # p2
+                           [.95, .0],   # p3
+                           [.99, .9]])  # p4
+    ranking = _rank("knn-uniform", scores, ["a", "b"], 5, {"knn_alpha": .5, "knn_c": 1.0})
+    assert ranking.ids == ["p1", "p3", "p0", "p2", "p4"]
+    assert ranking.scores == pytest.approx([.5, .25, .25, 0, 0])
+    assert ranking.diagnostics["knn"] == {"k": 2, "pool_examples_with_mass": 3}
+    # The study's constants (alpha .01, C 5) never stop on 5 rows: every example spreads over all of them.
+    assert _rank("knn-uniform", scores, ["a", "b"], 5).diagnostics["knn"]["k"] == 5

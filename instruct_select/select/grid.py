@@ -13,6 +13,7 @@ matrix S into a ranking. Here every selector reads only S, so any pair runs:
 | round-robin   | the validation examples take turns (tasks interleaved), each taking its nearest untaken  |
 | doubly-greedy | each pool row's max over the columns, top B                                              |
 | uot           | mass each pool row receives in the semi-relaxed unbalanced transport from the validation |
+| knn-uniform   | mass each pool row receives when each validation example spreads 1/V over its K nearest  |
 
 A method is named ``SELECTOR:REPRESENTATION`` (``select/method_names.py``); the papers' pairs keep
 their names (``less``, ``bids``, ``rds+``) and their own selectors, so their results do not change.
@@ -29,6 +30,7 @@ from .base import Ranking, SelectionContext
 from .bids import BidsSelector, bids_ranking
 from .doubly_greedy import doubly_greedy_ranking
 from .influence import LessSelector, top_rows
+from .knn_uniform import knn_uniform_ranking
 from ..method_names import GRID_SELECTORS, PAPER_REPRESENTATION, REPRESENTATIONS, method_name, split_method
 from .rds_plus import task_max, task_round_robin
 from .representations import REPRESENTATION_AXIS
@@ -57,6 +59,8 @@ RULES: dict[str, tuple[Rule, str]] = {
     "doubly-greedy": (lambda s, i, c, o, n: doubly_greedy_ranking(s, i, c, n),
                       "each pool example's max similarity over the validation examples, top B"),
     "uot": (uot_ranking, "mass each pool example receives in unbalanced optimal transport from the validation set"),
+    "knn-uniform": (knn_uniform_ranking, "TSDS's KNN-Uniform: each validation example's mass spread evenly over "
+                    "its K nearest pool examples"),
 }
 assert tuple(RULES) == GRID_SELECTORS
 
