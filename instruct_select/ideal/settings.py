@@ -131,13 +131,19 @@ def load_ideal_config(path: str | Path, overrides: list[str] | tuple[str, ...] =
 
 def check_ideal_inputs(paths: IdealPaths, settings: IdealSettings) -> None:
     """What an IDEAL run can check before any work, without loading a model: the data paths exist
-    (a recipe's placeholders are refused), the model folder looks like one, the device exists."""
+    (a recipe's placeholders are refused), the model folder looks like one, the device exists, the
+    layers match linear layers of the model (on its weightless skeleton), the tests' checkers exist."""
     from ..models.loading import check_model_source, resolve_device
 
     check_paths_exist({"pool": paths.pool, "reference": paths.reference, "tests": paths.tests})
     check_model_source(paths.model)
     resolve_device(settings.device)
     check_layers(paths.model, settings.layers)
+    if paths.tests:
+        from ..data.loading import load_test_sets
+        from ..stages import check_checkers
+
+        check_checkers(load_test_sets(paths.tests), settings.eval.default_checker)
 
 
 def check_layers(model: str, layers: list[str]) -> None:
