@@ -101,10 +101,10 @@ def _context(args, pool=None, **settings):
 
 
 def cmd_select(args) -> None:
-    from .method_names import method_name
+    from .method_names import with_representation
     from .stages import TokenCounting, select_stage
 
-    args.method = method_name(args.method, args.representation)  # --method bids --representation rds+: bids:rds+
+    args.method = with_representation(args.method, args.representation)  # --method bids --representation rds+: bids:rds+
     check_output_path("--out", args.out, {"--pool": args.pool, "--scores": args.scores, "--tokenizer": args.tokenizer})
     artifacts = _selection_inputs(args)
     result = select_stage(_context(args, args.pool), args.method, args.budget, args.out, seed=args.seed,

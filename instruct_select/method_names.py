@@ -49,6 +49,16 @@ def method_name(method: str, representation: str | None = None) -> str:
     return f"{selector}{SEPARATOR}{chosen}"
 
 
+def with_representation(method: str, representation: str | None) -> str:
+    """``method_name`` for one method given one representation explicitly (``select
+    --representation``, ``run_selector(representation=...)``): a method that takes none is refused
+    rather than run without it."""
+    if representation and split_method(method)[0] not in GRID_SELECTORS:
+        raise ConfigError(f"method {method!r} takes no representation (it has no similarity matrix); "
+                          f"representations apply to the grid selectors: {', '.join(GRID_SELECTORS)}")
+    return method_name(method, representation)
+
+
 def uses_representation(method: str, representation: str) -> bool:
     """Whether the canonical ``method`` scores with ``representation``."""
     selector, own = split_method(method)

@@ -364,3 +364,11 @@ def test_knn_uniform_by_hand():
     assert ranking.diagnostics["knn"] == {"k": 2, "pool_examples_with_mass": 3}
     # The study's constants (alpha .01, C 5) never stop on 5 rows: every example spreads over all of them.
     assert _rank("knn-uniform", scores, ["a", "b"], 5).diagnostics["knn"]["k"] == 5
+
+
+def test_an_explicit_representation_for_a_method_without_one_is_refused():
+    pool = _pool()
+    with pytest.raises(ConfigError, match="'random' takes no representation"):
+        run_selector("random", pool, 5, representation="rds+")
+    # in a config, representation applies to the grid selectors and leaves the others as they are
+    assert RunConfig(model="m", pool="p", methods=["random"], representation="rds+").methods == ["random"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..artifacts import atomic_write_json, atomic_write_text
 from ..errors import ConfigError
-from ..method_names import method_name
+from ..method_names import with_representation
 from .base import SelectionContext
 from .budget import Budget
 from .registry import get_selector
@@ -48,7 +48,7 @@ def run_selector(
     ``representation`` (less, rds+, embed) scores a grid selector's method with it: ``"bids"``
     with ``representation="rds+"`` is ``"bids:rds+"`` (``method_names``)."""
     budget = budget if isinstance(budget, Budget) else Budget.parse(budget)
-    method = method_name(method, representation)
+    method = with_representation(method, representation)
     selector = get_selector(method)
     if not pool:
         raise ConfigError("the pool is empty: nothing to select from")
