@@ -104,7 +104,7 @@ def cmd_select(args) -> None:
     from .method_names import with_representation
     from .stages import TokenCounting, select_stage
 
-    args.method = with_representation(args.method, args.representation)  # --method bids --representation rds+: bids:rds+
+    args.method = with_representation(args.method, args.representation)  # bids with rds+: bids:rds+
     check_output_path("--out", args.out, {"--pool": args.pool, "--scores": args.scores, "--tokenizer": args.tokenizer})
     artifacts = _selection_inputs(args)
     result = select_stage(_context(args, args.pool), args.method, args.budget, args.out, seed=args.seed,

@@ -89,7 +89,8 @@ def grid_selector(name: str) -> GridSelector:
     representation, and one without a paper pair is refused naming the choices."""
     selector, representation = split_method(name)
     if selector not in GRID_SELECTORS:
-        raise ConfigError(f"unknown selector {selector!r} in {name!r}; the grid selectors are {', '.join(GRID_SELECTORS)}")
+        raise ConfigError(f"unknown selector {selector!r} in {name!r}; the grid selectors are "
+                          f"{', '.join(GRID_SELECTORS)}")
     if representation is None:
         representation = PAPER_REPRESENTATION.get(selector)
         if representation is None:
