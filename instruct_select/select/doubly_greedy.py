@@ -16,7 +16,8 @@ from .base import Ranking
 from .influence import top_rows
 
 
-def doubly_greedy_ranking(scores: np.ndarray, ids: list[str], columns: list[dict], limit: int) -> Ranking:
+def doubly_greedy_ranking(scores: np.ndarray, ids: list[str], columns: list[dict], options: dict,
+                          limit: int) -> Ranking:
     ranking = top_rows(scores.max(axis=1), ids, limit)
     row_of = {id_: i for i, id_ in enumerate(ids)}
     nearest = [str(columns[int(np.argmax(scores[row_of[id_]]))].get("task")) for id_ in ranking.ids]

@@ -26,12 +26,12 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ConfigError
+from ..method_names import GRID_SELECTORS, PAPER_REPRESENTATION, REPRESENTATIONS, method_name, split_method
 from .base import Ranking, SelectionContext
 from .bids import BidsSelector, bids_ranking
 from .doubly_greedy import doubly_greedy_ranking
 from .influence import LessSelector, top_rows
 from .knn_uniform import knn_uniform_ranking
-from ..method_names import GRID_SELECTORS, PAPER_REPRESENTATION, REPRESENTATIONS, method_name, split_method
 from .rds_plus import task_max, task_round_robin
 from .representations import REPRESENTATION_AXIS
 from .round_robin import round_robin_ranking
@@ -54,10 +54,9 @@ RULES: dict[str, tuple[Rule, str]] = {
     "less": (_less, "LESS task-max: each target task's mean similarity, max over tasks, top B"),
     "bids": (bids_ranking, "BIDS: columns standardised over the pool, iteratively the least represented column's best"),
     "rds+": (_rds_plus, "RDS+: each target task's max similarity, the tasks take turns"),
-    "round-robin": (lambda s, i, c, o, n: round_robin_ranking(s, i, c, n),
+    "round-robin": (round_robin_ranking,
                     "validation examples take turns (tasks interleaved), each taking its most similar untaken"),
-    "doubly-greedy": (lambda s, i, c, o, n: doubly_greedy_ranking(s, i, c, n),
-                      "each pool example's max similarity over the validation examples, top B"),
+    "doubly-greedy": (doubly_greedy_ranking, "each pool example's max similarity over the validation examples, top B"),
     "uot": (uot_ranking, "mass each pool example receives in unbalanced optimal transport from the validation set"),
     "knn-uniform": (knn_uniform_ranking, "TSDS's KNN-Uniform: each validation example's mass spread evenly over "
                     "its K nearest pool examples"),

@@ -77,7 +77,7 @@ def round_robin_fast(scores: np.ndarray, tasks: list[str], limit: int) -> tuple[
     return picks, by
 
 
-def round_robin_ranking(scores: np.ndarray, ids: list[str], columns: list[dict], limit: int) -> Ranking:
+def round_robin_ranking(scores: np.ndarray, ids: list[str], columns: list[dict], options: dict, limit: int) -> Ranking:
     tasks = [str(c.get("task")) for c in columns]
     picks, by = round_robin_fast(scores, tasks, limit)
     return Ranking([ids[i] for i in picks], [float(scores[i, j]) for i, j in zip(picks, by)],
