@@ -372,3 +372,15 @@ def test_an_explicit_representation_for_a_method_without_one_is_refused():
         run_selector("random", pool, 5, representation="rds+")
     # in a config, representation applies to the grid selectors and leaves the others as they are
     assert RunConfig(model="m", pool="p", methods=["random"], representation="rds+").methods == ["random"]
+
+
+@pytest.mark.parametrize("selector", [s for s in GRID_SELECTORS if s not in ("less", "bids")])
+def test_grid_selectors_over_less_leave_out_the_rows_the_matrix_excludes(selector):
+    from instruct_select.influence.attribution import AttributionMatrix
+
+    pool = _pool(30)
+    matrix = _artifacts(pool)["attribution"]
+    best = matrix.rows[int(np.argmax(matrix.scores.max(axis=1)))]  # every rule would take it early
+    art = {"attribution": AttributionMatrix(matrix.scores, matrix.rows, matrix.columns, [best])}
+    ids = run_selector(f"{selector}:less", pool, "29", artifacts=art).ids
+    assert best not in ids and len(ids) == 29
