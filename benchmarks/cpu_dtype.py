@@ -77,8 +77,8 @@ def rotate(paths: list[str], turn: int) -> list[str]:
     return paths[turn % len(paths):] + paths[:turn % len(paths)]
 
 
-def warmed_model(model_path, dtype: str, checkpoint):
-    model = add_lora(load_base_model(model_path, dtype, "cpu"), LORA)
+def warmed_model(model_path, dtype: str, checkpoint, device: str = "cpu"):
+    model = add_lora(load_base_model(model_path, dtype, device), LORA)
     load_weights_into(model, checkpoint)
     model.eval()
     return model
@@ -88,8 +88,16 @@ def loss_pass(model, items, pad_id) -> np.ndarray:
     losses = np.zeros(len(items))
     with torch.no_grad():
         for batch in token_budget_batches(items, BATCHING.token_budget, BATCHING.max_batch_size):
-            losses[batch] = model_per_example_loss(model, collate([items[i] for i in batch], pad_id)).numpy()
+            losses[batch] = model_per_example_loss(model, collate([items[i] for i in batch], pad_id)).cpu().numpy()
     return losses
+
+
+def training_floor(model, items, pad_id) -> None:
+    """Plain training's forward and backward (no optimizer) on the features' batches: the floor
+    the features' throughput is measured against."""
+    for batch in token_budget_batches(items, FEATURES.token_budget, FEATURES.max_batch_size):
+        model_per_example_loss(model, collate([items[i] for i in batch], pad_id)).sum().backward()
+    model.zero_grad(set_to_none=True)
 
 
 def selections(pool_features: np.ndarray, val_features: np.ndarray, ids: list[str], tasks: list[str]) -> dict:
@@ -101,80 +109,130 @@ def selections(pool_features: np.ndarray, val_features: np.ndarray, ids: list[st
             "bids": bids_ranking(scores, ids, columns, {}, limit).ids}
 
 
+class Timer:
+    """Seconds and, on CUDA, the peak of allocated memory above the start (MiB) of one stage."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+        self.seconds = time.perf_counter() - self.start
+        return False
+
+
+def run_stages(paths: list[str], n_pool: int, n_validation: int, repeats: int = 1, device: str = "cpu",
+               floor: bool = False, log=print) -> dict:
+    """Every stage for every dtype path on the same examples, interleaved: {"rate", "peak", "out",
+    "ids", "tasks", "tokens"}. ``floor``: also plain training forward+backward on the features'
+    batches."""
+    model_path = prepare_real_model("smollm2-135m", log=lambda m: None)
+    tokenizer = load_tokenizer(model_path)
+    pool, validation, tasks = sample(n_pool, n_validation)
+    pool_data = TokenizedData.of(tokenizer, pool, FEATURES.max_length)
+    val_data = TokenizedData.of(tokenizer, validation, FEATURES.max_length)
+    rate: dict[tuple[str, str], list[float]] = {}
+    peak: dict[tuple[str, str], float] = {}
+    out: dict = {}
+
+    def record(stage: str, dtype: str, timer: Timer, n: int) -> None:
+        rate.setdefault((stage, dtype), []).append(n / timer.seconds)
+        if timer.cuda:
+            peak[stage, dtype] = max(peak.get((stage, dtype), 0.0), timer.peak)
+
+    turn = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(repeats):
+            for dtype in rotate(paths, turn):
+                base = load_base_model(model_path, dtype, device)
+                with Timer(device) as timer:
+                    result = train_model(base, tokenizer, pool, TRAIN, Path(tmp) / f"warmup-{dtype}-{repeat}",
+                                         progress=False, log=lambda m: None)
+                record("warmup", dtype, timer, len(pool))
+                out["warmup loss", dtype] = result.epoch_losses[-1]
+                if dtype == "float32":
+                    checkpoint = result.checkpoints[-1]
+                log(f"warmup {dtype}: {rate['warmup', dtype][-1]:.3f} ex/s, loss {result.epoch_losses[-1]:.4f}")
+                del base, result
+            turn += 1
+        for repeat in range(repeats):
+            for dtype in rotate(paths, turn):
+                model = warmed_model(model_path, dtype, checkpoint, device)
+                moments = AdamMoments(checkpoint, list(lora_modules(model)), device)
+                found = {}
+                with Timer(device) as timer:
+                    for part, data, adam in (("pool", pool_data, True), ("validation", val_data, False)):
+                        folder = Path(tmp) / f"features-{dtype}-{repeat}-{part}"
+                        store = FeatureStore.open_or_create(folder, [it.id for it in data.items], FEATURES.dim,
+                                                            "float32", {})
+                        extract_features(model, data, store, FEATURES, moments=moments if adam else None,
+                                         progress=False)
+                        found[part] = store.block(0, len(data.items))
+                record("features", dtype, timer, len(pool) + len(validation))
+                out["features", dtype] = found
+                if floor:
+                    with Timer(device) as timer:
+                        training_floor(model, pool_data.items + val_data.items, tokenizer.pad_token_id)
+                    record("training forward+backward, features' batches", dtype, timer,
+                           len(pool) + len(validation))
+                with Timer(device) as timer:
+                    out["losses", dtype] = loss_pass(model, pool_data.items, tokenizer.pad_token_id)
+                record("loss pass", dtype, timer, len(pool))
+                with Timer(device) as timer:
+                    held, _ = heldout_losses(model, tokenizer, validation, BATCHING, progress=False)
+                record("held-out loss", dtype, timer, len(validation))
+                out["held-out", dtype] = float(np.mean([v for v in held if v is not None]))
+                log(f"features {dtype}: {rate['features', dtype][-1]:.3f} ex/s; loss pass "
+                    f"{rate['loss pass', dtype][-1]:.3f} ex/s; held-out loss {out['held-out', dtype]:.5f}")
+                del model, moments
+                turn += 1
+    return {"rate": rate, "peak": peak, "out": out, "ids": [it.id for it in pool_data.items], "tasks": tasks,
+            "tokens": sum(len(it) for it in pool_data.items)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", type=int, default=90)
     parser.add_argument("--validation", type=int, default=4, help="examples per validation task (3 tasks)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--paths", nargs="+", default=["float32", "bfloat16-autocast", "bfloat16"])
+    parser.add_argument("--floor", action="store_true", help="also time plain training on the features' batches")
     parser.add_argument("--out", default="benchmarks/results/cpu_dtype.md")
     args = parser.parse_args()
     paths = args.paths if args.paths[0] == "float32" else ["float32", *args.paths]
     load = os.getloadavg()
-    model_path = prepare_real_model("smollm2-135m", log=lambda m: None)
-    tokenizer = load_tokenizer(model_path)
-    pool, validation, tasks = sample(args.pool, args.validation)
-    pool_data = TokenizedData.of(tokenizer, pool, FEATURES.max_length)
-    val_data = TokenizedData.of(tokenizer, validation, FEATURES.max_length)
-    n_tokens = sum(len(it) for it in pool_data.items)
-    print(f"pool {len(pool)} examples ({n_tokens} tokens), validation {len(validation)}; torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads, CPU bfloat16 in hardware: "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU bfloat16 in hardware: "
           f"{cpu_has_fast_bfloat16()}; load average at start {load[0]:.1f}", flush=True)
-    rate: dict[tuple[str, str], list[float]] = {}
-    out: dict = {}
-    turn = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        for repeat in range(args.repeats):
-            for dtype in rotate(paths, turn):
-                result = train_model(load_base_model(model_path, dtype, "cpu"), tokenizer, pool, TRAIN,
-                                     Path(tmp) / f"warmup-{dtype}-{repeat}", progress=False, log=lambda m: None)
-                rate.setdefault(("warmup", dtype), []).append(len(pool) / result.seconds)
-                out["warmup loss", dtype] = result.epoch_losses[-1]
-                if dtype == "float32":
-                    checkpoint = result.checkpoints[-1]
-                print(f"warmup {dtype}: {rate['warmup', dtype][-1]:.3f} ex/s, loss {result.epoch_losses[-1]:.4f}",
-                      flush=True)
-            turn += 1
-        for repeat in range(args.repeats):
-            for dtype in rotate(paths, turn):
-                model = warmed_model(model_path, dtype, checkpoint)
-                moments = AdamMoments(checkpoint, list(lora_modules(model)), "cpu")
-                found = {}
-                start = time.perf_counter()
-                for part, data, adam in (("pool", pool_data, True), ("validation", val_data, False)):
-                    folder = Path(tmp) / f"features-{dtype}-{repeat}-{part}"
-                    store = FeatureStore.open_or_create(folder, [it.id for it in data.items], FEATURES.dim,
-                                                        "float32", {})
-                    extract_features(model, data, store, FEATURES, moments=moments if adam else None,
-                                     progress=False)
-                    found[part] = store.block(0, len(data.items))
-                seconds = time.perf_counter() - start
-                rate.setdefault(("features", dtype), []).append((len(pool) + len(validation)) / seconds)
-                out["features", dtype] = found
-                print(f"features {dtype}: {rate['features', dtype][-1]:.3f} ex/s", flush=True)
-                start = time.perf_counter()
-                out["losses", dtype] = loss_pass(model, pool_data.items, tokenizer.pad_token_id)
-                rate.setdefault(("loss pass", dtype), []).append(len(pool) / (time.perf_counter() - start))
-                start = time.perf_counter()
-                held, _ = heldout_losses(model, tokenizer, validation, BATCHING, progress=False)
-                rate.setdefault(("held-out loss", dtype), []).append(len(validation) / (time.perf_counter() - start))
-                out["held-out", dtype] = float(np.mean([v for v in held if v is not None]))
-                print(f"loss pass {dtype}: {rate['loss pass', dtype][-1]:.3f} ex/s; held-out loss "
-                      f"{out['held-out', dtype]:.5f} at {rate['held-out loss', dtype][-1]:.3f} ex/s", flush=True)
-                del model, moments
-                turn += 1
-    write_table(args, paths, rate, out, [it.id for it in pool_data.items], tasks, load, n_tokens)
+    runs = run_stages(paths, args.pool, args.validation, args.repeats, floor=args.floor,
+                      log=lambda m: print(m, flush=True))
+    text = table(runs, paths, f"{os.cpu_count()} CPU cores, {args.repeats} repeat(s), paths interleaved; load "
+                 f"average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other work shared the "
+                 "machine)")
+    print("\n" + text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(f"`python benchmarks/cpu_dtype.py {' '.join(sys.argv[1:])}`\n\n{text}\n")
 
 
-def write_table(args, paths, rate, out, ids, tasks, load, n_tokens) -> None:
+def table(runs: dict, paths: list[str], where: str) -> str:
+    """The speed table (best of the repeats, ratios to float32) and the precision table."""
+    rate, out, ids, tasks = runs["rate"], runs["out"], runs["ids"], runs["tasks"]
     reference = selections(out["features", "float32"]["pool"], out["features", "float32"]["validation"], ids, tasks)
     header = "| stage | " + " | ".join(f"{p} ex/s" for p in paths) + " | " + \
         " | ".join(f"{p} / float32" for p in paths[1:]) + " |"
-    rows = [f"SmolLM2-135M-Instruct on {os.cpu_count()} CPU cores, pool {len(ids)} real examples ({n_tokens} tokens, "
-            f"≤ 256 each), validation {len(tasks)} ({len(set(tasks))} tasks); LoRA r=8 q/k/v/o; {args.repeats} "
-            f"repeat(s), paths interleaved; load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at "
-            "the end (other work shared the machine).", "", header, "|---" * (1 + 2 * len(paths) - 1) + "|"]
-    for stage in ("warmup", "features", "loss pass", "held-out loss"):
+    rows = [f"SmolLM2-135M-Instruct; pool {len(ids)} real examples ({runs['tokens']} tokens, ≤ 256 each), validation "
+            f"{len(tasks)} ({len(set(tasks))} tasks); LoRA r=8 q/k/v/o; {where}.", "", header,
+            "|---" * (1 + 2 * len(paths) - 1) + "|"]
+    for stage in dict.fromkeys(stage for stage, _ in rate):
         best = {p: max(rate[stage, p]) for p in paths}
         rows.append(f"| {stage} | " + " | ".join(f"{best[p]:.3f}" for p in paths) + " | " +
                     " | ".join(f"{best[p] / best['float32']:.2f}×" for p in paths[1:]) + " |")
@@ -185,7 +243,7 @@ def write_table(args, paths, rate, out, ids, tasks, load, n_tokens) -> None:
         both = [np.sum(f32[k] * low[k], axis=1) / (np.linalg.norm(f32[k], axis=1) * np.linalg.norm(low[k], axis=1))
                 for k in ("pool", "validation")]
         cosine = np.concatenate(both)
-        cos.append(f"min {cosine.min():.5f}, median {np.median(cosine):.5f}")
+        cos.append(f"min {cosine.min():.5f}, median {np.median(cosine):.5f}, {np.mean(cosine < 0.999):.0%} below 0.999")
         picked = selections(low["pool"], low["validation"], ids, tasks)
         less.append(f"{len(set(picked['less']) & set(reference['less'])) / len(reference['less']):.1%}")
         bids.append(f"{len(set(picked['bids']) & set(reference['bids'])) / len(reference['bids']):.1%}")
@@ -199,10 +257,7 @@ def write_table(args, paths, rate, out, ids, tasks, load, n_tokens) -> None:
                          ("loss pass, per-example relative difference", loss),
                          ("warmup's mean training loss, relative difference", warm)):
         rows.append(f"| {name} | " + " | ".join(values) + " |")
-    text = "\n".join(rows)
-    print("\n" + text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(f"`python benchmarks/cpu_dtype.py {' '.join(sys.argv[1:])}`\n\n{text}\n")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
