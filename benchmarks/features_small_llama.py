@@ -8,10 +8,15 @@ tokens in batches of ≤ 2,048 padded tokens, k = 8,192, features stored as floa
 (a) a plain training forward+backward over the collated batches (a training run tokenises once),
 (b) the features stage at one checkpoint: ``extract_features`` into a fresh store, from examples
     the stage tokenised once (tokenising is timed on its own and added: whole for a stage with one
-    checkpoint, a quarter for LESS's four).
+    checkpoint, a quarter for LESS's four);
+(b_old) the same with the ``shared_rows`` projection (the default before issue 20), for the cost
+    of ``row_signs``;
+(f) (b)'s floor: the forward and the gradient to the LoRA outputs only (``per_example_output_grads``
+    on the collated batches), no per-example gradient, projection, collation or store; a / f bounds
+    (b)/(a) from above.
 
-Repeats alternate (a) and (b) and keep the best of each (other jobs on a shared machine slow one
-phase or the other). Then one more (b) under torch.profiler gives where its time goes (the
+Repeats rotate the order of the phases within each slice and keep each slice's best (other jobs
+on a shared machine slow one phase or the other). Then one more (b) under torch.profiler gives where its time goes (the
 ``features:*`` labels of ``projected_features``), and the store writes, which the writer thread
 overlaps with the next batch, are timed on their own.
 """
