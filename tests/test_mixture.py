@@ -106,9 +106,11 @@ def test_plan_estimate_adds_up():
 
 
 @pytest.mark.slow
-def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch):
+def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
     """Every arm kind on the tiny model: data, base, full, random, less, bids, rds+, ifd, IDEAL vs
     uniform, the second mixture, and the tables (with the claims) in the results file."""
+    import torch
+
     real_config = mixture_module.mixture_config
 
     def tiny_config(*args, **kwargs):
@@ -117,13 +119,16 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch):
                                         features=dataclasses.replace(config.influence.features, dim=64))
         train = dataclasses.replace(config.train, epochs=1)
         return dataclasses.replace(config, influence=influence, train=train, device="cpu",
-                                   eval=dataclasses.replace(config.eval, max_length=4096, loss_token_budget=8192))
+                                   eval=dataclasses.replace(config.eval, max_length=2048, loss_token_budget=4096))
 
     monkeypatch.setattr(mixture_module, "mixture_config", tiny_config)
     monkeypatch.setattr("instruct_select.experiments.mixture_data.GENERATION_TOKENS",
                         {"math": 8, "coding": 8, "instruction": 8})
     plan = mixture_module.MixturePlan(budgets=["25%"], seeds=[0, 1], ideal_budgets=["25%"], ideal_rounds=1,
-                                      second_budget="25%")
+                                      second_budget="25%", second_methods=["bids"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is faster, and kinder to a shared machine
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     sizes = dataclasses.replace(MixtureSizes.tiny(), pool=24)
     out = tmp_path / "results.md"
     markdown = mixture_module.run_mixture(tiny_model_dir, DATA, tmp_path / "run", plan, sizes, out,
@@ -136,6 +141,10 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch):
     base = json.loads((tmp_path / "run" / "tulu" / "base" / "evaluation" / "metrics.json").read_text())
     assert set(base["capabilities"]) == set(CAPABILITIES)
     assert base["capabilities"]["coding"]["metric"] == "pass@1"
+    from instruct_select.report.html import write_report
+
+    page = write_report(tmp_path / "run" / "tulu").read_text()
+    assert "Mixture benchmark" in page and "holds here?" in page and "mixture.png" in page
     assert "instruction_level_strict" in base["capabilities"]["instruction"]
 
 

@@ -80,6 +80,7 @@ class MixturePlan:
     grid: list[str] = field(default_factory=list)  # extra SELECTOR:REPRESENTATION methods (issue 25)
     second_mixture: str = "code_math"  # '' for none
     second_budget: str = "15%"
+    second_methods: list[str] | None = None  # None: the same selected methods (and full) as the first
 
     @classmethod
     def small(cls) -> "MixturePlan":
@@ -224,6 +225,21 @@ def _tables(evaluations: dict[str, list[dict]], base: dict) -> tuple[str, dict]:
     return text, rows
 
 
+def _write_report_data(layout: RunLayout, rows: dict[str, list[dict]], base: dict) -> None:
+    """``RUN/mixture.json``: the tables and each arm's macro numbers, for the HTML report's section."""
+    from ..report.mixture_tables import anchor_table, claims_table, normalised_table
+
+    capabilities = [c for c in CAPABILITIES if c in base["capabilities"]]
+    macro = {label: {key: (sum(r[f"{key}_summary"]["macro"] for r in seeds if r[f"{key}_summary"])
+                           / max(1, sum(1 for r in seeds if r[f"{key}_summary"]))) * (100 if key == "accuracy" else 1)
+                     for key in ("accuracy", "reduction")} for label, seeds in rows.items()}
+    atomic_write_json(layout.root / "mixture.json", {"macro": macro, "tables": {
+        "Accuracy (%)": normalised_table(rows, "accuracy", capabilities),
+        "Held-out loss reduction from the untuned model (%)": normalised_table(rows, "reduction", capabilities),
+        "The papers' claims, here": claims_table(rows),
+        "The untuned model beside its model card": anchor_table(base, PUBLISHED)}})
+
+
 def render(runs: dict[str, MixtureRun], extra: dict[str, dict[str, list[dict]]], started: float,
            done: str) -> str:
     """The results Markdown from every evaluation found so far."""
@@ -238,6 +254,7 @@ def render(runs: dict[str, MixtureRun], extra: dict[str, dict[str, list[dict]]],
     if base is None:
         return parts[0] + "\n\n(no evaluation yet)\n"
     text, rows = _tables(evaluations, base)
+    _write_report_data(main.layout, rows, base)
     parts += [f"### First mixture\n\n{text}",
               f"### The papers' claims, here\n\n{claims_table(rows)}",
               f"### The untuned model beside its model card\n\n{anchor_table(base, PUBLISHED)}",
@@ -276,8 +293,8 @@ def run_mixture(model: str | Path, data_dir: str | Path, run_dir: str | Path, pl
         write(f"IDEAL at {budget} done")
     if plan.second_mixture:
         second_sizes = dataclasses.replace(sizes, mixture=plan.second_mixture)
-        second = MixtureRun(model, data_dir, layout, second_sizes,
-                            [*plan.methods, *plan.grid, *(["full"] if plan.full else [])], [plan.second_budget], log)
+        methods = plan.main_methods() if plan.second_methods is None else plan.second_methods
+        second = MixtureRun(model, data_dir, layout, second_sizes, methods, [plan.second_budget], log)
         runs[plan.second_mixture] = second
         second.execute(seed=0)
         write("second mixture done")

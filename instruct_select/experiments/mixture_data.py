@@ -87,6 +87,7 @@ class MixtureSizes:
                                                            "coding": 64, "instruction": 120})
     loss_tests: int = 60  # user-oriented examples held out for the instruction capability's held-out loss
     max_chars: int = 1000
+    max_eval_chars: int = 0  # > 0: validation and test records at most this long (the tiny test's speed)
 
     @classmethod
     def small(cls) -> "MixtureSizes":
@@ -96,7 +97,8 @@ class MixtureSizes:
     @classmethod
     def tiny(cls) -> "MixtureSizes":
         """For the end-to-end test: seconds on the test fixtures' tiny model."""
-        return cls(pool=40, validation=2, tests={c: 3 for c in CAPABILITIES}, loss_tests=2, max_chars=600)
+        return cls(pool=40, validation=2, tests={c: 3 for c in CAPABILITIES}, loss_tests=2, max_chars=400,
+                   max_eval_chars=1400)
 
     def counts(self) -> dict[str, int]:
         """Pool examples per source: the mixture's shares of ``pool``, rounded, adding up to ``pool``."""
@@ -194,8 +196,9 @@ def _take(rows: list, n: int, what: str, where: Path) -> tuple[list, list]:
     return rows[:n], rows[n:]
 
 
-def _shuffled(rows: list, rng: random.Random) -> list:
-    rows = list(rows)
+def _shuffled(rows: list, rng: random.Random, max_chars: int = 0) -> list:
+    """``rows`` in a seeded order; with ``max_chars``, only the records whose messages fit."""
+    rows = [r for r in rows if not max_chars or sum(len(m["content"]) for m in r["messages"]) <= max_chars]
     rng.shuffle(rows)
     return rows
 
@@ -205,7 +208,7 @@ def build_mixture(data_dir: str | Path, sizes: MixtureSizes, seed: int = 0) -> d
     every draw is seeded from ``seed`` and the part's name, so the parts do not depend on each other."""
     data_dir = Path(data_dir)
     rng = lambda part: random.Random(f"mixture:{seed}:{part}")  # noqa: E731
-    n_val, tests = sizes.validation, sizes.tests
+    n_val, tests, cap = sizes.validation, sizes.tests, sizes.max_eval_chars
     parts: dict[str, dict[str, list[dict]]] = {"pool": {}, "validation": {}, "tests": {}}
     for source, n in sizes.counts().items():
         rows = [(m, sub) for m, sub in _pool_source(data_dir, source)
@@ -220,24 +223,26 @@ def build_mixture(data_dir: str | Path, sizes: MixtureSizes, seed: int = 0) -> d
         if held:
             parts["validation"]["math"] = [{"subtask": None, "checker": "number", "messages": m}
                                            for m, _ in chosen[:held]]
-    parts["validation"]["knowledge"], _ = _take(_shuffled(_mmlu(data_dir / "mmlu_val.jsonl"), rng("mmlu-val")),
+    parts["validation"]["knowledge"], _ = _take(_shuffled(_mmlu(data_dir / "mmlu_val.jsonl"), rng("mmlu-val"), cap),
                                                 n_val, "MMLU val questions", data_dir / "mmlu_val.jsonl")
-    parts["tests"]["knowledge"], _ = _take(_shuffled(_mmlu(data_dir / "mmlu_test.jsonl"), rng("mmlu-test")),
+    parts["tests"]["knowledge"], _ = _take(_shuffled(_mmlu(data_dir / "mmlu_test.jsonl"), rng("mmlu-test"), cap),
                                            tests["knowledge"], "MMLU test questions", data_dir / "mmlu_test.jsonl")
-    bbh_val, bbh_rest = _take(_shuffled(_bbh(data_dir), rng("bbh")), n_val, "BBH questions", data_dir / "bbh")
+    bbh_val, bbh_rest = _take(_shuffled(_bbh(data_dir), rng("bbh"), cap), n_val, "BBH questions", data_dir / "bbh")
     parts["validation"]["reasoning"], parts["tests"]["reasoning"] = bbh_val, bbh_rest[:tests["reasoning"]]
     gsm8k_test = [{"subtask": None, "checker": "number", "messages": conversation(r["question"], r["answer"])}
                   for r in _jsonl(data_dir / "gsm8k_test.jsonl")]
-    parts["tests"]["math"], _ = _take(_shuffled(gsm8k_test, rng("gsm8k-test")), tests["math"], "GSM8K test problems",
+    parts["tests"]["math"], _ = _take(_shuffled(gsm8k_test, rng("gsm8k-test"), cap), tests["math"], "GSM8K test problems",
                                       data_dir / "gsm8k_test.jsonl")
-    humaneval = _shuffled([_humaneval(r) for r in _jsonl(data_dir / "humaneval.jsonl")], rng("humaneval"))
+    humaneval = _shuffled([_humaneval(r) for r in _jsonl(data_dir / "humaneval.jsonl")], rng("humaneval"), cap)
     code_val, code_rest = _take(humaneval, n_val, "HumanEval problems", data_dir / "humaneval.jsonl")
     parts["validation"]["coding"], parts["tests"]["coding"] = code_val, code_rest[:tests["coding"]]
-    user = _shuffled(_jsonl(data_dir / "self_instruct_user_oriented.jsonl"), rng("user-oriented"))
+    user = [r for r in _jsonl(data_dir / "self_instruct_user_oriented.jsonl")
+            if not cap or len(r["instruction"]) + len(r["instances"][0]["input"] + r["instances"][0]["output"]) <= cap]
+    user = _shuffled(user, rng("user-oriented"))
     user_val, user_rest = _take(user, n_val + sizes.loss_tests, "user-oriented instructions",
                                 data_dir / "self_instruct_user_oriented.jsonl")
     parts["validation"]["instruction"] = [_user_oriented(r, "contains") for r in user_val[:n_val]]
-    ifeval = _shuffled([_ifeval(r) for r in _jsonl(data_dir / "ifeval_input_data.jsonl")], rng("ifeval"))
+    ifeval = _shuffled([_ifeval(r) for r in _jsonl(data_dir / "ifeval_input_data.jsonl")], rng("ifeval"), cap)
     parts["tests"]["instruction"] = ifeval[:tests["instruction"]] + [
         _user_oriented(r, "loss_only") for r in user_val[n_val:]]
     for split in ("validation", "tests"):

@@ -42,7 +42,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     out = Path(out_dir) if out_dir is not None else contents.root / "report"
     out.mkdir(parents=True, exist_ok=True)
     sections = [builder(contents, out) for builder in (_results, _heldout_loss, _composition, _influence_diagnostics,
-                                                         _influence_distributions, _learning_percentage, _ideal)]
+                                                         _influence_distributions, _learning_percentage, _ideal,
+                                                         _mixture)]
     page = out / "report.html"
     atomic_write_text(page, _page(contents, sections, out))
     return page
@@ -266,6 +267,36 @@ caption { text-align: left; color: #555; font-size: 13px; padding-bottom: 4px; }
 th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: right; } th { background: #f5f5f5; }
 td:first-child, th:first-child { text-align: left; }
 """
+
+
+def markdown_table_html(markdown: str) -> str:
+    """A Markdown pipe table (as ``report.tables`` and ``report.mixture_tables`` write them) as HTML."""
+    rows = [line.strip().strip("|").split("|") for line in markdown.strip().splitlines() if line.strip().startswith("|")]
+    rows = [r for r in rows if not all(set(cell.strip()) <= set("-:") for cell in r)]
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(cell.strip())}</th>" for cell in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell.strip())}</td>" for cell in r) + "</tr>" for r in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _mixture(c: RunContents, out: Path) -> Section:
+    from ..artifacts import read_json
+
+    s = Section("mixture", "Mixture benchmark",
+                "Normalised per-capability numbers (accuracy %, held-out loss reduction from the untuned model %) "
+                "with standard errors, the papers' claims beside ours, and the untuned model beside its model card.")
+    path = c.root / "mixture.json"
+    if not path.is_file():
+        s.absent = f"No mixture.json in {c.root}: `instruct-select experiment mixture` writes it into its run folder."
+        return s
+    data = read_json(path)
+    if data.get("macro"):
+        s.figures.append((_save(plots.mixture_figure(data["macro"]), out, "mixture.png"),
+                          "Macro accuracy and macro loss reduction per arm."))
+    for title, table in data.get("tables", {}).items():
+        s.html += f"<h3>{html.escape(title)}</h3>" + markdown_table_html(table)
+    return s
 
 
 def _page(c: RunContents, sections: list[Section], out: Path) -> str:

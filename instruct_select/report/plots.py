@@ -303,3 +303,22 @@ def _lp_axis(lp: np.ndarray, name: str):
                 f"1 − {name}: share of the learning after epoch 1 (log scale; high = hard)", True)
     lo, hi = np.percentile(lp, [1, 99]) if len(lp) else (0.0, 1.0)
     return np.asarray, np.linspace(min(lo, 0.0), max(hi, 1.0), 41), f"learning percentage {name} (low = hard)", False
+
+
+def mixture_figure(macro: dict[str, dict[str, float]]) -> Figure:
+    """The mixture benchmark's arms side by side: macro accuracy (%) and macro held-out loss
+    reduction from the untuned model (%), one bar per arm (``macro[label] = {"accuracy", "reduction"}``)."""
+    labels = sorted(macro, key=method_sort_key)
+    colours = method_palette(labels)
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    for i, (key, title) in enumerate((("accuracy", "macro accuracy (%)"), ("reduction", "macro loss reduction (%)"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        values = [macro[label].get(key) for label in labels]
+        ax.bar(range(len(labels)), [0.0 if v is None else v for v in values],
+               color=[colours[label] for label in labels])
+        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+        ax.set_ylabel(title)
+        ax.axhline(0, color="#444", linewidth=0.8)
+        ax.set_title(title, fontsize=TITLE_SIZE)
+    fig.suptitle("Mixture benchmark: every arm against the untuned model", fontsize=TITLE_SIZE)
+    return fig
