@@ -42,8 +42,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     out = Path(out_dir) if out_dir is not None else contents.root / "report"
     out.mkdir(parents=True, exist_ok=True)
     sections = [builder(contents, out) for builder in (_results, _heldout_loss, _composition, _influence_diagnostics,
-                                                         _influence_distributions, _learning_percentage, _ideal,
-                                                         _mixture)]
+                                                         _influence_distributions, _learning_percentage, _ideal)]
+    if (contents.root / "mixture.json").is_file():  # the mixture benchmark's own section, only in its runs
+        sections.append(_mixture(contents, out))
     page = out / "report.html"
     atomic_write_text(page, _page(contents, sections, out))
     return page
@@ -286,11 +287,7 @@ def _mixture(c: RunContents, out: Path) -> Section:
     s = Section("mixture", "Mixture benchmark",
                 "Normalised per-capability numbers (accuracy %, held-out loss reduction from the untuned model %) "
                 "with standard errors, the papers' claims beside ours, and the untuned model beside its model card.")
-    path = c.root / "mixture.json"
-    if not path.is_file():
-        s.absent = f"No mixture.json in {c.root}: `instruct-select experiment mixture` writes it into its run folder."
-        return s
-    data = read_json(path)
+    data = read_json(c.root / "mixture.json")
     if data.get("macro"):
         s.figures.append((_save(plots.mixture_figure(data["macro"]), out, "mixture.png"),
                           "Macro accuracy and macro loss reduction per arm."))
