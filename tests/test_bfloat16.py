@@ -159,3 +159,17 @@ def test_generation_under_autocast_casts_the_weights_once_with_the_same_answers(
     # Every weight is its own float32 tensor again.
     assert all(p.data_ptr() == pointer and p.dtype == torch.float32 and torch.equal(p, value)
                for p, value, pointer in weights.values())
+
+
+def test_auto_is_the_default_of_run_configs_ideal_and_the_commands():
+    import dataclasses
+
+    from instruct_select.cli import build_parser
+    from instruct_select.config import RunConfig
+    from instruct_select.ideal.settings import IdealSettings
+
+    assert {f.name: f.default for f in dataclasses.fields(RunConfig)}["dtype"] == "auto"
+    assert {f.name: f.default for f in dataclasses.fields(IdealSettings)}["dtype"] == "auto"
+    parser = build_parser()
+    for command in (["train", "--model", "m", "--data", "d", "--out", "o"], ["evaluate", "--model", "m", "--tests", "t"]):
+        assert parser.parse_args(command).dtype == "auto"
