@@ -25,16 +25,21 @@ The data (``mixture_data.py``) are ordinary files in ``RUN/data`` (pool, validat
 Budgets 5% and 15%. Every stage is cached in the run folder, so an interrupted run resumes where
 it stopped; the results file is rewritten after every cell.
 
-**Sizing** (``estimate_seconds``, printed by ``--plan``). Per-example rates on two cores for
+**Sizing** (``estimate_seconds``, printed by ``--plan``). Per-unit rates on two cores for
 SmolLM2-135M with LoRA r=8 at ≤ 256 tokens, float32, from docs/RESULTS.md ("The real model's
-stages"): training 1.24 s per example-epoch, gradient features 1.31 s per example-checkpoint; a
-multiple-choice question 0.10 s and a generated answer of up to 256 tokens 3.0 s in batches of 32
-(``benchmarks/mc_scoring.py`` and the evaluation stage's timing; see RESULTS). With bfloat16 on CPUs
-that support it (issue 21) training and features run about 2× faster; the estimate takes
-``speedup`` as a parameter. For a pool of N with the default plan the warmup costs 0.05 N × 4
-epochs, features N × 4 checkpoints, ``full`` 2 N example-epochs, each selected arm 2 × budget × N,
-and every evaluation (about 20) the same fixed test sets. At N = 1,500 and speedup 2 the estimate
-is about 6 h; ``--small`` (N = 300, smaller test sets, 1 seed of random) about 45 min.
+stages"): training 1.24 s per example-epoch, gradient features 1.31 s per example-checkpoint. The
+evaluation rates are provisional until ``benchmarks/mixture_rates.py`` has run on a quiet machine:
+a multiple-choice question 0.10 s (the cached scoring of ``benchmarks/mc_scoring.py``), a generated
+answer of up to 192-256 tokens 2.5 s in batches of 32 (decoding 32 rows of a 135M model at about
+0.3 s a step). With bfloat16 on CPUs that support it (issue 21) training and features run about 2×
+faster; the estimate assumes that (``StageRates.speedup``; 1.0 for float32). For a pool of N: the
+warmup costs 0.05 N × 4 epochs, features N × 4 checkpoints, ``full`` 2 N example-epochs, each
+selected arm 2 × budget × N example-epochs, and each of about 25 evaluations the fixed test sets
+(250 + 150 multiple-choice questions, 40 + 40 + 80 generated answers: 7.6 min). Evaluation, not
+selection, is the largest part, so the pool is N = 1,000 rather than the 1,500-3,000 that training
+alone would allow: estimate 6.2 h (features 44 min, training 59 min, evaluations 139 min, the second
+mixture 126 min). ``--small`` (N = 240, 80 + 40 MC and 12 + 12 + 20 generated tests, 1 seed of
+random, 1 IDEAL round, no second mixture): about 51 min.
 """
 from __future__ import annotations
 
@@ -84,7 +89,7 @@ class MixturePlan:
 
     @classmethod
     def small(cls) -> "MixturePlan":
-        return cls(seeds=[0], ideal_rounds=1)
+        return cls(seeds=[0], ideal_rounds=1, second_mixture="")
 
     def main_methods(self) -> list[str]:
         return [*self.methods, *self.grid, *(["full"] if self.full else [])]
@@ -97,7 +102,7 @@ class StageRates:
     train_example_epoch: float = 1.24
     feature_example_checkpoint: float = 1.31
     choice_question: float = 0.10
-    generated_answer: float = 3.0
+    generated_answer: float = 2.5
     speedup: float = 2.0  # bfloat16 on training and features (issue 21); 1.0 for float32
 
 
@@ -316,8 +321,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--methods", default=",".join(SELECTED), help="selected arms (default: %(default)s)")
     parser.add_argument("--grid", default="", help="extra SELECTOR:REPRESENTATION arms, comma-separated")
     parser.add_argument("--no-second-mixture", action="store_true", help="skip the code- and math-heavy mixture")
-    parser.add_argument("--small", action="store_true", help="a pool of 300, smaller test sets, random with "
-                        "one seed, IDEAL with one round: about 45 min on two cores")
+    parser.add_argument("--small", action="store_true", help="a pool of 240, smaller test sets, random with "
+                        "one seed, IDEAL with one round, no second mixture: about 45-50 min on two cores (--plan)")
     parser.add_argument("--plan", action="store_true", help="print the arms and the time estimate, run nothing")
 
 
