@@ -261,8 +261,9 @@ def cmd_merge(args) -> None:
     if not folder.is_dir():
         raise ConfigError(f"{folder} is a file; give the features folder of a run (RUN/influence/features), "
                           "whose checkpoint folders hold the shards")
-    if not any(folder.glob("*/shard-*-of-*")) and not any(folder.glob("shard-*-of-*")):
-        raise ConfigError(f"{folder} holds no feature shards (no */shard-I-of-N folders); give the features folder "
+    # The pattern merge_all_shards reads: RUN/influence/features/SPLIT/epoch-E/shard-I-of-N.
+    if not any(folder.glob("*/epoch-*/shard-*-of-*")):
+        raise ConfigError(f"{folder} holds no feature shards (no SPLIT/epoch-E/shard-I-of-N folders); give the features folder "
                           "of a run whose `run --shard I/N` jobs wrote it (RUN/influence/features)")
     merged = merge_all_shards(args.features_dir)
     for folder in merged:

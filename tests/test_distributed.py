@@ -96,7 +96,8 @@ def _assert_same(first, second):
     # pool and validation features at 2 checkpoints, losses at 3 epochs, embeddings
     assert f1.keys() == f2.keys() and len(f1) == 4 + 3 + 1
     for name in f1:
-        np.testing.assert_allclose(f2[name], f1[name], atol=1e-6, rtol=0)
+        # float32 rounding only: a shard's batches group the layers' GEMMs differently (seen: 4e-6 relative).
+        np.testing.assert_allclose(f2[name], f1[name], atol=1e-6, rtol=1e-5)
     np.testing.assert_allclose(s2, s1, atol=1e-6, rtol=0)
     assert sel1.keys() == sel2.keys() and len(sel1) == 3
     for name in sel1:
