@@ -35,7 +35,7 @@ answer of up to 192-256 tokens 2.5 s in batches of 32 (decoding 32 rows of a 135
 faster; the estimate assumes that (``StageRates.speedup``; 1.0 for float32). For a pool of N: the
 warmup costs 0.05 N × 4 epochs, features N × 4 checkpoints, ``full`` 2 N example-epochs, each
 selected arm 2 × budget × N example-epochs, and each of about 25 evaluations the fixed test sets
-(250 + 150 multiple-choice questions, 40 + 40 + 80 generated answers: 7.6 min). Evaluation, not
+(250 + 150 multiple-choice questions, 40 + 40 + 80 generated answers: 7.3 min). Evaluation, not
 selection, is the largest part, so the pool is N = 1,000 rather than the 1,500-3,000 that training
 alone would allow: estimate 6.2 h (features 44 min, training 59 min, evaluations 139 min, the second
 mixture 126 min). ``--small`` (N = 240, 80 + 40 MC and 12 + 12 + 20 generated tests, 1 seed of
