@@ -271,8 +271,8 @@ class RunConfig:
     train: TrainSettings = _help("fine-tuning on each selection", default_factory=TrainSettings)
     finetune: bool = _help("fine-tune on each selection after selecting", default=True)
     eval: EvalSettings = _help("evaluation of each fine-tuned model", default_factory=EvalSettings)
-    evaluate_base: bool = _help("also evaluate the untuned model when the run has tests (the baseline row of "
-                                "every results table)", default=True)
+    evaluate_base: bool = _help("also evaluate the untuned model when the run fine-tunes and has tests (the "
+                                "baseline row of every results table)", default=True)
     data_format: str = _help("the pool's format: auto or a format name (as --format)", default="auto")
     skip_invalid: bool = _help("count and skip invalid pool records instead of stopping (as --skip-invalid)",
                                default=False)

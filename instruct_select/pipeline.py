@@ -134,8 +134,8 @@ def execute(ctx: RunContext, config: RunConfig) -> RunResults:
     artifacts = produce(needs, ctx, config, layout)
     if artifacts is None:
         return RunResults()
-    # The untuned model's row by default wherever there are tests: every table has its baseline.
-    base = evaluate_base(ctx, config, layout) if config.evaluate_base and config.tests else None
+    # The untuned model's row by default wherever fine-tuned models are tested: every table has its baseline.
+    base = evaluate_base(ctx, config, layout) if config.evaluate_base and config.tests and config.finetune else None
     results = RunResults(base=base)
     for arm in arms(config):
         results.arms[arm.label] = run_arm(ctx, config, layout, arm, artifacts)
