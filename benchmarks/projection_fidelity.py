@@ -9,8 +9,10 @@ GPTeacher-code examples, the targets MMLU validation questions (LESS's kind of t
 ``--max-length`` tokens. Gradients are the raw (SGD) per-example gradients of the project's loss
 with respect to every LoRA weight (~15M numbers per example), not Adam-preconditioned.
 
-Exact: each example's full gradient is written to a float32 file under /tmp (deleted at the end),
-and the exact Gram matrix is read back in column blocks, so memory stays at one block.
+Exact: each example's full gradient is written to a float32 file under /tmp (deleted at the end;
+16 GB at the defaults), and the exact Gram matrix is read back in column blocks. Memory: the
+recorded run (batches of 2,048 tokens, the dense check drawn a whole column block at a time)
+peaked at 11.3 GB resident; batches are now 1,024 tokens and the dense check is drawn in slices.
 Projected, at each k: ``row_signs`` (the default), ``shared_rows`` (the design before issue 20), a
 Kronecker-factored R1ᵀ G R2 with both sides compressed (LoGra-style, k1·k2 = k, k1 ≈ √k), and a
 dense Gaussian projection of the whole gradient (LESS's). The dense one is drawn exactly, not
@@ -48,6 +50,7 @@ from instruct_select.models.real import prepare_real_model
 from instruct_select.train.loop import train_model
 
 DESIGNS = ("row_signs", "shared_rows")
+DENSE_ROWS = 1 << 16  # rows of the blockwise dense matrix drawn at a time: 256 MiB of float32 at k = 1,024
 
 
 class Kronecker:
@@ -142,7 +145,7 @@ def main() -> None:
         fd = os.open(path, os.O_RDWR)
         try:
             done = 0
-            for batch_indices in token_budget_batches(items, 2048, 8):
+            for batch_indices in token_budget_batches(items, 1024, 4):  # 2048 tokens peaked at 11 GB
                 batch = collate([items[i] for i in batch_indices], tokenizer.pad_token_id)
                 _, io = per_example_output_grads(model, batch, modules)
                 flat = np.empty((len(batch_indices), total), dtype=np.float32)
@@ -177,10 +180,12 @@ def gram_and_blockwise_dense(fd: int, n: int, total: int, blockwise_k: int, seed
             buf[row, :width] = np.frombuffer(os.pread(fd, width * 4, (row * total + start) * 4), dtype=np.float32)
         x = torch.from_numpy(buf[:, :width])
         gram += (x @ x.T).double().numpy()
-        if dense is not None:
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + start)
-            r = (torch.randint(0, 2, (width, blockwise_k), generator=gen, dtype=torch.int8).float() * 2 - 1)
-            dense += (x @ r).double().numpy() * blockwise_k ** -0.5
+        if dense is not None:  # the dense matrix's rows start..start+width, drawn in slices (memory)
+            for first in range(0, width, DENSE_ROWS):
+                rows = min(DENSE_ROWS, width - first)
+                gen = torch.Generator().manual_seed(seed * 1_000_003 + start + first)
+                r = torch.randint(0, 2, (rows, blockwise_k), generator=gen, dtype=torch.int8).float().mul_(2).sub_(1)
+                dense += (x[:, first:first + rows] @ r).double().numpy() * blockwise_k ** -0.5
     return gram, dense
 
 

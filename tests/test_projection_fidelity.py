@@ -29,6 +29,7 @@ from instruct_select.models.loading import add_lora, load_base_model, load_token
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 K = 8192
 N = 20  # 190 pairs: enough to tell the designs apart, few enough tokens (<= 48 each) to take seconds
+SEEDS = 4
 
 
 def _cosines(gram: np.ndarray) -> np.ndarray:
@@ -43,7 +44,7 @@ def _error_sd(features: np.ndarray, exact: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def real_gradients(smollm2):
-    """(exact Gram, {design: projected features}) of N real examples' LoRA gradients."""
+    """(exact Gram, {(design, seed): projected features}) of N real examples' LoRA gradients."""
     examples = [e for name in ("gsm8k_train.jsonl", "gpteacher_codegen.json", "mmlu_val.jsonl")
                 for e in random.Random(name).sample(load_examples(REAL / name).examples, 12)]
     tokenizer = load_tokenizer(smollm2)
@@ -58,37 +59,48 @@ def real_gradients(smollm2):
     model.eval()
     modules = lora_modules(model)
     shapes = {name: tuple(m.weight.shape) for name, m in modules.items()}
-    projectors = {d: LayerwiseProjector(shapes, K, seed=0, design=d) for d in ("row_signs", "shared_rows")}
+    projectors = {(d, seed): LayerwiseProjector(shapes, K, seed=seed, design=d)
+                  for d in ("row_signs", "shared_rows") for seed in range(SEEDS)}
     _, io = per_example_output_grads(model, collate(items, tokenizer.pad_token_id), modules)
     gram = torch.zeros(len(items), len(items), dtype=torch.float64)
-    features = {d: torch.zeros(len(items), K, dtype=torch.float64) for d in projectors}
+    features = {key: torch.zeros(len(items), K, dtype=torch.float64) for key in projectors}
     with torch.no_grad():
         for name in shapes:
             g = layer_gradient(*io.pop(name))
             flat = g.reshape(len(items), -1)
             gram += (flat @ flat.T).double()
-            for design, projector in projectors.items():
-                features[design] += projector.project_layer(name, g).double()
-    return gram.numpy(), {d: f.numpy() for d, f in features.items()}
+            for key, projector in projectors.items():
+                features[key] += projector.project_layer(name, g).double()
+    return gram.numpy(), {key: f.numpy() for key, f in features.items()}
 
 
 def test_row_signs_is_as_faithful_as_a_dense_projection(real_gradients):
+    # 190 pairs of 20 examples: one draw's error SD varies by ~30% from draw to draw, so each
+    # design is averaged over SEEDS projections and the dense reference over 4 x SEEDS draws
     gram, features = real_gradients
     exact = _cosines(gram)
     rng = np.random.default_rng(0)
     w, v = np.linalg.eigh(gram)
     root = v * np.sqrt(np.clip(w, 0, None))
-    dense = np.mean([_error_sd(root @ rng.standard_normal((len(gram), K)) / np.sqrt(K), exact) for _ in range(8)])
-    signs, shared = _error_sd(features["row_signs"], exact), _error_sd(features["shared_rows"], exact)
+    dense = np.mean([_error_sd(root @ rng.standard_normal((len(gram), K)) / np.sqrt(K), exact)
+                     for _ in range(4 * SEEDS)])
+    signs = np.mean([_error_sd(features[("row_signs", seed)], exact) for seed in range(SEEDS)])
+    shared = np.mean([_error_sd(features[("shared_rows", seed)], exact) for seed in range(SEEDS)])
     assert signs <= 1.2 * dense, (signs, dense)
-    # the design before issue 20 is measurably worse here, so this test can tell the two apart
-    assert shared >= 2 * dense, (shared, dense)
+    # the design before issue 20 is measurably worse here (benchmark: 1.6 x dense), so this test
+    # can tell the two apart
+    assert shared >= 1.4 * dense, (shared, dense)
 
 
 def test_row_signs_projection_is_unbiased_on_real_gradients(real_gradients):
+    # one draw shifts all the cosines of an example together (±0.01 here); over seeds that averages out
     gram, features = real_gradients
     upper = np.triu_indices(len(gram), 1)
     exact = _cosines(gram)[upper]
-    projected = _cosines(features["row_signs"] @ features["row_signs"].T)[upper]
-    assert abs(float((projected - exact).mean())) < 0.01
-    assert np.corrcoef(projected, exact)[0, 1] > 0.99
+    shifts = []
+    for seed in range(SEEDS):
+        f = features[("row_signs", seed)]
+        projected = _cosines(f @ f.T)[upper]
+        shifts.append(float((projected - exact).mean()))
+        assert np.corrcoef(projected, exact)[0, 1] > 0.985
+    assert abs(np.mean(shifts)) < 0.005, shifts
