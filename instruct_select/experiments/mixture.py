@@ -29,17 +29,18 @@ it stopped; the results file is rewritten after every cell.
 SmolLM2-135M with LoRA r=8 at ≤ 256 tokens, float32, from docs/RESULTS.md ("The real model's
 stages"): training 1.24 s per example-epoch, gradient features 1.31 s per example-checkpoint. The
 evaluation rates are provisional until ``benchmarks/mixture_rates.py`` has run on a quiet machine:
-a multiple-choice question 0.10 s (the cached scoring of ``benchmarks/mc_scoring.py``), a generated
-answer of up to 192-256 tokens 2.5 s in batches of 32 (decoding 32 rows of a 135M model at about
-0.3 s a step). With bfloat16 on CPUs that support it (issue 21) training and features run about 2×
-faster; the estimate assumes that (``StageRates.speedup``; 1.0 for float32). For a pool of N: the
-warmup costs 0.05 N × 4 epochs, features N × 4 checkpoints, ``full`` 2 N example-epochs, each
-selected arm 2 × budget × N example-epochs, and each of about 25 evaluations the fixed test sets
-(250 + 150 multiple-choice questions, 40 + 40 + 80 generated answers: 7.3 min). Evaluation, not
-selection, is the largest part, so the pool is N = 1,000 rather than the 1,500-3,000 that training
-alone would allow: estimate 6.2 h (features 44 min, training 59 min, evaluations 139 min, the second
-mixture 126 min). ``--small`` (N = 240, 80 + 40 MC and 12 + 12 + 20 generated tests, 1 seed of
-random, 1 IDEAL round, no second mixture): about 51 min.
+a multiple-choice question 0.4 s (the cached scoring measured 0.99 s a question with one thread
+under a load average of 5; a 100-token prompt is 27 GFLOP), a generated answer of up to 192-256
+tokens 2.5 s in batches of 32 (decoding 32 rows at about 0.15 s a step, plus the prompt). With
+bfloat16 on CPUs that support it (issue 21) training and features run about 2× faster; the estimate
+assumes that (``StageRates.speedup``; 1.0 for float32). For a pool of N: the warmup costs 0.05 N × 4
+epochs, features N × 4 checkpoints, ``full`` 2 N example-epochs, each selected arm 2 × budget × N
+example-epochs, and each of about 25 evaluations the fixed test sets (160 + 80 multiple-choice
+questions, 32 + 32 + 64 generated answers: 6.9 min). Evaluation, not selection, is the largest
+part, so the pool is N = 1,000 rather than the 1,500-3,000 that training alone would allow:
+estimate 6.0 h (features 44 min, training 59 min, evaluations 132 min, the second mixture 124 min).
+``--small`` (N = 240, 60 + 30 multiple-choice and 10 + 10 + 16 generated tests, 1 seed of random,
+1 IDEAL round, no second mixture): about 52 min.
 """
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ class StageRates:
 
     train_example_epoch: float = 1.24
     feature_example_checkpoint: float = 1.31
-    choice_question: float = 0.10
+    choice_question: float = 0.4
     generated_answer: float = 2.5
     speedup: float = 2.0  # bfloat16 on training and features (issue 21); 1.0 for float32
 

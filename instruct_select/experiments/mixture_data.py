@@ -85,16 +85,16 @@ class MixtureSizes:
     pool: int = 1000
     mixture: str = "tulu"
     validation: int = 10
-    tests: dict[str, int] = field(default_factory=lambda: {"knowledge": 250, "reasoning": 150, "math": 40,
-                                                           "coding": 40, "instruction": 80})
+    tests: dict[str, int] = field(default_factory=lambda: {"knowledge": 160, "reasoning": 80, "math": 32,
+                                                           "coding": 32, "instruction": 64})
     loss_tests: int = 60  # user-oriented examples held out for the instruction capability's held-out loss
     max_chars: int = 1000
     max_eval_chars: int = 0  # > 0: validation and test records at most this long (the tiny test's speed)
 
     @classmethod
     def small(cls) -> "MixtureSizes":
-        return cls(pool=240, validation=5, tests={"knowledge": 80, "reasoning": 40, "math": 12, "coding": 12,
-                                                  "instruction": 20}, loss_tests=20)
+        return cls(pool=240, validation=5, tests={"knowledge": 60, "reasoning": 30, "math": 10, "coding": 10,
+                                                  "instruction": 16}, loss_tests=20)
 
     @classmethod
     def tiny(cls) -> "MixtureSizes":
