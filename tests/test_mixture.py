@@ -138,6 +138,8 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
                   "| rds+ @ 25% |", "| ifd @ 25% |", "| uniform @ 25% |", "| ideal @ 25% |"):
         assert label in markdown, label
     assert "### Second mixture (code_math)" in markdown and "holds here?" in markdown
+    claims = markdown.split("### The papers' claims, here")[1].split("###")[0]
+    assert claims.count("| holds |") + claims.count("| fails |") == 5  # every claim judged at 25%
     base = json.loads((tmp_path / "run" / "tulu" / "base" / "evaluation" / "metrics.json").read_text())
     assert set(base["capabilities"]) == set(CAPABILITIES)
     assert base["capabilities"]["coding"]["metric"] == "pass@1"

@@ -231,7 +231,13 @@ def _tables(evaluations: dict[str, list[dict]], base: dict) -> tuple[str, dict]:
     return text, rows
 
 
-def _write_report_data(layout: RunLayout, rows: dict[str, list[dict]], base: dict) -> None:
+def _claim_budgets(run: MixtureRun) -> tuple[str, str]:
+    """The run's smallest and largest budget: the papers' 5% and 15% where the run has them."""
+    budgets = sorted(run.config.budgets, key=lambda b: Budget.parse(b).value)
+    return str(Budget.parse(budgets[0])), str(Budget.parse(budgets[-1]))
+
+
+def _write_report_data(run: MixtureRun, rows: dict[str, list[dict]], base: dict) -> None:
     """``RUN/mixture.json``: the tables and each arm's macro numbers, for the HTML report's section."""
     from ..report.mixture_tables import anchor_table, claims_table, normalised_table
 
@@ -239,10 +245,10 @@ def _write_report_data(layout: RunLayout, rows: dict[str, list[dict]], base: dic
     macro = {label: {key: (sum(r[f"{key}_summary"]["macro"] for r in seeds if r[f"{key}_summary"])
                            / max(1, sum(1 for r in seeds if r[f"{key}_summary"]))) * (100 if key == "accuracy" else 1)
                      for key in ("accuracy", "reduction")} for label, seeds in rows.items()}
-    atomic_write_json(layout.root / "mixture.json", {"macro": macro, "tables": {
+    atomic_write_json(run.layout.root / "mixture.json", {"macro": macro, "tables": {
         "Accuracy (%)": normalised_table(rows, "accuracy", capabilities),
         "Held-out loss reduction from the untuned model (%)": normalised_table(rows, "reduction", capabilities),
-        "The papers' claims, here": claims_table(rows),
+        "The papers' claims, here": claims_table(rows, *_claim_budgets(run)),
         "The untuned model beside its model card": anchor_table(base, PUBLISHED)}})
 
 
@@ -260,9 +266,9 @@ def render(runs: dict[str, MixtureRun], extra: dict[str, dict[str, list[dict]]],
     if base is None:
         return parts[0] + "\n\n(no evaluation yet)\n"
     text, rows = _tables(evaluations, base)
-    _write_report_data(main.layout, rows, base)
+    _write_report_data(main, rows, base)
     parts += [f"### First mixture\n\n{text}",
-              f"### The papers' claims, here\n\n{claims_table(rows)}",
+              f"### The papers' claims, here\n\n{claims_table(rows, *_claim_budgets(main))}",
               f"### The untuned model beside its model card\n\n{anchor_table(base, PUBLISHED)}",
               f"### Composition of each selection by source\n\n{composition_table(main.layout)}",
               "### Mean influence of each pool source on each target (attribution matrix, raw)\n\n"
@@ -271,7 +277,7 @@ def render(runs: dict[str, MixtureRun], extra: dict[str, dict[str, list[dict]]],
         second = {"base": [base], **run.evaluations(), **extra.get(name, {})}
         text, second_rows = _tables(second, base)
         parts += [f"### Second mixture ({name})\n\n{text}",
-                  f"Claims on the second mixture:\n\n{claims_table(second_rows)}",
+                  f"Claims on the second mixture:\n\n{claims_table(second_rows, *_claim_budgets(run))}",
                   f"Composition:\n\n{composition_table(run.layout)}"]
     parts.append(f"### Stage times (all run folders)\n\n{stage_times(main.layout.root.parent)}")
     return "\n\n".join(parts) + "\n"
