@@ -1,8 +1,8 @@
 """bfloat16 models: LoRA weights and Adam moments stay float32, gradient features are accumulated
 in float32, and they match a float32 model's features (cosine >= 0.99 per example).
 
-Both bfloat16 paths are checked: bfloat16 weights (what ``dtype: auto`` picks on CUDA) and float32
-weights with the body under bfloat16 autocast (what it picks on a CPU with AVX512-BF16 or AMX).
+Both bfloat16 paths are checked: bfloat16 weights (what ``dtype: auto`` picks on CUDA and on a CPU
+with AVX512-BF16 or AMX) and float32 weights with the body under bfloat16 autocast (``bfloat16-autocast``).
 The CUDA case is what users run (marked ``gpu``, skipped without CUDA); the CPU case runs the same
 code paths everywhere, so that a machine without a GPU still checks them.
 """
@@ -80,10 +80,10 @@ def test_bfloat16_features_match_float32(tiny_model_dir, tiny_tokenizer, tmp_pat
         assert cosine.min() >= 0.99, (transform, cosine.round(4).tolist())
 
 
-def test_auto_picks_bfloat16_autocast_where_the_cpu_has_it(monkeypatch):
+def test_auto_picks_bfloat16_where_the_cpu_has_it(monkeypatch):
     monkeypatch.setattr(loading, "cpu_has_fast_bfloat16", lambda: True)
-    assert resolve_dtype("auto", "cpu") == AUTOCAST
-    assert RunContext(dtype="auto", device="cpu").dtype == AUTOCAST  # what the run's manifests record
+    assert resolve_dtype("auto", "cpu") == "bfloat16"
+    assert RunContext(dtype="auto", device="cpu").dtype == "bfloat16"  # what the run's manifests record
     monkeypatch.setattr(loading, "cpu_has_fast_bfloat16", lambda: False)
     assert resolve_dtype("auto", "cpu") == "float32"
     assert RunContext(dtype="auto", device="cpu").dtype == "float32"
