@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
+
 from .errors import ArtifactMismatchError, ConfigError, FolderBusyError, InstructSelectError
 
 MANIFEST = "manifest.json"
@@ -82,6 +84,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def allocate_npy(path: str | os.PathLike, dtype: Any, shape: tuple[int, ...]) -> None:
+    """Create an ``.npy`` file of ``shape`` to be filled through a memmap, with its disk space reserved.
+
+    A memmap's writes never return an error: on a full disk the process dies of SIGBUS mid-stage.
+    Reserving every block here turns that into an ``OSError`` (errno 28) before any work, which the
+    command line reports in one line.
+    """
+    np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
+    fd = os.open(path, os.O_RDWR)
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
 
 
 def read_json(path: str | os.PathLike) -> Any:

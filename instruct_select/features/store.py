@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import _differences, atomic_write_json
+from ..artifacts import _differences, allocate_npy, atomic_write_json
 from ..errors import ArtifactMismatchError, ConfigError
 
 DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -53,8 +53,8 @@ class FeatureStore:
                 raise ArtifactMismatchError(f"{path} holds features for other examples; delete it to recompute")
             return cls.open(path, writable=True)
         path.mkdir(parents=True, exist_ok=True)
-        np.lib.format.open_memmap(path / "features.npy", mode="w+", dtype=DTYPES[dtype], shape=(len(ids), dim)).flush()
-        np.lib.format.open_memmap(path / "done.npy", mode="w+", dtype=np.bool_, shape=(len(ids),)).flush()
+        allocate_npy(path / "features.npy", DTYPES[dtype], (len(ids), dim))
+        allocate_npy(path / "done.npy", np.bool_, (len(ids),))
         atomic_write_json(path / "ids.json", ids)
         atomic_write_json(path / "meta.json", meta)  # last: its presence means the arrays exist
         return cls.open(path, writable=True)

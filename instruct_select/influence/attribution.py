@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..artifacts import atomic_write_json, read_json
+from ..artifacts import allocate_npy, atomic_write_json, read_json
 from ..distributed import Shard, barrier, is_main, process_shard
 from ..errors import ArtifactMismatchError
 from ..features.store import FeatureStore
@@ -93,7 +93,7 @@ def write_attribution(out_dir: Path, train_stores: list[FeatureStore], val_store
     partial = out_dir / "scores.npy.partial"
     if is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
-        np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(n, m)).flush()
+        allocate_npy(partial, np.float32, (n, m))
     barrier()
     scores = np.load(partial, mmap_mode="r+")
     attribution_into(scores, train_stores, val_stores, weights, progress=progress, shard=process_shard())
