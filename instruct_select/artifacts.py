@@ -187,14 +187,14 @@ class StageResult:
     skipped: bool
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     """Human-readable list of the keys whose values differ, recursing into nested dicts."""
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
         name = f"{prefix}{key}"
         if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(_differences(a, b, name + "."))
+            out.extend(differences(a, b, name + "."))
         elif a != b:
             out.append(f"{name}: was {a!r}, now {b!r}")
     return out
@@ -296,7 +296,7 @@ def _reuse_finished(stage_dir: Path, wanted: dict, log: Callable[[str], None]) -
     old = finished_manifest(stage_dir)
     if old is None:
         return None
-    diff = _differences({k: old.get(k) for k in wanted}, wanted)
+    diff = differences({k: old.get(k) for k in wanted}, wanted)
     if not diff:
         log(f"[{wanted['stage']}] already done in {stage_dir}; reusing it")
         return StageResult(stage_dir, old, skipped=True)
@@ -374,7 +374,7 @@ def _check_interrupted(stage_dir: Path, wanted: dict, log: Callable[[str], None]
     started = stage_dir / STARTED
     if not started.is_file():
         return False
-    diff = _differences({k: read_json(started).get(k) for k in wanted}, wanted)
+    diff = differences({k: read_json(started).get(k) for k in wanted}, wanted)
     if not diff:
         log(f"[{wanted['stage']}] resuming the interrupted stage in {stage_dir}")
         return True

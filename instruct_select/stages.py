@@ -146,6 +146,6 @@ def _sets_fingerprint(test_sets: dict[str, list[Example]]) -> str:
 def check_checkers(test_sets: dict[str, list[Example]], default_checker: str) -> None:
     """Every test record can be scored (its checker or record metric exists, its fields fit it), before
     any model is loaded: evaluation's own preparation, run early."""
-    from .evaluate.capabilities import _prepare
+    from .evaluate.capabilities import prepare_items
 
-    _prepare(test_sets, default_checker)
+    prepare_items(test_sets, default_checker)

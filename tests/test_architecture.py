@@ -114,3 +114,14 @@ def test_every_selector_need_has_a_producer():
     needs = {need for selector in selectors.values() for need in selector.needs}
     assert needs <= set(PRODUCERS) and needs  # and every producer is needed by some selector
     assert set(PRODUCERS) == needs
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """A name with a leading underscore is its module's own: another module that needs it needs it public."""
+    offenders = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("instruct_select")):
+                offenders += [f"{name}: {alias.name} from {'.' * node.level}{node.module or ''}"
+                              for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not offenders, offenders

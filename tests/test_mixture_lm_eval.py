@@ -21,13 +21,13 @@ pytestmark = pytest.mark.skipif(not (DATA / "mmlu_test.jsonl").is_file(), reason
 
 def _ours(model_dir, tests_file):
     from instruct_select.data.loading import load_test_sets
-    from instruct_select.evaluate.capabilities import _choices, _prepare
+    from instruct_select.evaluate.capabilities import _choices, prepare_items
     from instruct_select.models.loading import load_base_model, load_tokenizer
 
     model, tokenizer = load_base_model(model_dir, dtype="float32", device="cpu"), load_tokenizer(model_dir)
     from instruct_select.evaluate.multiple_choice import encode_question
 
-    items = _prepare(load_test_sets(tests_file), "exact")
+    items = prepare_items(load_test_sets(tests_file), "exact")
     outcomes = _choices(model, tokenizer, items, progress=False)
     for item, outcome in zip(items, outcomes):
         context = tokenizer.apply_chat_template(item.prompt, add_generation_prompt=True, tokenize=False)

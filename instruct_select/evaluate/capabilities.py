@@ -168,7 +168,7 @@ def _resolve(capability: str, example: Example, default_checker: str) -> _Item:
     return item
 
 
-def _prepare(test_sets: dict[str, list[Example]], default_checker: str) -> list[_Item]:
+def prepare_items(test_sets: dict[str, list[Example]], default_checker: str) -> list[_Item]:
     """Check every test set and resolve every checker before any generation is spent."""
     if not test_sets:
         raise InputError("no test sets given: evaluation needs at least one capability")
@@ -293,7 +293,7 @@ def evaluate_capabilities(
     "settings": the generation and checker settings used}. Scores are accuracies in [0, 1]; losses
     are nats. A capability whose examples are all ``loss_only`` has a held-out loss and no score.
     """
-    items = _prepare(test_sets, default_checker)
+    items = prepare_items(test_sets, default_checker)
     # The loss pass first: one forward pass, and a capability it cannot score stops the
     # evaluation before any generation is spent.
     heldout = _heldout_loss(model, tokenizer, items, loss_batching, progress)

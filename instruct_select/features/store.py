@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import _differences, allocate_npy, atomic_write_json
+from ..artifacts import differences, allocate_npy, atomic_write_json
 from ..errors import ArtifactMismatchError, ConfigError
 
 DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -43,7 +43,7 @@ class FeatureStore:
         meta = {**meta, "dim": dim, "dtype": dtype, "rows": len(ids)}
         if (path / "meta.json").is_file():
             old = json.loads((path / "meta.json").read_text())
-            diff = _differences(old, meta)
+            diff = differences(old, meta)
             if diff:
                 raise ArtifactMismatchError(
                     f"{path} holds features made with other settings:\n  " + "\n  ".join(diff)
@@ -185,7 +185,7 @@ def merge_shard_stores(out: str | Path, shard_paths: list[Path]) -> FeatureStore
     base = {k: v for k, v in stores[0].meta.items() if k not in ("shard_index", "rows")}
     for store in stores:
         other = {k: v for k, v in store.meta.items() if k not in ("shard_index", "rows")}
-        diff = _differences(base, other)
+        diff = differences(base, other)
         if diff:
             raise ArtifactMismatchError(f"shard {store.path} was made with other settings: " + "; ".join(diff))
         if not store.complete():

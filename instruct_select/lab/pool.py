@@ -24,15 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from instruct_select.artifacts import atomic_write_text
+from instruct_select.config import help_field
 from instruct_select.data.example import Example
 from instruct_select.errors import ConfigError
 from instruct_select.lab.capabilities import CAPABILITIES, Context, Difficulty, Item
 from instruct_select.lab.corpus import build_corpus, corpus_text
 from instruct_select.lab.world import CHATTER, WORDS, World, build_world
-
-
-def _help(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
 
 
 def _default_weights() -> dict[str, float]:
@@ -57,23 +54,23 @@ DEFECTS = ("wrong_answer", "off_topic", "near_duplicate")
 class LabDataConfig:
     """What the lab's data looks like: sizes, imbalance, defects and difficulty."""
 
-    pool_size: int = _help("instruction pool size", default=4000)
-    capability_weights: dict[str, float] = _help(
+    pool_size: int = help_field("instruction pool size", default=4000)
+    capability_weights: dict[str, float] = help_field(
         "share of the pool per capability (normalised; missing capabilities get none)",
         default_factory=_default_weights)
-    wrong_answer_share: float = _help("share of pool examples with a wrong answer", default=0.15)
-    off_topic_share: float = _help("share of off-topic chatter under a task label", default=0.05)
-    near_duplicate_share: float = _help("share that rephrase another pool example", default=0.05)
-    verbose_share: float = _help("share of prompts wrapped in chatty preambles", default=0.10)
-    two_turn_share: float = _help("share of two-turn conversations", default=0.04)
-    system_share: float = _help("share with a system message", default=0.05)
-    validation_per_capability: int = _help("validation examples per capability", default=16)
-    test_per_capability: int = _help("test examples per capability", default=100)
-    num_entities: int = _help("entities in the world (6 facts each)", default=40)
-    num_cities: int = _help("cities the entities live in", default=8)
-    corpus_chars: int = _help("approximate pretraining corpus size in characters",
+    wrong_answer_share: float = help_field("share of pool examples with a wrong answer", default=0.15)
+    off_topic_share: float = help_field("share of off-topic chatter under a task label", default=0.05)
+    near_duplicate_share: float = help_field("share that rephrase another pool example", default=0.05)
+    verbose_share: float = help_field("share of prompts wrapped in chatty preambles", default=0.10)
+    two_turn_share: float = help_field("share of two-turn conversations", default=0.04)
+    system_share: float = help_field("share with a system message", default=0.05)
+    validation_per_capability: int = help_field("validation examples per capability", default=16)
+    test_per_capability: int = help_field("test examples per capability", default=100)
+    num_entities: int = help_field("entities in the world (6 facts each)", default=40)
+    num_cities: int = help_field("cities the entities live in", default=8)
+    corpus_chars: int = help_field("approximate pretraining corpus size in characters",
                               default=800_000)
-    difficulty: Difficulty = _help("question difficulty knobs", default_factory=Difficulty)
+    difficulty: Difficulty = help_field("question difficulty knobs", default_factory=Difficulty)
 
     def __post_init__(self) -> None:
         if isinstance(self.difficulty, dict):

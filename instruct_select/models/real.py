@@ -25,7 +25,7 @@ from importlib import metadata, util
 from pathlib import Path
 from typing import Callable
 
-from ..artifacts import MANIFEST, _differences, atomic_path, atomic_write_json, finished_manifest, package_versions
+from ..artifacts import MANIFEST, differences, atomic_path, atomic_write_json, finished_manifest, package_versions
 from ..errors import ArtifactMismatchError, ConfigError, InputError
 
 STAGE = "real-model"
@@ -79,7 +79,7 @@ def prepare_real_model(name: str = "smollm2-135m", out: str | os.PathLike | None
 
     old = finished_manifest(out) if out.is_dir() else None
     if old is not None:
-        diff = _differences({k: old.get(k) for k in wanted}, wanted)
+        diff = differences({k: old.get(k) for k in wanted}, wanted)
         if not diff:
             log(f"[models] {name} already converted in {out}; reusing it")
             return out
