@@ -11,6 +11,7 @@ trainable weights, AdamW's moments keyed by parameter name, and the epoch's mean
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,13 +104,14 @@ def train_model(
                 torch.nn.utils.clip_grad_norm_([p for _, p in named], settings.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            _check_finite(named, loss_sum / len(step_indices), step + 1, epoch, settings)
+            _check_finite(loss_sum / len(step_indices), step + 1, epoch, settings)
             lrs.append(lr)
             losses.append(loss_sum / len(step_indices))
             tokens += batch_tokens
             step += 1
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+        _check_finite_weights(named, step, epoch, settings)
         epoch_losses.append(sum(losses) / len(losses))
         log(f"[train] epoch {epoch}/{settings.epochs}: mean loss {epoch_losses[-1]:.4f}, "
             f"mean lr {sum(lrs) / len(lrs):.2e}, {len(plan)} steps")
@@ -126,16 +128,23 @@ def train_model(
                        time.time() - start, epoch_losses)
 
 
-def _check_finite(named, loss: float, step: int, epoch: int, settings: TrainSettings) -> None:
-    """Stop at the first step whose loss or updated weights are NaN or infinite: nothing after it
-    can be a model (one reduction over the trainable weights per step)."""
-    bad_loss = not torch.isfinite(torch.tensor(loss))
-    if not bad_loss and torch.stack([p.detach().isfinite().all() for _, p in named]).all():
-        return
-    what = f"the loss is {loss}" if bad_loss else "a weight became NaN or infinite"
-    raise TrainingDivergedError(f"training diverged at step {step} (epoch {epoch}): {what}; no model was written. "
-                                f"Lower learning_rate (now {settings.learning_rate:g}; LESS, BIDS: 2e-5) or check "
-                                "the data and the dtype, then rerun")
+def _check_finite(loss: float, step: int, epoch: int, settings: TrainSettings) -> None:
+    """Stop at the first step whose loss is NaN or infinite: nothing after it can be a model. A weight
+    that turns non-finite makes the next step's loss so; ``_check_finite_weights`` covers an epoch's last step."""
+    if not math.isfinite(loss):
+        raise _diverged(f"the loss is {loss}", step, epoch, settings)
+
+
+def _check_finite_weights(named, step: int, epoch: int, settings: TrainSettings) -> None:
+    """Before an epoch's checkpoint: every trainable weight finite (one pass over them an epoch, not a step)."""
+    if not torch.stack([p.detach().isfinite().all() for _, p in named]).all():
+        raise _diverged("a weight became NaN or infinite", step, epoch, settings)
+
+
+def _diverged(what: str, step: int, epoch: int, settings: TrainSettings) -> TrainingDivergedError:
+    return TrainingDivergedError(f"training diverged at step {step} (epoch {epoch}): {what}; no model was written. "
+                                 f"Lower learning_rate (now {settings.learning_rate:g}; LESS, BIDS: 2e-5) or check "
+                                 "the data and the dtype, then rerun")
 
 
 def _resume(model, optimizer, named, out_dir, settings: TrainSettings, log) -> list[Checkpoint]:
