@@ -25,22 +25,18 @@ The data (``mixture_data.py``) are ordinary files in ``RUN/data`` (pool, validat
 Budgets 5% and 15%. Every stage is cached in the run folder, so an interrupted run resumes where
 it stopped; the results file is rewritten after every cell.
 
-**Sizing** (``estimate_seconds``, printed by ``--plan``). Per-unit rates on two cores for
-SmolLM2-135M with LoRA r=8 at ≤ 256 tokens, float32, from docs/RESULTS.md ("The real model's
-stages"): training 1.24 s per example-epoch, gradient features 1.31 s per example-checkpoint. The
-evaluation rates are provisional until ``benchmarks/mixture_rates.py`` has run on a quiet machine:
-a multiple-choice question 0.4 s (the cached scoring measured 0.99 s a question with one thread
-under a load average of 5; a 100-token prompt is 27 GFLOP), a generated answer of up to 192-256
-tokens 2.5 s in batches of 32 (decoding 32 rows at about 0.15 s a step, plus the prompt). With
-bfloat16 on CPUs that support it (issue 21) training and features run about 2× faster; the estimate
-assumes that (``StageRates.speedup``; 1.0 for float32). For a pool of N: the warmup costs 0.05 N × 4
-epochs, features N × 4 checkpoints, ``full`` 2 N example-epochs, each selected arm 2 × budget × N
-example-epochs, and each of about 25 evaluations the fixed test sets (160 + 80 multiple-choice
-questions, 32 + 32 + 64 generated answers: 6.9 min). Evaluation, not selection, is the largest
-part, so the pool is N = 1,000 rather than the 1,500-3,000 that training alone would allow:
-estimate 6.0 h (features 44 min, training 59 min, evaluations 132 min, the second mixture 124 min).
-``--small`` (N = 240, 60 + 30 multiple-choice and 10 + 10 + 16 generated tests, 1 seed of random,
-1 IDEAL round, no second mixture): about 52 min.
+**Sizing** (``estimate_seconds``, printed by ``--plan``). Every arm runs in bfloat16 on a CPU with
+avx512_bf16 (``dtype: auto``, issue 21). Per-unit rates on two cores for SmolLM2-135M with LoRA r=8:
+training 0.62 s per example-epoch (float32's 1.24 s from docs/RESULTS.md, "The real model's stages", at
+the measured 2.0x), gradient features 1.77 s per example-checkpoint (float32's 1.31 s at the measured
+0.74x), and seconds per test from ``benchmarks/mixture_rates.py --per-capability 32 --dtype bfloat16``
+on a quiet machine (load 1.0; held-out loss pass included): knowledge 0.50, reasoning 0.51 (multiple
+choice), math 2.00 (192 new tokens), coding 4.21 (256 new tokens, then the sandboxed tests), instruction
+1.22 (192 new tokens). One evaluation of the full test sets is 6.6 min; with about 18 evaluations on the
+first mixture, evaluation is the largest part, so the pool is N = 1,000 rather than the 1,500-3,000 that
+training alone would allow. For a pool of N: the warmup costs 0.05 N x 4 epochs, features N x 4
+checkpoints, ``full`` 2 N example-epochs, each selected arm 2 x budget x N example-epochs. The second
+mixture has a pool of 500 (its own warmup and features). ``--plan`` prints the estimate by part.
 """
 from __future__ import annotations
 
@@ -54,7 +50,7 @@ from ..artifacts import atomic_write_json, atomic_write_text, read_json
 from ..config import EvalSettings, RunConfig
 from ..errors import ConfigError
 from ..layout import Arm, RunLayout
-from ..select.budget import Budget
+from ..budget import Budget
 from . import command_line, parse_list
 from .mixture_data import CAPABILITIES, GENERATION_TOKENS, MixtureSizes, mixture_data
 from .real_mixed import DEFAULT_DATA, composition_table, real_mixed_config, source_influence
@@ -89,6 +85,7 @@ class MixturePlan:
     second_mixture: str = "code_math"  # '' for none
     second_budget: str = "15%"
     second_methods: list[str] | None = None  # None: the same selected methods (and full) as the first
+    second_pool: int = 500  # the second mixture's pool size (0: the first's)
 
     @classmethod
     def small(cls) -> "MixturePlan":
@@ -100,29 +97,30 @@ class MixturePlan:
 
 @dataclass
 class StageRates:
-    """Seconds per unit on the target machine (see the module docstring for where they come from)."""
+    """Seconds per unit on two cores in bfloat16 (see the module docstring for where they come from)."""
 
-    train_example_epoch: float = 1.24
-    feature_example_checkpoint: float = 1.31
-    choice_question: float = 0.4
-    generated_answer: float = 2.5
-    speedup: float = 2.0  # bfloat16 on training and features (issue 21); 1.0 for float32
+    train_example_epoch: float = 0.62
+    feature_example_checkpoint: float = 1.77
+    test: dict[str, float] = field(default_factory=lambda: {
+        "knowledge": 0.50, "reasoning": 0.51, "math": 2.00, "coding": 4.21, "instruction": 1.22})
 
 
 def estimate_seconds(sizes: MixtureSizes, plan: MixturePlan, rates: StageRates = StageRates(),
                      warmup_epochs: int = 4, epochs: int = 2) -> dict[str, float]:
     """The plan's cost by part, in seconds, from per-example stage rates."""
+    train, feature = rates.train_example_epoch, rates.feature_example_checkpoint
+    one_eval = sum(count * rates.test[capability] for capability, count in sizes.tests.items())
+
+    def selection_stages(n: int) -> float:  # LESS's warmup on 5% of the pool, then features at 4 checkpoints
+        return 0.05 * n * warmup_epochs * train + n * warmup_epochs * feature
+
     n = sizes.pool
-    train = rates.train_example_epoch / rates.speedup
     budgets = [Budget.parse(b).max_count(n) for b in plan.budgets]
-    generated = sum(v for k, v in sizes.tests.items() if k in GENERATION_TOKENS)
-    choices = sum(v for k, v in sizes.tests.items() if k not in GENERATION_TOKENS)
-    one_eval = generated * rates.generated_answer + choices * rates.choice_question
     n_selected = len(plan.methods) + len(plan.grid) + (len(plan.seeds) - 1)  # random's other seeds
-    ideal = sum((plan.ideal_rounds + 1) * Budget.parse(b).max_count(n) * epochs * train for b in plan.ideal_budgets)
+    ideal = sum(Budget.parse(b).max_count(n) * ((plan.ideal_rounds + 1) * epochs * train + plan.ideal_rounds * feature)
+                for b in plan.ideal_budgets)
     parts = {
-        "warmup": 0.05 * n * warmup_epochs * train,
-        "features": n * warmup_epochs * rates.feature_example_checkpoint / rates.speedup,
+        "warmup and features": selection_stages(n),
         "full": n * epochs * train if plan.full else 0.0,
         "selected arms": sum(b * epochs * train for b in budgets) * n_selected,
         "ideal and uniform": ideal,
@@ -130,10 +128,11 @@ def estimate_seconds(sizes: MixtureSizes, plan: MixturePlan, rates: StageRates =
     evaluations = 2 + n_selected * len(budgets) + sum(plan.ideal_rounds + 1 for _ in plan.ideal_budgets)
     parts["evaluations"] = evaluations * one_eval
     if plan.second_mixture:
-        second = Budget.parse(plan.second_budget).max_count(n)
-        parts["second mixture"] = (parts["warmup"] + parts["features"] + parts["full"]
-                                   + (len(plan.methods) + len(plan.grid)) * second * epochs * train
-                                   + (len(plan.methods) + len(plan.grid) + 1) * one_eval)
+        m = plan.second_pool or n
+        arms = len(plan.methods) + len(plan.grid)
+        parts["second mixture"] = (selection_stages(m) + m * epochs * train
+                                   + arms * Budget.parse(plan.second_budget).max_count(m) * epochs * train
+                                   + (arms + 1) * one_eval)
     parts["total"] = sum(parts.values())
     return parts
 
@@ -150,7 +149,9 @@ def mixture_config(model: str | Path, data: Path, run_dir: str | Path, methods: 
                                     features=dataclasses.replace(influence.features, max_length=512))
     train = dataclasses.replace(config.train, max_length=512)
     evaluation = EvalSettings(max_new_tokens=32, batch_size=32, max_length=1024, loss_token_budget=8192)
-    return dataclasses.replace(config, influence=influence, train=train, eval=evaluation, evaluate_base=True)
+    # dtype auto: bfloat16 where the CPU or GPU computes it fast (issue 21), the same for every arm.
+    return dataclasses.replace(config, dtype="auto", influence=influence, train=train, eval=evaluation,
+                               evaluate_base=True)
 
 
 def _metrics(folder: Path) -> dict | None:
@@ -171,14 +172,14 @@ class MixtureRun:
         self._ctx = None
 
     def context(self):
-        from ..pipeline import check_config, context_for
+        from ..run.pipeline import check_config, context_for
 
         if self._ctx is None:
             self._ctx = context_for(self.config, progress=False, log=self.log, pool=check_config(self.config))
         return self._ctx
 
     def execute(self, seed: int, methods: list[str] | None = None, evaluate_base: bool = False) -> None:
-        from ..pipeline import arms, execute
+        from ..run.pipeline import arms, execute
 
         cell = dataclasses.replace(self.config, seed=seed, methods=methods or self.config.methods,
                                    evaluate_base=evaluate_base)
@@ -201,7 +202,7 @@ class MixtureRun:
 def run_ideal_arm(run: MixtureRun, budget: str, rounds: int) -> dict[str, list[dict]]:
     """IDEAL from the uniform mixture of ``budget`` (random's seed-0 selection, exported as a pool)."""
     from ..ideal.settings import IdealSettings
-    from ..ideal_rounds import run_ideal
+    from ..run.ideal_rounds import run_ideal
     from ..select.export import export_selection
 
     tag = str(Budget.parse(budget))
@@ -285,6 +286,11 @@ def render(runs: dict[str, MixtureRun], extra: dict[str, dict[str, list[dict]]],
     return "\n\n".join(parts) + "\n"
 
 
+def _cheapest_first(methods: list[str]) -> list[str]:
+    """random and full first (no selection stages: the first rows come within the hour), then the rest."""
+    return sorted(methods, key=lambda m: (m not in ("random", "full"), m != "random"))
+
+
 def run_mixture(model: str | Path, data_dir: str | Path, run_dir: str | Path, plan: MixturePlan,
                 sizes: MixtureSizes, out: str | Path, log=print) -> str:
     """Every arm of ``plan``; the Markdown is rewritten to ``out`` after each cell."""
@@ -297,8 +303,9 @@ def run_mixture(model: str | Path, data_dir: str | Path, run_dir: str | Path, pl
     main = MixtureRun(model, data_dir, layout, sizes, plan.main_methods(), plan.budgets, log)
     runs, extra = {sizes.mixture: main}, {}
     write = lambda done: atomic_write_text(out, render(runs, extra, started, done))  # noqa: E731
-    main.execute(seed=0, evaluate_base=True)
-    write("seed 0 done")
+    for i, method in enumerate(_cheapest_first(plan.main_methods())):  # the results file grows arm by arm
+        main.execute(seed=0, methods=[method], evaluate_base=i == 0)
+        write(f"{method} (seed 0) done")
     for seed in plan.seeds[1:]:
         main.execute(seed=seed, methods=["random"])
         write(f"random seed {seed} done")
@@ -306,12 +313,13 @@ def run_mixture(model: str | Path, data_dir: str | Path, run_dir: str | Path, pl
         extra.setdefault("main", {}).update(run_ideal_arm(main, budget, plan.ideal_rounds))
         write(f"IDEAL at {budget} done")
     if plan.second_mixture:
-        second_sizes = dataclasses.replace(sizes, mixture=plan.second_mixture)
+        second_sizes = dataclasses.replace(sizes, mixture=plan.second_mixture, pool=plan.second_pool or sizes.pool)
         methods = plan.main_methods() if plan.second_methods is None else plan.second_methods
         second = MixtureRun(model, data_dir, layout, second_sizes, methods, [plan.second_budget], log)
         runs[plan.second_mixture] = second
-        second.execute(seed=0)
-        write("second mixture done")
+        for method in _cheapest_first(methods):
+            second.execute(seed=0, methods=[method])
+            write(f"second mixture: {method} done")
     markdown = render(runs, extra, started, "finished")
     atomic_write_text(out, markdown)
     atomic_write_json(layout.experiments_json, {"plan": dataclasses.asdict(plan), "sizes": dataclasses.asdict(sizes),
