@@ -15,7 +15,7 @@ import tracemalloc
 import numpy as np
 
 from instruct_select.select.bids import bids_fast, bids_naive
-from instruct_select.select.influence import column_statistics, standardise_columns
+from instruct_select.select.less import column_statistics, standardise_columns
 
 
 def run_bids(matrix: np.ndarray, budget: int) -> list[int]:

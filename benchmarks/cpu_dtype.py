@@ -46,7 +46,7 @@ from instruct_select.loss import model_per_example_loss
 from instruct_select.models.loading import add_lora, cpu_has_fast_bfloat16, load_base_model, load_tokenizer
 from instruct_select.models.real import prepare_real_model
 from instruct_select.select.bids import bids_ranking
-from instruct_select.select.influence import task_means, top_rows
+from instruct_select.select.less import task_means, top_rows
 from instruct_select.train.checkpoint import load_weights_into
 from instruct_select.train.loop import train_model
 

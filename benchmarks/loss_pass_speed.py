@@ -23,7 +23,6 @@ import torch
 from instruct_select.data.chat import tokenize_examples
 from instruct_select.data.loading import load_examples
 from instruct_select.features.store import FeatureStore
-from instruct_select.context import RunContext
 from instruct_select.data.batching import Batching
 from instruct_select.features.trajectories import fill_loss_store
 from instruct_select.lab.build import LabPaths, build_lab
@@ -73,8 +72,8 @@ def main() -> None:
                                                 "float32", {})
             start = time.perf_counter()
             model = result.model.merge_and_unload()  # what the stage does in float32
-            fill_loss_store(RunContext(progress=False, log=lambda m: None), model, tokenizer, examples, store,
-                            Batching(settings.max_length, budget, 64), tokenized=tokenized)
+            fill_loss_store(model, tokenizer, examples, store, Batching(settings.max_length, budget, 64),
+                            tokenized=tokenized, progress=False)
             passes.append(time.perf_counter() - start)
     print(f"lab model '{size}', {len(examples)} examples, {result.tokens} tokens, {torch.get_num_threads()} threads, "
           f"best of {args.repeats}; tokenising them once: {tokenize:.2f} s (excluded from both below)")

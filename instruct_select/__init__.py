@@ -18,8 +18,8 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "RunConfig": "config", "load_config": "config", "run_config": "pipeline", "RunResults": "pipeline",
-    "DemoSettings": "demo", "run_demo": "demo", "LabSettings": "lab.build", "build_lab": "lab.build",
+    "RunConfig": "config", "load_config": "config", "run_config": "run.pipeline", "RunResults": "run.pipeline",
+    "DemoSettings": "run.demo", "run_demo": "run.demo", "LabSettings": "lab.build", "build_lab": "lab.build",
     "load_examples": "data.loading", "available_selectors": "select.registry",
     "InstructSelectError": "errors", "ConfigError": "errors", "InputError": "errors",
     "ArtifactMismatchError": "errors",

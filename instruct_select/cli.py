@@ -1,7 +1,7 @@
 """The ``instruct-select`` command line: one subcommand per stage, plus the lab and the demo.
 
-Every subcommand calls the same Python function a user would import (``instruct_select.pipeline``,
-``instruct_select.lab``, ``instruct_select.demo``). A user's mistake prints one clear error line
+Every subcommand calls the same Python function a user would import (``instruct_select.run.pipeline``,
+``instruct_select.lab``, ``instruct_select.run.demo``). A user's mistake prints one clear error line
 and exits with status 2; a traceback means a bug.
 """
 from __future__ import annotations
@@ -89,7 +89,7 @@ def cmd_lab_build(args) -> None:
 
 def _context(args, pool=None, **settings):
     """The command's RunContext: its progress setting, its device checked, and its pool loaded once."""
-    from .context import RunContext
+    from .run.context import RunContext
 
     if settings.get("device"):
         from .models.loading import resolve_device
@@ -102,7 +102,7 @@ def _context(args, pool=None, **settings):
 
 def cmd_select(args) -> None:
     from .method_names import with_representation
-    from .stages import TokenCounting, select_stage
+    from .run.stages import TokenCounting, select_stage
 
     args.method = with_representation(args.method, args.representation)  # bids with rds+: bids:rds+
     check_output_path("--out", args.out, {"--pool": args.pool, "--scores": args.scores, "--tokenizer": args.tokenizer})
@@ -135,7 +135,8 @@ def _selection_inputs(args) -> dict:
 
 
 def cmd_train(args) -> None:
-    from .stages import train_stage
+    from .layout import TrainFolders
+    from .run.stages import train_stage
 
     from .models.loading import check_model_source
 
@@ -148,7 +149,7 @@ def cmd_train(args) -> None:
     template = resolve_chat_template(args.chat_template)
     ctx = _context(args, args.data, device=args.device, dtype=args.dtype, chat_template=template)
     result = train_stage(ctx, args.model, args.out, settings, selection_dir=args.selection)
-    print(f"model written to {Path(result.path) / 'model'}")
+    print(f"model written to {TrainFolders(result.path).model}")
 
 
 def _check_not_selection(data: str) -> None:
@@ -162,7 +163,7 @@ def _check_not_selection(data: str) -> None:
 def cmd_evaluate(args) -> None:
     from .config import EvalSettings
     from .report.tables import results_tables
-    from .stages import evaluate_stage
+    from .run.stages import evaluate_stage
 
     from .models.loading import check_model_path
 
@@ -182,7 +183,7 @@ def cmd_evaluate(args) -> None:
 def cmd_run(args) -> None:
     from .config import RunConfig, apply_overrides, from_dict, load_yaml
     from .errors import ConfigError
-    from .pipeline import check_config, run_config
+    from .run.pipeline import check_config, run_config
     from .report.tables import results_tables
 
     data = apply_overrides(load_yaml(args.config), args.overrides)
@@ -197,7 +198,7 @@ def cmd_run(args) -> None:
         pool = check_config(config)
         print(f"{args.config}: valid; methods {config.methods} at budgets {config.budgets} of a pool of "
               f"{len(pool.examples)} examples into {config.run_dir}")
-        from .effective_settings import describe_effective_settings
+        from .run.effective_settings import describe_effective_settings
 
         print(describe_effective_settings(config, data))
         return
@@ -243,7 +244,7 @@ def cmd_ideal(args) -> None:
     if args.dry_run:
         print(f"{args.config}: valid; {settings.rounds} rounds, m={settings.m}, layers {settings.layers}")
         return
-    from .ideal_rounds import run_ideal
+    from .run.ideal_rounds import run_ideal
 
     result = run_ideal(paths.pool, paths.reference, paths.model, paths.run_dir, settings,
                        tests=paths.tests or None, progress=not args.quiet)
@@ -253,7 +254,7 @@ def cmd_ideal(args) -> None:
 
 
 def cmd_merge(args) -> None:
-    from .producers.attribution import merge_all_shards
+    from .run.producers.attribution import merge_all_shards
 
     folder = Path(args.features_dir)
     if not folder.exists():
@@ -291,7 +292,7 @@ def cmd_demo(args) -> None:
     if args.real:
         _real_demo(args)
         return
-    from .demo import DemoSettings, run_demo
+    from .run.demo import DemoSettings, run_demo
 
     args.run_dir = args.run_dir or "runs/demo"
     check_output_path("--run-dir", args.run_dir, {"--lab": args.lab})
@@ -320,7 +321,7 @@ def _real_demo(args) -> None:
     print(f"{markdown}\n(written to {layout.experiments_md})")
 
 
-EXPERIMENTS = {"influence": "influence", "lp": "learning_percentage", "ideal": "ideal", "real": "real_mixed",
+EXPERIMENTS = {"influence": "lab_influence", "lp": "learning_percentage", "ideal": "ideal", "real": "real_mixed",
                "mixture": "mixture"}
 
 
@@ -433,9 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Run an experiment's budgets x seeds grid on the lab through the one "
                                 "pipeline (cached stages) and write mean ± std per capability with the command "
                                 "that produced it.").add_subparsers(dest="experiment", required=True)
-    from .experiments import ideal, influence, learning_percentage, mixture, real_mixed
+    from .experiments import ideal, lab_influence, learning_percentage, mixture, real_mixed
 
-    for name, module, help_text in (("influence", influence, "every selector over budgets and seeds"),
+    for name, module, help_text in (("influence", lab_influence, "every selector over budgets and seeds"),
                                     ("lp", learning_percentage, "learning percentage: small models select for large"),
                                     ("ideal", ideal, "IDEAL's rounds, and BIDS inside the IDEAL mixture"),
                                     ("real", real_mixed, "the real mixed benchmark on SmolLM2-135M-Instruct"),

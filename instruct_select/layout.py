@@ -10,7 +10,8 @@
         ifd-losses/              each pool example's response loss with and without its prompt (IFD)
         learning_percentage[-LABEL]/   a selection model: train/, losses/epoch-E/, embeddings/
       base/evaluation/           the untuned model, when asked
-      METHOD-BUDGET-seedS[-by-LABEL]/   one arm: select/, train/ (model/), evaluation/
+      METHOD-BUDGET-seedS[-by-LABEL]/   one arm: select/, train/, evaluation/
+      .../train/model/ .../train/checkpoints/epoch-E/   any training run (arm, warmup, selection model)
       full-seedS/                the whole pool (no budget)
       results.json results.md    the run's table; experiments.json experiments.md for a grid
       agreement-A-vs-B.json      Kendall τ between two selection models' learning percentages
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import finished_manifest
-from .select.budget import Budget
+from .budget import Budget
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,27 @@ def _folder(relative: str) -> property:
 
 
 @dataclass(frozen=True)
+class TrainFolders:
+    """A training run's folder (``train`` below): the trained model and one checkpoint per epoch."""
+
+    root: Path
+    model = _folder("model")
+    checkpoints = _folder("checkpoints")
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch-{epoch}"
+
+
+@dataclass(frozen=True)
 class ArmFolders:
     root: Path
     select = _folder("select")
     train = _folder("train")
-    model = _folder("train/model")
     evaluation = _folder("evaluation")
+
+    @property
+    def model(self) -> Path:
+        return TrainFolders(self.train).model
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def test_no_public_function_takes_more_than_eight_parameters():
 
 
 def test_every_selector_need_has_a_producer():
-    from instruct_select.producers import PRODUCERS
+    from instruct_select.run.producers import PRODUCERS
     from instruct_select.select.registry import available_selectors, grid_selectors
 
     selectors = {**available_selectors(), **grid_selectors()}  # the grid's pairs: embed's need is theirs only

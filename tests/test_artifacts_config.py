@@ -8,7 +8,7 @@ import pytest
 from instruct_select.artifacts import atomic_path, atomic_write_json, run_stage
 from instruct_select.config import LoraSettings, TrainSettings, apply_overrides, from_dict, to_dict
 from instruct_select.errors import ArtifactMismatchError, ConfigError
-from instruct_select.select.budget import Budget
+from instruct_select.budget import Budget
 
 
 def test_stage_skips_same_settings_and_refuses_different(tmp_path):

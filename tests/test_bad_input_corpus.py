@@ -680,7 +680,7 @@ def test_refused_then_corrected_commands_go_ahead(work, tmp_path):
 
 
 def test_run_config_given_a_path_says_to_load_it():
-    from instruct_select.pipeline import run_config
+    from instruct_select.run.pipeline import run_config
 
     with pytest.raises(TypeError, match=r"call run_config\(load_config\(path\)\)"):
         run_config("configs/lab.yaml")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from instruct_select.select.bids import bids_fast, bids_naive
-from instruct_select.select.influence import standardise_columns
+from instruct_select.select.less import standardise_columns
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -60,7 +60,7 @@ def test_standardise_drops_zero_variance_columns():
 
 @pytest.mark.parametrize("seed", range(4))
 def test_on_demand_normalisation_equals_naive_on_normalised_matrix(seed):
-    from instruct_select.select.influence import column_statistics
+    from instruct_select.select.less import column_statistics
 
     rng = np.random.default_rng(200 + seed)
     a = (rng.normal(size=(80, 7)) * rng.uniform(0.1, 10, size=7) + rng.normal(size=7) * 5).astype(np.float32)

@@ -50,8 +50,8 @@ def test_cli_select_matches_python_api(tmp_path):
                                                      {"role": "assistant", "content": "y"}]} for i in range(20)]
     pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["--quiet", "select", "--pool", str(pool), "--budget", "25%", "--seed", "4", "--out", str(tmp_path / "cli")]) == 0
-    from instruct_select.context import RunContext
-    from instruct_select.stages import select_stage
+    from instruct_select.run.context import RunContext
+    from instruct_select.run.stages import select_stage
 
     ctx = RunContext.create(pool=pool, progress=False, log=lambda m: None)
     api = select_stage(ctx, "random", "25%", tmp_path / "api", seed=4)

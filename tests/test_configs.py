@@ -108,7 +108,7 @@ def test_run_config_reads_unusual_pools_and_passes_selection_options(tmp_path):
     selector sees selection_options."""
     import json as json_module
 
-    from instruct_select.pipeline import context_for, execute
+    from instruct_select.run.pipeline import context_for, execute
 
     pool = tmp_path / "pool.jsonl"
     pool.write_text("".join(json_module.dumps({"uid": f"u{i}", "q": f"question {i}", "a": f"answer {i}"}) + "\n"

@@ -9,7 +9,7 @@ import yaml
 from instruct_select.cli import main
 from instruct_select.config import (FeatureSettings, InfluenceSettings, LoraSettings, RunConfig, TrainSettings,
                                     from_dict, load_yaml)
-from instruct_select.effective_settings import DEFAULT_MARK, describe_effective_settings, effective_settings
+from instruct_select.run.effective_settings import DEFAULT_MARK, describe_effective_settings, effective_settings
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # The settings a config omits at its peril: the papers' values (METHODS §1, §2; the recipe).

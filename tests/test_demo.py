@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from instruct_select.config import EvalSettings, FeatureSettings, InfluenceSettings, LoraSettings, TrainSettings
-from instruct_select.demo import DemoSettings, run_demo
+from instruct_select.run.demo import DemoSettings, run_demo
 from instruct_select.train.checkpoint import list_checkpoints
 from conftest import tiny_lab_settings
 

@@ -571,8 +571,8 @@ def test_eval_settings_check_the_loss_pass():
 
 def test_evaluate_command_reports_accuracy_and_loss(tiny_lab, tmp_path, capsys):
     from instruct_select.artifacts import ArtifactMismatchError
-    from instruct_select.context import RunContext
-    from instruct_select.stages import evaluate_stage
+    from instruct_select.run.context import RunContext
+    from instruct_select.run.stages import evaluate_stage
 
     out = tmp_path / "evaluation"
     model = tiny_lab.model("small")

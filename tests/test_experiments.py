@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from conftest import tiny_lab_settings
 from instruct_select.config import LoraSettings, TrainSettings
-from instruct_select.demo import DemoSettings
+from instruct_select.run.demo import DemoSettings
 from instruct_select.experiments import Grid, write_results_section
-from instruct_select.experiments.influence import run_experiments
+from instruct_select.experiments.lab_influence import run_experiments
 
 
 def test_experiments_tables_and_results_section(tiny_lab, tmp_path):

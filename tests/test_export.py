@@ -8,8 +8,8 @@ import pytest
 
 from instruct_select.cli import main
 from instruct_select.errors import ArtifactMismatchError
-from instruct_select.context import RunContext
-from instruct_select.stages import select_stage
+from instruct_select.run.context import RunContext
+from instruct_select.run.stages import select_stage
 from instruct_select.select.export import export_selection
 from instruct_select.select.selection import read_selected_ids
 

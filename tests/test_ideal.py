@@ -19,7 +19,7 @@ from instruct_select.data.example import Example
 from instruct_select.errors import ConfigError
 from instruct_select.loss import per_example_loss
 from instruct_select.ideal import kfac
-from instruct_select.ideal.influence import (PassSettings, SolveSettings, compute_influences, domain_gradient_sums,
+from instruct_select.ideal.domain_gradients import (PassSettings, SolveSettings, compute_influences, domain_gradient_sums,
                                              domain_influences, example_scores, fit_kfac,
                                              gradient_sum, precondition, reference_gradient)
 from instruct_select.ideal.update import (entry_counts, influence_to_beta, mixture_entries,
@@ -416,7 +416,7 @@ def test_recipe_validates_with_the_papers_settings(tmp_path):
 def test_run_ideal_one_round_on_the_tiny_lab(tiny_lab, tmp_path):
     from instruct_select.data.loading import load_examples
     from instruct_select.ideal import IdealSettings
-    from instruct_select.ideal_rounds import mixture_for_selection, run_ideal
+    from instruct_select.run.ideal_rounds import mixture_for_selection, run_ideal
     from instruct_select.lab.presets import lab_eval_settings, lab_train_settings
 
     train = lab_train_settings(epochs=1, token_budget=2048, save_checkpoints=False)

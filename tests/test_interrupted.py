@@ -46,7 +46,7 @@ def test_learning_rate_never_negative(schedule):
 
 
 def test_ctrl_c_is_one_line_naming_the_stage(tmp_path, capsys, monkeypatch):
-    import instruct_select.stages as stages
+    import instruct_select.run.stages as stages
     from instruct_select.cli import main
 
     pool = tmp_path / "p.jsonl"
@@ -62,8 +62,8 @@ def test_ctrl_c_is_one_line_naming_the_stage(tmp_path, capsys, monkeypatch):
 
 
 def test_unmerged_shard_work_is_refused_not_recomputed(tmp_path):
-    from instruct_select.context import RunContext
-    from instruct_select.features.sharded import sharded_store_stage
+    from instruct_select.run.context import RunContext
+    from instruct_select.run.producers.sharded import sharded_store_stage
 
     folder = tmp_path / "influence" / "features" / "pool" / "epoch-1"
     (folder / "shard-1-of-2").mkdir(parents=True)

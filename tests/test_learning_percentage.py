@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from instruct_select.config import LoraSettings, TrainSettings
-from instruct_select.context import RunContext
+from instruct_select.run.context import RunContext
 from instruct_select.data.batching import Batching, collate
 from instruct_select.data.chat import tokenize_examples
 from instruct_select.data.example import Example
@@ -30,7 +30,8 @@ from instruct_select.errors import ConfigError, InputError
 from instruct_select.features.embeddings import Embeddings
 from instruct_select.loss import model_per_example_loss
 from instruct_select.features.store import FeatureStore
-from instruct_select.features.trajectories import LossTrajectories, fill_loss_store, loss_trajectories_stage
+from instruct_select.features.trajectories import LossTrajectories, fill_loss_store
+from instruct_select.run.producers.loss_trajectories import loss_trajectories_stage
 from instruct_select.select.kmeans import kmeans
 
 
@@ -391,10 +392,9 @@ def test_batched_losses_equal_one_at_a_time_reference(tiny_model_dir, tiny_token
     model = load_base_model(tiny_model_dir)
     examples = _examples()  # the last one's prompt fills max_length: no response token left
     store = FeatureStore.open_or_create(tmp_path / "s", [e.id for e in examples], 1, "float32", {"m": 1})
-    messages = []
-    out = fill_loss_store(RunContext(progress=False, log=messages.append), model, tiny_tokenizer, examples, store,
-                          Batching(max_length=48, token_budget=200, max_batch_size=3))
-    assert out["no_response"] == ["e4"] and "e4" in messages[0]
+    out = fill_loss_store(model, tiny_tokenizer, examples, store, Batching(max_length=48, token_budget=200, max_batch_size=3),
+                          progress=False)
+    assert out["no_response"] == ["e4"]
     items, _ = tokenize_examples(tiny_tokenizer, examples, 48)
     assert len({len(i) for i in items}) == len(items)  # mixed lengths: batches are padded
     with torch.no_grad():
@@ -406,7 +406,7 @@ def test_batched_losses_equal_one_at_a_time_reference(tiny_model_dir, tiny_token
 
 @pytest.fixture(scope="module")
 def tiny_train_run(tiny_model_dir, tmp_path_factory):
-    from instruct_select.stages import train_stage
+    from instruct_select.run.stages import train_stage
 
     root = tmp_path_factory.mktemp("lp_train")
     pool = root / "pool.jsonl"
@@ -435,8 +435,8 @@ def test_trajectories_follow_the_checkpoints_and_resume(tiny_model_dir, tiny_tra
     trained = load_trained(tiny_train_run / "train" / "model")
     tokenizer = load_tokenizer(tiny_train_run / "train" / "model")
     store = FeatureStore.open_or_create(tmp_path / "ref", full.ids, 1, "float32", {})
-    fill_loss_store(RunContext(progress=False, log=lambda m: None), trained, tokenizer,
-                    load_examples(tiny_train_run / "pool.jsonl").examples, store, Batching(48, 96, 2))
+    fill_loss_store(trained, tokenizer, load_examples(tiny_train_run / "pool.jsonl").examples, store, Batching(48, 96, 2),
+                    progress=False)
     np.testing.assert_allclose(full.losses[:, 2], store.features[:, 0], rtol=1e-5)
 
     # Interrupt after the first batch of epoch 0, then rerun: it resumes and ends equal.
@@ -465,7 +465,7 @@ def test_trajectories_follow_the_checkpoints_and_resume(tiny_model_dir, tiny_tra
 
 def test_merged_and_separate_adapters_give_the_same_losses(tiny_model_dir, tiny_train_run, tmp_path):
     """float32 merges LoRA into the weights; other dtypes keep the adapter apart: same losses."""
-    from instruct_select.features.trajectories import _ModelAtEpoch
+    from instruct_select.features.trajectories import ModelAtEpoch
     from instruct_select.models.loading import load_tokenizer
     from instruct_select.train.checkpoint import list_checkpoints
 
@@ -474,12 +474,11 @@ def test_merged_and_separate_adapters_give_the_same_losses(tiny_model_dir, tiny_
     manifest = json.loads((tiny_train_run / "train" / "manifest.json").read_text())
     results = {}
     for merge in (True, False):
-        models = _ModelAtEpoch(tiny_model_dir, manifest, None, merge=merge)
+        models = ModelAtEpoch(tiny_model_dir, manifest, None, merge=merge)
         columns = []
         for epoch, checkpoint in enumerate([None, *list_checkpoints(tiny_train_run / "train")]):
             store = FeatureStore.open_or_create(tmp_path / f"{merge}-{epoch}", [e.id for e in examples], 1, "float32", {})
-            fill_loss_store(RunContext(progress=False, log=lambda m: None), models.get(checkpoint), tokenizer,
-                            examples, store, Batching(48, 96, 2))
+            fill_loss_store(models.get(checkpoint), tokenizer, examples, store, Batching(48, 96, 2), progress=False)
             columns.append(np.asarray(store.features[:, 0]))
         results[merge] = np.stack(columns, axis=1)
     np.testing.assert_allclose(results[True], results[False], rtol=1e-5)
@@ -495,8 +494,8 @@ def test_lp_hard_end_to_end_on_tiny_lab(tiny_lab, tmp_path, lp):
     from instruct_select.experiments.learning_percentage import agreement_section
     from instruct_select.lab.presets import lab_train_settings
     from instruct_select.layout import RunLayout
-    from instruct_select.pipeline import context_for, execute
-    from instruct_select.producers import produce
+    from instruct_select.run.pipeline import context_for, execute
+    from instruct_select.run.producers import produce
     from instruct_select.select.selection import read_selected_ids
 
     settings = LPSettings(epochs=2, label="small", selection_train=lab_train_settings(

@@ -25,7 +25,7 @@ OK = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "con
 # the signal file once it is in the stage (holding the folder's lock), then sleeps.
 HELD_SELECT = """
 import sys, time
-import instruct_select.stages as stages
+import instruct_select.run.stages as stages
 
 def held(*args, **kwargs):
     open(sys.argv[1], "w").close()

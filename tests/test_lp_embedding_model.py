@@ -15,8 +15,8 @@ from instruct_select.config import LPSettings, RunConfig
 from instruct_select.errors import ConfigError
 from instruct_select.features.embeddings import conversation_text
 from instruct_select.layout import RunLayout
-from instruct_select.pipeline import check_config, context_for
-from instruct_select.producers import produce
+from instruct_select.run.pipeline import check_config, context_for
+from instruct_select.run.producers import produce
 
 ENCODER_HIDDEN = 24  # not the tiny Llama's 32: the vectors show which model embedded
 

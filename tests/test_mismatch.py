@@ -10,7 +10,7 @@ import pytest
 from instruct_select.config import RunConfig, from_dict
 from instruct_select.errors import ArtifactMismatchError
 from instruct_select.features.store import FeatureStore
-from instruct_select.pipeline import run_config
+from instruct_select.run.pipeline import run_config
 from test_distributed import _config
 
 

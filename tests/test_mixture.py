@@ -153,7 +153,7 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
 def test_run_with_tests_evaluates_the_untuned_model_by_default(tiny_model_dir, tmp_path, monkeypatch):
     """`instruct-select run` on the benchmark's files: the base row comes without asking (issue 24 point 6)."""
     from instruct_select.config import EvalSettings, RunConfig, TrainSettings
-    from instruct_select.pipeline import run_config
+    from instruct_select.run.pipeline import run_config
 
     monkeypatch.setattr("instruct_select.experiments.mixture_data.GENERATION_TOKENS",
                         {"math": 4, "coding": 4, "instruction": 4})

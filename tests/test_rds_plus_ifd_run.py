@@ -8,7 +8,7 @@ from instruct_select.artifacts import finished_manifest, fingerprint_model
 from instruct_select.config import RunConfig, from_dict
 from instruct_select.features.store import FeatureStore
 from instruct_select.layout import Arm, RunLayout
-from instruct_select.pipeline import run_config
+from instruct_select.run.pipeline import run_config
 from instruct_select.select.selection import read_selected_ids
 
 

@@ -125,7 +125,7 @@ def test_run_end_to_end_on_smollm2(smollm2, tmp_path):
 
 def test_kfac_domain_influences_on_smollm2(smollm2):
     from instruct_select.data.chat import tokenize_examples
-    from instruct_select.ideal.influence import PassSettings, SolveSettings, compute_influences
+    from instruct_select.ideal.domain_gradients import PassSettings, SolveSettings, compute_influences
     from instruct_select.models.loading import load_base_model, load_tokenizer
 
     rng = random.Random(1)

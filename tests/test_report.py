@@ -15,8 +15,8 @@ import pytest
 from instruct_select.cli import main
 from instruct_select.influence.attribution import AttributionMatrix
 from instruct_select.artifacts import Artifact
-from instruct_select.context import RunContext
-from instruct_select.stages import select_stage
+from instruct_select.run.context import RunContext
+from instruct_select.run.stages import select_stage
 from instruct_select.report.collect import budget_key, collect_run, results_from_json
 from instruct_select.report.html import write_report
 

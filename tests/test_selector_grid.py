@@ -214,7 +214,7 @@ def test_encoder_embeddings_are_each_example_mean_pooled_alone(tiny_model_dir, t
 
     from instruct_select.features.embeddings import conversation_text
     from instruct_select.features.store import FeatureStore
-    from instruct_select.producers.encoder_embeddings import fill_encoder_embeddings, load_encoder
+    from instruct_select.run.producers.encoder_embeddings import fill_encoder_embeddings, load_encoder
 
     examples = [Example(f"x{i}", "t", [{"role": "user", "content": "word " * (1 + 5 * i)},
                                        {"role": "assistant", "content": "ok"}]) for i in range(4)]
@@ -229,7 +229,7 @@ def test_encoder_embeddings_are_each_example_mean_pooled_alone(tiny_model_dir, t
 
 
 def test_an_encoder_folder_is_checked_and_never_substituted(tmp_path):
-    from instruct_select.producers.encoder_embeddings import check_encoder
+    from instruct_select.run.producers.encoder_embeddings import check_encoder
 
     with pytest.raises(ConfigError, match="needs an encoder: set embed_encoder"):
         check_encoder("")
@@ -249,7 +249,7 @@ def test_grid_pairs_end_to_end_on_the_tiny_lab(tiny_lab, tiny_model_dir, tmp_pat
     from instruct_select.data.loading import load_examples
     from instruct_select.features.store import FeatureStore
     from instruct_select.layout import Arm, RunLayout
-    from instruct_select.pipeline import run_config
+    from instruct_select.run.pipeline import run_config
     from instruct_select.select.selection import read_selected_ids
 
     config = from_dict(RunConfig, {
@@ -276,7 +276,7 @@ def test_grid_pairs_end_to_end_on_the_tiny_lab(tiny_lab, tiny_model_dir, tmp_pat
 
 def test_representation_cost_sums_its_stage_manifests(tmp_path):
     from instruct_select.layout import RunLayout
-    from instruct_select.producers.costs import representation_seconds
+    from instruct_select.run.producers.costs import representation_seconds
 
     layout = RunLayout(tmp_path)
 
@@ -326,7 +326,7 @@ def test_select_command_takes_the_representation(tmp_path, capsys):
 
 
 def test_bids_on_any_representation_checks_validation_sizes_before_any_work(tiny_model_dir, tmp_path):
-    from instruct_select.pipeline import check_config
+    from instruct_select.run.pipeline import check_config
 
     pool = _pool(20)
     (tmp_path / "pool.jsonl").write_text("".join(json.dumps({"id": e.id, "task": e.task, "messages": e.messages}) + "\n"

@@ -48,8 +48,8 @@ def bids_config(lab: LabPaths, model: Path, pool: Path, layout: RunLayout, budge
 
 def run_seed(lab: LabPaths, model: Path, layout: RunLayout, seed: int, args, log) -> tuple[dict[str, dict], dict]:
     """Rows {label: {"scores", "summary"}} for one seed, and its IDEAL summary."""
-    from ..ideal_rounds import mixture_for_selection, run_ideal
-    from ..pipeline import run_config
+    from ..run.ideal_rounds import mixture_for_selection, run_ideal
+    from ..run.pipeline import run_config
 
     folder = layout.child(f"seed{seed}")
     summary = run_ideal(lab.pool, lab.validation, model, folder.root, ideal_settings(seed, args.rounds, args.tiny),

@@ -18,7 +18,7 @@ from ..artifacts import atomic_write_json, atomic_write_text
 from ..config import LPSettings, RunConfig
 from ..lab.presets import lab_eval_settings, lab_train_settings
 from ..layout import RunLayout
-from ..select.budget import Budget
+from ..budget import Budget
 from . import Grid, command_line, parse_list
 
 if TYPE_CHECKING:  # the lab imports torch; --help should not wait for it
@@ -41,7 +41,7 @@ def lp_config(lab: LabPaths, run_dir: str | Path, target: str, selector: str | N
 def run_experiment(lab: LabPaths, run_dir: str | Path, grid: Grid, selectors: list[str], target: str,
                    lp: LPSettings, *, progress: bool = True, log=print) -> str:
     """Run every arm of every cell and return the Markdown report."""
-    from ..pipeline import context_for, execute
+    from ..run.pipeline import context_for, execute
 
     configs = [lp_config(lab, run_dir, target, s, lp) for s in [None, *selectors]]
     ctx = context_for(configs[0], progress=progress, log=log)  # the pool, read once

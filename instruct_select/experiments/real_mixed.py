@@ -27,7 +27,7 @@ from ..artifacts import atomic_write_json, atomic_write_text, run_stage
 from ..config import EvalSettings, FeatureSettings, InfluenceSettings, LoraSettings, LPSettings, RunConfig, TrainSettings
 from ..errors import InputError
 from ..layout import RunLayout
-from ..select.budget import Budget
+from ..budget import Budget
 from . import Grid, command_line, parse_list
 
 SOURCES = {"math": "gsm8k_train.jsonl", "code": "gpteacher_codegen.json", "chat": "sharegpt_dummy_conversation.json"}
@@ -205,7 +205,7 @@ def composition_table(layout: RunLayout) -> str:
 def run_real_mixed(model: str | Path, data_dir: str | Path, run_dir: str | Path, grid: Grid, *,
                    methods: list[str], sizes: RealMixedSizes, out: str | Path, log=print) -> str:
     """Every method at every budget and seed; the Markdown is rewritten to ``out`` after each cell."""
-    from ..pipeline import check_config, context_for, execute
+    from ..run.pipeline import check_config, context_for, execute
 
     start = time.time()
     layout = RunLayout(run_dir)

@@ -10,7 +10,7 @@ mean-pooled over the "role: content" lines of ``conversation_text``). Selection 
 encoder's own Normalize layer would.
 
     out_dir/   a FeatureStore (dim = embedding size, float32) with a manifest; resumable, and
-               split across torch.distributed ranks (``features.sharded``)
+               split across torch.distributed ranks (``run.producers.sharded``)
 """
 from __future__ import annotations
 
@@ -21,15 +21,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..artifacts import fingerprint_json, fingerprint_model, require_finished
-from ..context import RunContext
+from ..artifacts import fingerprint_json, require_finished
 from ..data.batching import Batching, collate, token_budget_batches
 from ..data.chat import tokenize_example
 from ..data.example import Example
 from ..errors import ArtifactMismatchError
-from .sharded import sharded_store_stage
 from .store import FeatureStore
-
 
 
 @dataclass
@@ -75,26 +72,3 @@ def fill_mean_hidden_states(model, tokenizer, examples: list[Example], store: Fe
 
 def conversation_text(example: Example) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in example.messages)
-
-
-def embeddings_stage(ctx: RunContext, model_path: str | Path, out_dir: str | Path, batching: Batching) -> Embeddings | None:
-    """Embed every pool example with ``model_path``'s mean final hidden states (the default encoder).
-
-    Split across torch.distributed ranks like every per-example pass (``features.sharded``); an
-    independent shard job embeds its share and returns None.
-    """
-    pool = ctx.require_pool()
-    settings = {"encoder": "hidden", "max_length": batching.max_length, "chat_template": ctx.chat_template,
-                "dtype": ctx.dtype}
-    inputs = {"model": fingerprint_model(model_path), "data": pool.fingerprint}
-
-    def fill(folder: Path, mine: list[Example], meta: dict) -> dict:
-        from ..models.loading import load_base_model, load_tokenizer
-
-        model = load_base_model(model_path, ctx.dtype, ctx.device)
-        store = FeatureStore.open_or_create(folder, [e.id for e in mine], int(model.config.hidden_size), "float32", meta)
-        return fill_mean_hidden_states(model, load_tokenizer(model_path, ctx.chat_template), mine, store,
-                                       batching, progress=ctx.progress)
-
-    sharded_store_stage(ctx, out_dir, "embeddings", settings, inputs, pool.examples, {**settings, **inputs}, fill)
-    return None if ctx.is_shard_job else Embeddings.load(out_dir)

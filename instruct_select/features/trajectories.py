@@ -9,7 +9,7 @@ e = 0 (the base model) and after each epoch of training on the pool. The loss is
 
 Each epoch folder is a cached stage with a manifest (a rerun skips it) and a done-mask (an
 interrupted one resumes); under torch.distributed every rank takes every N-th example and the
-main process merges (``features.sharded``). Forward passes only, under ``torch.inference_mode``,
+main process merges (``run.producers.sharded``). Forward passes only, under ``torch.inference_mode``,
 in length-sorted token-budget batches. An example left with no response token after truncation
 has no loss: it is reported, stored as NaN, and listed in ``LossTrajectories.excluded`` so a
 selector leaves it out.
@@ -24,28 +24,27 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..artifacts import fingerprint_json, fingerprint_model, fingerprint_path, require_finished
-from ..context import RunContext
+from ..artifacts import fingerprint_json, require_finished
 from ..data.batching import Batching, collate, token_budget_batches
 from ..data.chat import RenderReport, TokenizedExample, tokenize_examples
 from ..data.example import Example
 from ..errors import ArtifactMismatchError
-from ..train.checkpoint import Checkpoint, list_checkpoints, load_weights_into
+from ..train.checkpoint import Checkpoint, load_weights_into
 from ..loss import model_per_example_loss
-from .sharded import sharded_store_stage
 from .store import FeatureStore
 
 WRITE_EVERY_SECONDS = 2.0
 
 
 @torch.inference_mode()
-def fill_loss_store(ctx: RunContext, model, tokenizer, examples: list[Example], store: FeatureStore,
-                    batching: Batching, *, tokenized: tuple[list[TokenizedExample], RenderReport] | None = None,
-                    desc: str = "losses") -> dict:
-    """Write the loss of every example still pending in ``store``; returns counts for the manifest.
+def fill_loss_store(model, tokenizer, examples: list[Example], store: FeatureStore, batching: Batching, *,
+                    tokenized: tuple[list[TokenizedExample], RenderReport] | None = None, desc: str = "losses",
+                    progress: bool = True) -> dict:
+    """Write the loss of every example still pending in ``store``; returns counts for the manifest
+    (the examples with no response token are listed there, under ``no_response``).
 
     ``tokenized``: ``tokenize_examples(tokenizer, examples, batching.max_length)`` done once by the
-    caller, so that n + 1 passes over the same pool tokenise it once (else it is done here and reported).
+    caller, so that n + 1 passes over the same pool tokenise it once (else it is done here).
     """
     model.eval()
     pending = set(store.pending_ids())
@@ -53,8 +52,6 @@ def fill_loss_store(ctx: RunContext, model, tokenizer, examples: list[Example], 
         return {"computed": 0, "no_response": [], "truncated": 0}
     if tokenized is None:
         tokenized = tokenize_examples(tokenizer, [e for e in examples if e.id in pending], batching.max_length)
-        if tokenized[1].no_response:
-            ctx.log(f"[losses] {tokenized[1].summary()}")
     items = [it for it in tokenized[0] if it.id in pending]
     no_response = [i for i in tokenized[1].no_response if i in pending]
     if no_response:
@@ -64,7 +61,7 @@ def fill_loss_store(ctx: RunContext, model, tokenizer, examples: list[Example], 
     done_values: list[np.ndarray] = []
     last_write = time.monotonic()
     for indices in tqdm(token_budget_batches(items, batching.token_budget, batching.max_batch_size), desc=desc,
-                        disable=not ctx.progress, leave=False):
+                        disable=not progress, leave=False):
         batch_items = [items[i] for i in indices]
         losses = model_per_example_loss(model, collate(batch_items, pad_id))
         done_ids.extend(it.id for it in batch_items)
@@ -79,7 +76,7 @@ def fill_loss_store(ctx: RunContext, model, tokenizer, examples: list[Example], 
     return {"computed": len(items), "no_response": no_response, "truncated": sum(it.truncated for it in items)}
 
 
-class _ModelAtEpoch:
+class ModelAtEpoch:
     """The model at each epoch of a training run: epoch 0 is the base model, epoch E the base model
     with checkpoint E's trainable weights copied in by name. Epochs must be asked for in order.
 
@@ -128,59 +125,6 @@ class _ModelAtEpoch:
             self.lora_added = True
         load_weights_into(self.model, checkpoint)
         return self.model
-
-
-def _check_train_run(model_path: str | Path, train_dir: Path) -> tuple[dict, list[Checkpoint]]:
-    manifest = require_finished(train_dir, "training run")
-    if manifest["inputs"].get("model") != fingerprint_model(model_path):
-        raise ArtifactMismatchError(
-            f"{train_dir} was trained from another model than {model_path} "
-            f"(it names {manifest['outputs'].get('base_model')!r}); pass the model it was trained from"
-        )
-    checkpoints = list_checkpoints(train_dir)
-    if not checkpoints:
-        raise ArtifactMismatchError(f"{train_dir} has no per-epoch checkpoints; train with save_checkpoints=true")
-    return manifest, checkpoints
-
-
-def loss_trajectories_stage(ctx: RunContext, model_path: str | Path, train_dir: str | Path, out_dir: str | Path,
-                            batching: Batching) -> "LossTrajectories | None":
-    """Loss of every pool example at epoch 0 (base model) and at each checkpoint of ``train_dir``.
-
-    Under torch.distributed each rank computes every N-th example and the main process merges
-    (``features.sharded``); an independent shard job computes its share and returns None.
-    """
-    from ..models.loading import load_tokenizer
-
-    pool = ctx.require_pool()
-    max_length = batching.max_length
-    train_dir, out_dir = Path(train_dir), Path(out_dir)
-    manifest, checkpoints = _check_train_run(model_path, train_dir)
-    shared = {"model": fingerprint_model(model_path), "train_run": fingerprint_path(train_dir),
-              "data": pool.fingerprint}
-    models = _ModelAtEpoch(model_path, manifest, ctx.device)
-    # Loaded and tokenised once, on the first epoch that needs them: every epoch hands this process
-    # the same examples (all of them, or its rank's share).
-    tokenizer, tokenized = None, None
-    for checkpoint in [None, *checkpoints]:
-        epoch = 0 if checkpoint is None else checkpoint.epoch
-
-        def fill(folder: Path, mine: list[Example], meta: dict, checkpoint=checkpoint, epoch=epoch) -> dict:
-            nonlocal tokenizer, tokenized
-            if tokenized is None:
-                tokenizer = load_tokenizer(train_dir / "model")
-                tokenized = tokenize_examples(tokenizer, mine, max_length)
-                if tokenized[1].no_response or tokenized[1].truncated:
-                    ctx.log(f"[losses] {tokenized[1].summary()}")
-            store = FeatureStore.open_or_create(folder, [e.id for e in mine], 1, "float32", meta)
-            return fill_loss_store(ctx, models.get(checkpoint), tokenizer, mine, store, batching, tokenized=tokenized,
-                                   desc=f"losses @ epoch {epoch}")
-
-        meta = {**shared, "checkpoint": f"epoch-{epoch}", "max_length": max_length}
-        sharded_store_stage(ctx, out_dir / f"epoch-{epoch}", "loss-trajectory",
-                            {"max_length": max_length, "checkpoint": meta["checkpoint"]}, shared, pool.examples,
-                            meta, fill)
-    return None if ctx.is_shard_job else LossTrajectories.load(out_dir)
 
 
 @dataclass

@@ -5,7 +5,7 @@ Each round trains on the current mixture, measures every domain's influence on a
 by n_j(1 + β_j), β = −m·I/max|I|. This package holds the method's parts: ``domains`` (labels,
 reference set), ``kfac`` (factors, eigenbases, inverse products), ``influence`` (domain
 influences), ``update`` (β, volumes, resampling) and ``settings``. The rounds run in
-``instruct_select.ideal_rounds`` through the shared loop and ``producers.domain_influence``.
+``instruct_select.run.ideal_rounds`` through the shared loop and ``producers.domain_influence``.
 """
 from __future__ import annotations
 

@@ -141,9 +141,9 @@ def check_ideal_inputs(paths: IdealPaths, settings: IdealSettings) -> None:
     check_layers(paths.model, settings.layers)
     if paths.tests:
         from ..data.loading import load_test_sets
-        from ..stages import check_checkers
+        from ..evaluate.capabilities import prepare_items
 
-        check_checkers(load_test_sets(paths.tests), settings.eval.default_checker)
+        prepare_items(load_test_sets(paths.tests), settings.eval.default_checker)  # every record can be scored
 
 
 def check_layers(model: str, layers: list[str]) -> None:

@@ -17,6 +17,7 @@ import torch
 from ..config import MODEL_DTYPES, LoraSettings
 from ..data.chat import ensure_chat_template
 from ..errors import ConfigError
+from ..layout import TrainFolders
 
 # Weight dtypes. "bfloat16-autocast" keeps float32 weights and runs the model body's matrix products in
 # bfloat16 under torch.autocast (measured against bfloat16 weights in benchmarks/cpu_dtype.py);
@@ -196,7 +197,7 @@ def check_model_source(name_or_path: str | Path, what: str = "model") -> None:
 
 def _refuse_output_root(path: Path, what: str) -> None:
     """The output folder of ``train`` (manifest.json, model/, checkpoints/): name its model/."""
-    inner = path / "model"
+    inner = TrainFolders(path).model
     if (inner / "config.json").is_file() or (inner / "adapter_config.json").is_file():
         raise ConfigError(f"{what} folder {path} is the output folder of a training run; give its model folder: "
                           f"{inner}")

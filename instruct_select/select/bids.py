@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import Ranking, SelectionContext
-from .influence import INFLUENCE_NEEDS, column_statistics, pool_matrix
+from .less import INFLUENCE_NEEDS, column_statistics, pool_matrix
 
 
 def bids_naive(normalised: np.ndarray, budget: int) -> list[int]:

@@ -13,7 +13,7 @@ from collections import Counter
 import numpy as np
 
 from .base import Ranking
-from .influence import top_rows
+from .less import top_rows
 
 
 def doubly_greedy_ranking(scores: np.ndarray, ids: list[str], columns: list[dict], options: dict,

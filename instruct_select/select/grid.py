@@ -30,7 +30,7 @@ from ..method_names import GRID_SELECTORS, PAPER_REPRESENTATION, REPRESENTATIONS
 from .base import Ranking, SelectionContext
 from .bids import BidsSelector, bids_ranking
 from .doubly_greedy import doubly_greedy_ranking
-from .influence import LessSelector, top_rows
+from .less import LessSelector, top_rows
 from .knn_uniform import knn_uniform_ranking
 from .rds_plus import task_max, task_round_robin
 from .representations import REPRESENTATION_AXIS

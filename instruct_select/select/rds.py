@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ArtifactMismatchError
 from .base import Ranking, SelectionContext
-from .influence import top_rows
+from .less import top_rows
 
 
 class RdsSelector:

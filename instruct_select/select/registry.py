@@ -12,7 +12,7 @@ from .base import Selector
 from .bids import BidsSelector
 from .grid import grid_methods, grid_selector
 from .ifd import IfdSelector
-from .influence import InstanceMaxSelector, LessSelector, NormalizedSelector, SumSelector, TaskBalancedSelector
+from .less import InstanceMaxSelector, LessSelector, NormalizedSelector, SumSelector, TaskBalancedSelector
 from .learning_percentage import LpEasySelector, LpHardSelector, LpRandomSelector
 from ..method_names import GRID_SELECTORS, REPRESENTATIONS, method_name, split_method
 from .rds import RdsSelector

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ArtifactMismatchError
 from .base import SelectionContext
-from .influence import pool_matrix
+from .less import pool_matrix
 from .rds_plus import BLOCK, unit_rows
 
 

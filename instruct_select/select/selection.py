@@ -15,7 +15,7 @@ from ..artifacts import atomic_write_json, atomic_write_text
 from ..errors import ConfigError
 from ..method_names import with_representation
 from .base import SelectionContext
-from .budget import Budget
+from ..budget import Budget
 from .registry import get_selector
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .base import Ranking
-from .influence import top_rows
+from .less import top_rows
 
 EPSILON = 0.01
 REG_M = (float("inf"), 1e-4)

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from ..artifacts import atomic_path
 from ..errors import ArtifactMismatchError
+from ..layout import TrainFolders
 
 INFO = "checkpoint.json"
 MOMENTS = "optimizer_moments.safetensors"
@@ -89,7 +90,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 def list_checkpoints(train_dir: str | Path) -> list[Checkpoint]:
     """The finished per-epoch checkpoints of a training run, in epoch order."""
-    root = Path(train_dir) / "checkpoints"
+    root = TrainFolders(Path(train_dir)).checkpoints
     found = [load_checkpoint(p) for p in sorted(root.glob("epoch-*")) if (p / INFO).is_file()]
     return sorted(found, key=lambda c: c.epoch)
 

@@ -27,6 +27,7 @@ from ..loss import model_per_example_loss
 from ..models.loading import add_lora, trainable_named_parameters
 from ..distributed import all_reduce_sum_, barrier, is_main, process_shard
 from ..errors import ArtifactMismatchError, TrainingDivergedError
+from ..layout import TrainFolders
 from .checkpoint import (
     Checkpoint, list_checkpoints, load_checkpoint, load_weights_into, restore_optimizer, save_checkpoint,
 )
@@ -116,7 +117,7 @@ def train_model(
         log(f"[train] epoch {epoch}/{settings.epochs}: mean loss {epoch_losses[-1]:.4f}, "
             f"mean lr {sum(lrs) / len(lrs):.2e}, {len(plan)} steps")
         if out_dir is not None and settings.save_checkpoints:
-            path = Path(out_dir) / "checkpoints" / f"epoch-{epoch}"
+            path = TrainFolders(out_dir).checkpoint(epoch)
             if is_main():
                 save_checkpoint(path, model, optimizer, epoch=epoch, mean_lr=sum(lrs) / len(lrs), step=step,
                                 extra={"mean_loss": epoch_losses[-1]})

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import Artifact
-from ..config import RunConfig
+from ...artifacts import Artifact, fingerprint_model
+from ...config import RunConfig
 from ..context import RunContext
-from ..data.batching import Batching
-from ..layout import RunLayout
+from ...data.batching import Batching
+from ...data.example import Example
+from ...features.embeddings import Embeddings, fill_mean_hidden_states
+from ...features.store import FeatureStore
+from ...layout import RunLayout
 from .loss_trajectories import pass_batching, selection_model
+from .sharded import sharded_store_stage
 
 EMBEDDING_MODEL = "learning_percentage.embedding_model"
 
 
 def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
-    from ..features.embeddings import Embeddings, embeddings_stage
-
     if ctx.is_shard_job or ctx.stop_after:
         return None
     lp = config.learning_percentage
@@ -28,6 +30,29 @@ def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact |
     else:
         embeddings = embeddings_stage(ctx, selection_model(config), out_dir, pass_batching(config))
     return Artifact(embeddings, embeddings.fingerprint())
+
+
+def embeddings_stage(ctx: RunContext, model_path: str | Path, out_dir: str | Path, batching: Batching) -> Embeddings | None:
+    """Embed every pool example with ``model_path``'s mean final hidden states (the default encoder).
+
+    Split across torch.distributed ranks like every per-example pass (``sharded``); an
+    independent shard job embeds its share and returns None.
+    """
+    pool = ctx.require_pool()
+    settings = {"encoder": "hidden", "max_length": batching.max_length, "chat_template": ctx.chat_template,
+                "dtype": ctx.dtype}
+    inputs = {"model": fingerprint_model(model_path), "data": pool.fingerprint}
+
+    def fill(folder: Path, mine: list[Example], meta: dict) -> dict:
+        from ...models.loading import load_base_model, load_tokenizer
+
+        model = load_base_model(model_path, ctx.dtype, ctx.device)
+        store = FeatureStore.open_or_create(folder, [e.id for e in mine], int(model.config.hidden_size), "float32", meta)
+        return fill_mean_hidden_states(model, load_tokenizer(model_path, ctx.chat_template), mine, store,
+                                       batching, progress=ctx.progress)
+
+    sharded_store_stage(ctx, out_dir, "embeddings", settings, inputs, pool.examples, {**settings, **inputs}, fill)
+    return None if ctx.is_shard_job else Embeddings.load(out_dir)
 
 
 def encoder_embeddings_stage(ctx: RunContext, folder: str, out_dir: Path, batching: Batching) -> None:

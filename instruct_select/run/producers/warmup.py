@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import finished_manifest, require_finished
-from ..config import LoraSettings, RunConfig, from_dict
+from ...artifacts import finished_manifest, require_finished
+from ...config import LoraSettings, RunConfig, from_dict
 from ..context import RunContext
-from ..data.loading import LoadedData, load_examples
-from ..errors import ArtifactMismatchError, ConfigError, InputError
-from ..layout import RunLayout
+from ...data.loading import LoadedData, load_examples
+from ...errors import ArtifactMismatchError, ConfigError, InputError
+from ...layout import RunLayout, TrainFolders
 from ..stages import select_stage, train_stage
-from ..train.checkpoint import Checkpoint, load_weights_into
+from ...train.checkpoint import Checkpoint, load_weights_into
 
 
 def warmup(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Path:
@@ -32,8 +32,8 @@ def validation_data(config: RunConfig) -> LoadedData:
     before any compute: every target task keeps at least one response token after truncation."""
     from collections import Counter
 
-    from ..data.chat import tokenize_example
-    from ..models.loading import load_tokenizer
+    from ...data.chat import tokenize_example
+    from ...models.loading import load_tokenizer
 
     if not str(config.validation):
         raise ConfigError("influence-based methods (less, bids, rds, ...) need validation data: set validation "
@@ -52,7 +52,7 @@ def validation_data(config: RunConfig) -> LoadedData:
 
 def warmup_model(warmup_dir: Path, checkpoint: Checkpoint, device: str | None = None):
     """The base model with the warmup's LoRA layers holding ``checkpoint``'s weights."""
-    from ..models.loading import add_lora, load_base_model, load_tokenizer
+    from ...models.loading import add_lora, load_base_model, load_tokenizer
 
     manifest = require_finished(warmup_dir, "warmup")
     train = manifest["settings"]["train"]
@@ -63,4 +63,4 @@ def warmup_model(warmup_dir: Path, checkpoint: Checkpoint, device: str | None = 
                      from_dict(LoraSettings, train["lora"]))
     load_weights_into(model, checkpoint)
     model.eval()
-    return model, load_tokenizer(Path(warmup_dir) / "model")
+    return model, load_tokenizer(TrainFolders(warmup_dir).model)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .data.loading import LoadedData, load_examples
-from .distributed import Shard, local_device
-from .errors import ConfigError
-from .models.loading import resolve_dtype
+from ..data.loading import LoadedData, load_examples
+from ..distributed import Shard, local_device
+from ..errors import ConfigError
+from ..models.loading import resolve_dtype
 
 STOP_POINTS = ("warmup", "features")
 

@@ -16,7 +16,7 @@ from ..select.registry import available_selectors
 from . import Grid, command_line, parse_list, write_results_section
 
 if TYPE_CHECKING:  # the lab imports torch; --help should not wait for it
-    from ..demo import DemoSettings
+    from ..run.demo import DemoSettings
 
 
 def resolve_methods(text: str) -> list[str]:
@@ -26,9 +26,9 @@ def resolve_methods(text: str) -> list[str]:
 def run_experiments(run_dir: str | Path, lab_dir: str | Path, grid: Grid, template: DemoSettings, *,
                     progress: bool = True, log=print) -> tuple[str, Grid]:
     """Every method of ``template`` at every budget and seed of ``grid``: (markdown tables, grid)."""
-    from ..demo import demo_config
+    from ..run.demo import demo_config
     from ..lab.build import build_lab
-    from ..pipeline import context_for, execute
+    from ..run.pipeline import context_for, execute
 
     start = time.time()
     lab = build_lab(lab_dir, template.lab, progress=progress, log=log)
@@ -59,7 +59,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> None:
-    from ..demo import DemoSettings
+    from ..run.demo import DemoSettings
 
     start = time.time()
     grid = Grid(parse_list(args.budgets), [int(s) for s in parse_list(args.seeds)])

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import Artifact, fingerprint_json, fingerprint_path
-from ..config import RunConfig
+from ...artifacts import Artifact, fingerprint_json, fingerprint_path
+from ...config import RunConfig
 from ..context import RunContext
-from ..data.batching import Batching
-from ..data.example import Example
-from ..data.loading import LoadedData
-from ..layout import RunLayout
+from ...data.batching import Batching
+from ...data.example import Example
+from ...data.loading import LoadedData
+from ...layout import RunLayout
 from .warmup import validation_data, warmup, warmup_model
 
 
@@ -30,8 +30,8 @@ def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact |
 
 
 def _states_stage(ctx: RunContext, warmup_dir: Path, data: LoadedData, folder: Path, config: RunConfig) -> Path:
-    from ..features.sharded import sharded_store_stage
-    from ..train.checkpoint import list_checkpoints
+    from .sharded import sharded_store_stage
+    from ...train.checkpoint import list_checkpoints
 
     features = config.influence.features
     batching = Batching(features.max_length, features.token_budget, features.max_batch_size)
@@ -41,8 +41,8 @@ def _states_stage(ctx: RunContext, warmup_dir: Path, data: LoadedData, folder: P
     settings = {"max_length": batching.max_length}
 
     def fill(out: Path, examples: list[Example], meta: dict) -> dict:
-        from ..features.hidden import fill_last_token_states
-        from ..features.store import FeatureStore
+        from ...features.hidden import fill_last_token_states
+        from ...features.store import FeatureStore
 
         model, tokenizer = warmup_model(warmup_dir, checkpoint, ctx.device)
         store = FeatureStore.open_or_create(out, [e.id for e in examples], int(model.config.hidden_size),
@@ -56,7 +56,7 @@ def _states_stage(ctx: RunContext, warmup_dir: Path, data: LoadedData, folder: P
 def _read(folder: Path):
     import numpy as np
 
-    from ..features.store import FeatureStore
+    from ...features.store import FeatureStore
 
     store = FeatureStore.open(folder)
     return store.ids, np.asarray(store.features, dtype=np.float32)

@@ -9,16 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import Artifact, atomic_write_json, fingerprint_json, fingerprint_model, require_finished, run_stage
-from .config import EvalSettings, TrainSettings, to_dict
+from ..artifacts import Artifact, atomic_write_json, fingerprint_json, fingerprint_model, require_finished, run_stage
+from ..config import EvalSettings, TrainSettings, to_dict
 from .context import RunContext
-from .data.example import Example
-from .data.loading import LoadedData, load_test_sets
-from .distributed import is_main
-from .errors import ConfigError, InputError
-from .select.budget import Budget
-from .select.registry import get_selector
-from .select.selection import read_selected_ids, run_selector, write_selection
+from ..data.example import Example
+from ..data.loading import LoadedData, load_test_sets
+from ..distributed import is_main
+from ..errors import ConfigError, InputError
+from ..layout import TrainFolders
+from ..budget import Budget
+from ..select.registry import get_selector
+from ..select.selection import read_selected_ids, run_selector, write_selection
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ def select_stage(ctx: RunContext, method: str, budget: str, out_dir: str | Path,
 
 def _token_lengths(loaded: LoadedData, tokens: TokenCounting) -> dict[str, int]:
     """Rendered, truncated token count of every pool example: what training will see."""
-    from .data.chat import tokenize_example
-    from .models.loading import load_tokenizer
+    from ..data.chat import tokenize_example
+    from ..models.loading import load_tokenizer
 
     tok = load_tokenizer(tokens.tokenizer)
     return {e.id: len(tokenize_example(tok, e, tokens.max_length)) for e in loaded.examples}
@@ -75,8 +76,8 @@ def _token_lengths(loaded: LoadedData, tokens: TokenCounting) -> dict[str, int]:
 def train_stage(ctx: RunContext, model: str | Path, out_dir: str | Path, settings: TrainSettings, *,
                 selection_dir: str | Path | None = None, data: LoadedData | None = None):
     """Fine-tune ``model`` on the context's pool (or ``data``), restricted to a selection if given."""
-    from .models.loading import load_base_model, load_tokenizer
-    from .train.loop import save_trained, train_model
+    from ..models.loading import load_base_model, load_tokenizer
+    from ..train.loop import save_trained, train_model
 
     loaded = data if data is not None else ctx.require_pool()
     examples = loaded.examples
@@ -97,7 +98,7 @@ def train_stage(ctx: RunContext, model: str | Path, out_dir: str | Path, setting
         base = load_base_model(model, ctx.dtype, ctx.device)  # first: "not a causal LM" before tokenizer errors
         tokenizer = load_tokenizer(model, ctx.chat_template)
         result = train_model(base, tokenizer, examples, settings, folder, progress=ctx.progress, log=ctx.log)
-        save_trained(result.model, tokenizer, folder / "model")
+        save_trained(result.model, tokenizer, TrainFolders(folder).model)
         return {"examples": result.examples, "excluded_no_response": result.render_report.no_response,
                 "truncated": result.render_report.truncated, "steps": result.steps,
                 "tokens": result.tokens, "epoch_losses": result.epoch_losses,
@@ -109,9 +110,9 @@ def train_stage(ctx: RunContext, model: str | Path, out_dir: str | Path, setting
 def evaluate_stage(ctx: RunContext, model_dir: str | Path, tests: str | Path, out_dir: str | Path,
                    settings: EvalSettings | None = None, *, base: str | Path | None = None):
     """Evaluate a trained model (or a base model) on every capability; writes metrics.json."""
-    from .data.batching import Batching
-    from .evaluate import evaluate_capabilities
-    from .models.loading import load_tokenizer, load_trained
+    from ..data.batching import Batching
+    from ..evaluate import evaluate_capabilities
+    from ..models.loading import load_tokenizer, load_trained
 
     settings = settings or EvalSettings()
     test_sets = load_test_sets(tests)
@@ -146,6 +147,6 @@ def _sets_fingerprint(test_sets: dict[str, list[Example]]) -> str:
 def check_checkers(test_sets: dict[str, list[Example]], default_checker: str) -> None:
     """Every test record can be scored (its checker or record metric exists, its fields fit it), before
     any model is loaded: evaluation's own preparation, run early."""
-    from .evaluate.capabilities import prepare_items
+    from ..evaluate.capabilities import prepare_items
 
     prepare_items(test_sets, default_checker)

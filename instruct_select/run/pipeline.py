@@ -11,18 +11,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .artifacts import atomic_write_json, atomic_write_text
-from .config import RunConfig, check_paths_exist, to_dict
+from ..artifacts import atomic_write_json, atomic_write_text
+from ..config import RunConfig, check_paths_exist, to_dict
 from .context import RunContext
-from .distributed import Shard
-from .errors import ConfigError
-from .data.loading import LoadedData, load_examples
-from .layout import Arm, RunLayout
-from .loop import ArmResult, evaluate_base, run_arm
-from .models.loading import check_model_source, resolve_device
+from ..distributed import Shard
+from ..errors import ConfigError
+from ..data.loading import LoadedData, load_examples
+from ..layout import Arm, RunLayout
+from .arms import ArmResult, evaluate_base, run_arm
+from ..models.loading import check_model_source, resolve_device
 from .producers import produce
-from .select.budget import Budget
-from .select.registry import get_selector
+from ..budget import Budget
+from ..select.registry import get_selector
 
 BASE_LABEL = "base (no tuning)"
 VALIDATION_NEEDS = {"attribution", "hidden_states", "representations", "encoder_embeddings"}  # scored against validation
@@ -71,7 +71,7 @@ def check_config(config: RunConfig, pool: LoadedData | None = None) -> LoadedDat
     score against validation data have it (equal sizes per task for BIDS), the model folders look
     like models, the device exists, evaluations have tests. Returns the pool (loaded here unless
     given), so that the run reads it once."""
-    from .artifacts import check_output_path
+    from ..artifacts import check_output_path
     from .stages import check_checkers
 
     selectors = [get_selector(method) for method in config.methods]
@@ -84,7 +84,7 @@ def check_config(config: RunConfig, pool: LoadedData | None = None) -> LoadedDat
         raise ConfigError(f"methods {scoring} score against validation data: set validation to a folder with one "
                           "file per target task")
     if config.tests and (config.finetune or config.evaluate_base):
-        from .data.loading import load_test_sets
+        from ..data.loading import load_test_sets
 
         check_checkers(load_test_sets(config.tests), config.eval.default_checker)
     _check_models(config)
@@ -144,7 +144,7 @@ def execute(ctx: RunContext, config: RunConfig) -> RunResults:
 
 
 def write_results(layout: RunLayout, config: RunConfig, results: RunResults) -> None:
-    from .report.tables import results_tables
+    from ..report.tables import results_tables
 
     atomic_write_json(layout.results_json, {
         "settings": to_dict(config), "base": results.base,

@@ -15,24 +15,24 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from ..artifacts import Artifact, finished_manifest, fingerprint_model, fingerprint_path, run_stage
-from ..config import FeatureSettings, RunConfig
+from ...artifacts import Artifact, finished_manifest, fingerprint_model, fingerprint_path, run_stage
+from ...config import FeatureSettings, RunConfig
 from ..context import RunContext
-from ..data.example import Example
-from ..data.loading import LoadedData
-from ..errors import ArtifactMismatchError
-from ..features.extract import TokenizedData, extract_features, make_projector
-from ..features.optimizer_state import AdamMoments
-from ..features.sharded import merge_store_shards, sharded_store_stage
-from ..features.store import FeatureStore
-from ..influence.attribution import checkpoint_weights, write_attribution
-from ..layout import RunLayout
-from ..train.checkpoint import list_checkpoints
+from ...data.example import Example
+from ...data.loading import LoadedData
+from ...errors import ArtifactMismatchError
+from ...features.extract import TokenizedData, extract_features, make_projector
+from ...features.optimizer_state import AdamMoments
+from .sharded import merge_store_shards, sharded_store_stage
+from ...features.store import FeatureStore
+from ...influence.attribution import checkpoint_weights, write_attribution
+from ...layout import RunLayout
+from ...train.checkpoint import list_checkpoints
 from .warmup import validation_data, warmup, warmup_model
 
 
 def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
-    from ..influence.attribution import AttributionMatrix
+    from ...influence.attribution import AttributionMatrix
 
     validation = validation_data(config)
     warmup_dir = warmup(ctx, config, layout)
@@ -86,7 +86,7 @@ def _extract_into(ctx: RunContext, warmup_dir, checkpoint, settings, transform, 
         model, tokenizer = warmup_model(warmup_dir, checkpoint, ctx.device)
         moments = None
         if transform == "adam":
-            from ..features.gradients import lora_modules
+            from ...features.gradients import lora_modules
 
             moments = AdamMoments(checkpoint, list(lora_modules(model)), next(model.parameters()).device)
         store = FeatureStore.open_or_create(folder, [e.id for e in examples], settings.dim, settings.dtype, meta)

@@ -11,12 +11,12 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import Artifact
-from .config import RunConfig
+from ..artifacts import Artifact
+from ..config import RunConfig
 from .context import RunContext
-from .data.loading import LoadedData
-from .layout import Arm, ArmFolders, RunLayout
-from .select.registry import get_selector
+from ..data.loading import LoadedData
+from ..layout import Arm, ArmFolders, RunLayout, TrainFolders
+from ..select.registry import get_selector
 from .stages import TokenCounting, evaluate_stage, select_stage, train_stage
 
 
@@ -52,7 +52,7 @@ def train_and_evaluate(ctx: RunContext, config: RunConfig, folders: ArmFolders, 
     the run has tests; returns the model folder and the evaluation's outputs (or None)."""
     train = dataclasses.replace(config.train, seed=seed)
     trained = train_stage(ctx, config.model, folders.train, train, selection_dir=selection_dir, data=data)
-    model = trained.path / "model"
+    model = TrainFolders(trained.path).model
     if not config.tests:
         return model, None
     return model, evaluate_stage(ctx, model, config.tests, folders.evaluation, config.eval).manifest["outputs"]

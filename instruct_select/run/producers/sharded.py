@@ -15,12 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..artifacts import StageResult, finished_manifest, run_stage
-from ..data.example import Example
+from ...artifacts import StageResult, finished_manifest, run_stage
+from ...data.example import Example
 from ..context import RunContext
-from ..distributed import barrier, is_main, process_shard
-from ..errors import ArtifactMismatchError
-from .store import ids_fingerprint, merge_shard_stores
+from ...distributed import barrier, is_main, process_shard
+from ...errors import ArtifactMismatchError
+from ...features.store import ids_fingerprint, merge_shard_stores
 
 # fill(folder, examples, meta) writes a FeatureStore with ``meta`` over ``examples`` into ``folder``
 # (resuming what an interrupted run left) and returns facts for the manifest.

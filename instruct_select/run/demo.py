@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import EvalSettings, InfluenceSettings, LPSettings, RunConfig, TrainSettings
-from .lab.build import LabPaths, LabSettings, build_lab
-from .lab.presets import lab_eval_settings, lab_influence_settings, lab_train_settings
-from .layout import RunLayout
+from ..config import EvalSettings, InfluenceSettings, LPSettings, RunConfig, TrainSettings
+from ..lab.build import LabPaths, LabSettings, build_lab
+from ..lab.presets import lab_eval_settings, lab_influence_settings, lab_train_settings
+from ..layout import RunLayout
 from .pipeline import run_config
-from .report.tables import results_tables
+from ..report.tables import results_tables
 
 DEFAULT_METHODS = ["random", "less", "bids", "lp-hard", "full"]
 

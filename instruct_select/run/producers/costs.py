@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import finished_manifest
-from ..errors import ArtifactMismatchError
-from ..layout import RunLayout
+from ...artifacts import finished_manifest
+from ...errors import ArtifactMismatchError
+from ...layout import RunLayout
 
 
 def representation_folders(layout: RunLayout, representation: str) -> list[Path]:

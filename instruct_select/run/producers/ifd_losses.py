@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import Artifact, fingerprint_model, fingerprint_path
-from ..config import RunConfig
+from ...artifacts import Artifact, fingerprint_model, fingerprint_path
+from ...config import RunConfig
 from ..context import RunContext
-from ..data.batching import Batching
-from ..data.example import Example
-from ..layout import RunLayout
+from ...data.batching import Batching
+from ...data.example import Example
+from ...layout import RunLayout
 
 
 def ifd_model(config: RunConfig) -> str:
@@ -42,7 +42,7 @@ def ifd_template(ctx: RunContext, config: RunConfig) -> str | None:
 
 
 def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
-    from ..features.sharded import sharded_store_stage
+    from .sharded import sharded_store_stage
 
     if ctx.is_shard_job:  # shard jobs split the gradient features only; this forward pass runs unsplit later
         return None
@@ -56,9 +56,9 @@ def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact |
     inputs = {"model": fingerprint_model(model_path), "data": pool.fingerprint}
 
     def fill(out: Path, examples: list[Example], meta: dict) -> dict:
-        from ..features.ifd import fill_ifd_losses
-        from ..features.store import FeatureStore
-        from ..models.loading import load_base_model, load_tokenizer
+        from ...features.ifd import fill_ifd_losses
+        from ...features.store import FeatureStore
+        from ...models.loading import load_base_model, load_tokenizer
 
         model = load_base_model(model_path, ctx.dtype, ctx.device)
         store = FeatureStore.open_or_create(out, [e.id for e in examples], 2, "float32", meta)
@@ -68,8 +68,8 @@ def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact |
     sharded_store_stage(ctx, folder, "ifd-losses", settings, inputs, pool.examples, {**settings, **inputs}, fill)
     if ctx.is_shard_job or ctx.stop_after == "features":
         return None
-    from ..features.ifd import IfdLosses
-    from ..features.store import FeatureStore
+    from ...features.ifd import IfdLosses
+    from ...features.store import FeatureStore
 
     store = FeatureStore.open(folder)
     losses = np.asarray(store.features, dtype=np.float64)

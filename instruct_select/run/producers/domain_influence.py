@@ -15,10 +15,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import StageResult, atomic_write_json, atomic_write_text, fingerprint_json, fingerprint_model, run_stage
+from ...artifacts import StageResult, atomic_write_json, atomic_write_text, fingerprint_json, fingerprint_model, run_stage
 from ..context import RunContext
-from ..data.example import Example
-from ..ideal.settings import IdealSettings
+from ...data.example import Example
+from ...ideal.settings import IdealSettings
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class IdealRound:
 
 def load_for_influence(ctx: RunContext, model_dir: str | Path):
     """The trained model with any LoRA adapter merged into its weights, and its tokenizer."""
-    from ..models.loading import load_tokenizer, load_trained
+    from ...models.loading import load_tokenizer, load_trained
 
     model = load_trained(model_dir, dtype=ctx.dtype, device=ctx.device)
     if hasattr(model, "merge_and_unload"):  # a PeftModel: fold B·A into the base weights
@@ -54,9 +54,9 @@ def produce(ctx: RunContext, settings: IdealSettings, folder: Path, round: Ideal
               "reference": fingerprint_json([[e.id, e.messages] for e in round.reference])}
 
     def build(out: Path) -> dict:
-        from ..data.chat import tokenize_examples
-        from ..ideal.influence import PassSettings, SolveSettings, compute_influences
-        from ..ideal.update import entry_counts, influence_to_beta, mixture_entries, new_volumes, write_mixture
+        from ...data.chat import tokenize_examples
+        from ...ideal.domain_gradients import PassSettings, SolveSettings, compute_influences
+        from ...ideal.update import entry_counts, influence_to_beta, mixture_entries, new_volumes, write_mixture
 
         net, tokenizer = load_for_influence(ctx, round.model_dir)
         counts = entry_counts(mixture_entries(pools, volumes, settings.seed))

@@ -1,6 +1,6 @@
 """IDEAL's rounds: train on the current mixture, measure each domain's influence, resize, repeat.
 
-    from instruct_select.ideal_rounds import run_ideal
+    from instruct_select.run.ideal_rounds import run_ideal
     summary = run_ideal("pool.jsonl", "validation/", "meta-llama/Llama-3.1-8B", "runs/x", IdealSettings())
 
 Each round trains and evaluates through the one loop (``loop.train_and_evaluate``) and measures
@@ -18,15 +18,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_write_json, read_json
-from .config import RunConfig
+from ..artifacts import atomic_write_json, read_json
+from ..config import RunConfig
 from .context import RunContext
-from .data.loading import load_examples
-from .errors import ArtifactMismatchError
-from .ideal.domains import domain_labels, group_by_domain, load_domain_map, reference_examples
-from .ideal.settings import IdealSettings
-from .layout import ArmFolders, RunLayout
-from .loop import train_and_evaluate
+from ..data.loading import load_examples
+from ..errors import ArtifactMismatchError
+from ..ideal.domains import domain_labels, group_by_domain, load_domain_map, reference_examples
+from ..ideal.settings import IdealSettings
+from ..layout import ArmFolders, RunLayout
+from .arms import train_and_evaluate
 from .producers.domain_influence import IdealRound, produce
 
 

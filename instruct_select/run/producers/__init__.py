@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..artifacts import Artifact
-from ..config import RunConfig
+from ...artifacts import Artifact
+from ...config import RunConfig
 from ..context import RunContext
-from ..errors import ConfigError
-from ..layout import RunLayout
+from ...errors import ConfigError
+from ...layout import RunLayout
 from . import attribution, embeddings, encoder_embeddings, hidden_states, ifd_losses, loss_trajectories, representations
 
 # produce(ctx, config, layout) -> Artifact, or None when the context stops the run early (a shard

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import Artifact, fingerprint_json, fingerprint_model, fingerprint_path
-from ..config import RunConfig
+from ...artifacts import Artifact, fingerprint_json, fingerprint_model, fingerprint_path
+from ...config import RunConfig
 from ..context import RunContext
-from ..data.batching import Batching
-from ..data.example import Example
-from ..data.loading import LoadedData
-from ..layout import RunLayout
+from ...data.batching import Batching
+from ...data.example import Example
+from ...data.loading import LoadedData
+from ...layout import RunLayout
 from .warmup import validation_data
 
 
@@ -34,7 +34,7 @@ def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact |
 def vectors_artifact(folders: dict[str, Path], validation: LoadedData) -> Artifact:
     """The pool and validation stores in ``folders`` as one ``Representations`` artifact, each
     validation vector tagged with its target task (RDS+'s, and the embed representation's)."""
-    from ..features.representations import Representations
+    from ...features.representations import Representations
 
     pool_ids, pool = _read(folders["pool"])
     val_ids, val = _read(folders["validation"])
@@ -44,7 +44,7 @@ def vectors_artifact(folders: dict[str, Path], validation: LoadedData) -> Artifa
 
 
 def _split_stage(ctx: RunContext, config: RunConfig, data: LoadedData, folder: Path) -> Path:
-    from ..features.sharded import sharded_store_stage
+    from .sharded import sharded_store_stage
 
     features = config.influence.features
     batching = Batching(features.max_length, features.token_budget, features.max_batch_size)
@@ -53,9 +53,9 @@ def _split_stage(ctx: RunContext, config: RunConfig, data: LoadedData, folder: P
     inputs = {"model": fingerprint_model(config.model), "data": data.fingerprint}
 
     def fill(out: Path, examples: list[Example], meta: dict) -> dict:
-        from ..features.representations import fill_weighted_mean_states
-        from ..features.store import FeatureStore
-        from ..models.loading import load_base_model, load_tokenizer
+        from ...features.representations import fill_weighted_mean_states
+        from ...features.store import FeatureStore
+        from ...models.loading import load_base_model, load_tokenizer
 
         model = load_base_model(config.model, ctx.dtype, ctx.device)
         store = FeatureStore.open_or_create(out, [e.id for e in examples], int(model.config.hidden_size),
@@ -70,7 +70,7 @@ def _split_stage(ctx: RunContext, config: RunConfig, data: LoadedData, folder: P
 def _read(folder: Path):
     import numpy as np
 
-    from ..features.store import FeatureStore
+    from ...features.store import FeatureStore
 
     store = FeatureStore.open(folder)
     return store.ids, np.asarray(store.features, dtype=np.float32)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import Artifact, fingerprint_model
-from ..config import RunConfig
+from ...artifacts import Artifact, fingerprint_model
+from ...config import RunConfig
 from ..context import RunContext
-from ..data.example import Example
-from ..data.loading import LoadedData
-from ..errors import ConfigError
-from ..layout import RunLayout
+from ...data.example import Example
+from ...data.loading import LoadedData
+from ...errors import ConfigError
+from ...layout import RunLayout
 from .representations import vectors_artifact
 from .warmup import validation_data
 
@@ -26,7 +26,7 @@ from .warmup import validation_data
 def check_encoder(folder: str, setting: str = "embed_encoder") -> Path:
     """The encoder folder, refused unless it is a local folder holding a model and its tokenizer
     (``setting`` names where it was given)."""
-    from ..models.loading import check_tokenizer_path
+    from ...models.loading import check_tokenizer_path
 
     if not folder:
         raise ConfigError(f"the embed representation needs an encoder: set {setting} to a local encoder folder "
@@ -62,13 +62,13 @@ def encoder_stage(ctx: RunContext, encoder: str | Path, data: LoadedData, folder
                   max_length: int, batch_size: int) -> Path:
     """``data``'s examples embedded by the local ``encoder`` into the feature store ``folder``: a
     cached, resumable stage, split across processes like every per-example pass."""
-    from ..features.sharded import sharded_store_stage
+    from .sharded import sharded_store_stage
 
     settings = {"pooling": "mean", "text": "role: content lines", "max_length": max_length, "batch_size": batch_size}
     inputs = {"model": fingerprint_model(encoder), "data": data.fingerprint}
 
     def fill(out: Path, examples: list[Example], meta: dict) -> dict:
-        from ..features.store import FeatureStore
+        from ...features.store import FeatureStore
 
         model, tokenizer = load_encoder(encoder, ctx.device)
         store = FeatureStore.open_or_create(out, [e.id for e in examples], int(model.config.hidden_size),
@@ -102,7 +102,7 @@ def fill_encoder_embeddings(model, tokenizer, examples: list[Example], store, ma
     import torch
     from tqdm.auto import tqdm
 
-    from ..features.embeddings import conversation_text
+    from ...features.embeddings import conversation_text
 
     limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
     pending = set(store.pending_ids())
