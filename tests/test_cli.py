@@ -53,8 +53,8 @@ def test_cli_select_matches_python_api(tmp_path):
     from instruct_select.run.context import RunContext
     from instruct_select.run.stages import select_stage
 
-    ctx = RunContext.create(pool=pool, progress=False, log=lambda m: None)
-    api = select_stage(ctx, "random", "25%", tmp_path / "api", seed=4)
+    context = RunContext.create(pool=pool, progress=False, log=lambda m: None)
+    api = select_stage(context, "random", "25%", tmp_path / "api", seed=4)
     cli_tsv = (tmp_path / "cli" / "selection.tsv").read_text()
     assert cli_tsv == (api.path / "selection.tsv").read_text() and len(cli_tsv.splitlines()) == 6
     selected = [json.loads(line) for line in (tmp_path / "cli" / "selected.jsonl").read_text().splitlines()]
@@ -127,11 +127,12 @@ def test_debug_shows_the_traceback_of_a_user_error_and_a_bug_always_shows_one(tm
     assert "Traceback" in debug and debug.endswith(plain)  # the same one line, after the traceback
 
     import instruct_select.cli as cli
+    import instruct_select.commands.stages as stages
 
     def bug(args):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cli, "cmd_inspect", bug)
+    monkeypatch.setattr(stages, "cmd_inspect", bug)
     with pytest.raises(RuntimeError, match="a bug"):  # not turned into a user error: its traceback shows
         main(["inspect", missing])
     # an OSError other than a permission one (a read-only --out) is a bug too, and keeps its traceback

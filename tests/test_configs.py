@@ -117,9 +117,9 @@ def test_run_config_reads_unusual_pools_and_passes_selection_options(tmp_path):
                                    "methods": ["random"], "budgets": ["3"], "finetune": False,
                                    "columns": {"prompt": "q", "response": "a"}, "id_field": "uid",
                                    "selection_options": {"less_groups": "subtask"}})
-    ctx = context_for(config, progress=False, log=lambda m: None)
-    assert [e.id for e in ctx.pool.examples][:2] == ["u0", "u1"]
-    assert ctx.pool.examples[0].messages[-1] == {"role": "assistant", "content": "answer 0"}
-    arm = execute(ctx, config).arms["random @ 3"]
+    context = context_for(config, progress=False, log=lambda m: None)
+    assert [e.id for e in context.pool.examples][:2] == ["u0", "u1"]
+    assert context.pool.examples[0].messages[-1] == {"role": "assistant", "content": "answer 0"}
+    arm = execute(context, config).arms["random @ 3"]
     manifest = json_module.loads((Path(arm.selection) / "manifest.json").read_text())
     assert manifest["settings"]["options"] == {"less_groups": "subtask"}

@@ -587,6 +587,6 @@ def test_evaluate_command_reports_accuracy_and_loss(tiny_lab, tmp_path, capsys):
     assert outputs["loss_summary"]["worst"] == max(outputs["loss"].values())
     assert "Held-out loss" in printed and f"{outputs['loss_summary']['macro']:.3f}" in printed
     # A new loss setting changes the evaluation's manifest: the folder is refused, naming it.
-    ctx = RunContext.create(progress=False, log=lambda m: None, device="cpu")
+    context = RunContext.create(progress=False, log=lambda m: None, device="cpu")
     with pytest.raises(ArtifactMismatchError, match="max_length"):
-        evaluate_stage(ctx, model, tiny_lab.test, out, EvalSettings(max_new_tokens=4, max_length=1024))
+        evaluate_stage(context, model, tiny_lab.test, out, EvalSettings(max_new_tokens=4, max_length=1024))

@@ -127,8 +127,8 @@ def test_export_reads_the_pool_with_the_selections_id_field_and_columns(tmp_path
     pool = tmp_path / "pool.jsonl"
     rows = [{"uid": f"u{i}", "q": f"question {i}", "a": f"answer {i}"} for i in range(6)]
     pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    ctx = RunContext.create(pool=pool, id_field="uid", columns="prompt=q,response=a", log=lambda m: None)
-    selection = select_stage(ctx, "random", "3", tmp_path / "sel", seed=0).path
+    context = RunContext.create(pool=pool, id_field="uid", columns="prompt=q,response=a", log=lambda m: None)
+    selection = select_stage(context, "random", "3", tmp_path / "sel", seed=0).path
     export_selection(selection, pool, "jsonl", tmp_path / "out.jsonl", id_field="uid", columns="prompt=q,response=a")
     written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["uid"] for r in written] == read_selected_ids(selection)

@@ -421,8 +421,8 @@ def tiny_train_run(tiny_model_dir, tmp_path_factory):
 
 
 def _stage(model_dir, root, out, log):
-    ctx = RunContext.create(pool=root / "pool.jsonl", progress=False, log=log)
-    return loss_trajectories_stage(ctx, model_dir, root / "train", out, Batching(48, 96, 2))
+    context = RunContext.create(pool=root / "pool.jsonl", progress=False, log=log)
+    return loss_trajectories_stage(context, model_dir, root / "train", out, Batching(48, 96, 2))
 
 
 def test_trajectories_follow_the_checkpoints_and_resume(tiny_model_dir, tiny_train_run, tmp_path, monkeypatch):

@@ -65,8 +65,8 @@ def _reference(encoder_dir, examples) -> np.ndarray:
 def test_embedding_model_embeds_the_pool_with_the_local_encoder(tiny_model_dir, encoder_dir, pool, tmp_path):
     config = _config(tiny_model_dir, pool, tmp_path / "run", encoder_dir)
     loaded = check_config(config)
-    ctx = context_for(config, progress=False, log=lambda m: None, pool=loaded)
-    embeddings = produce({"embeddings"}, ctx, config, RunLayout(config.run_dir))["embeddings"].value
+    context = context_for(config, progress=False, log=lambda m: None, pool=loaded)
+    embeddings = produce({"embeddings"}, context, config, RunLayout(config.run_dir))["embeddings"].value
     examples = sorted(loaded.examples, key=lambda e: embeddings.ids.index(e.id))
     assert embeddings.vectors.shape == (7, ENCODER_HIDDEN)
     np.testing.assert_allclose(embeddings.vectors, _reference(encoder_dir, examples), rtol=1e-4, atol=1e-5)
@@ -76,8 +76,8 @@ def test_embedding_model_embeds_the_pool_with_the_local_encoder(tiny_model_dir, 
 
 def test_default_embeds_with_the_selection_models_hidden_states(tiny_model_dir, pool, tmp_path):
     config = _config(tiny_model_dir, pool, tmp_path / "run", "")
-    ctx = context_for(config, progress=False, log=lambda m: None, pool=check_config(config))
-    embeddings = produce({"embeddings"}, ctx, config, RunLayout(config.run_dir))["embeddings"].value
+    context = context_for(config, progress=False, log=lambda m: None, pool=check_config(config))
+    embeddings = produce({"embeddings"}, context, config, RunLayout(config.run_dir))["embeddings"].value
     assert embeddings.vectors.shape == (7, 32)  # the tiny Llama's hidden size
 
 

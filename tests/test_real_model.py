@@ -7,7 +7,6 @@ without them the tests that need the file are skipped, naming the install comman
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from importlib import metadata, util
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from instruct_select.commands.models import add_models_parsers
+from instruct_select.cli import build_parser
 from instruct_select.errors import ArtifactMismatchError, ConfigError, InputError
 from instruct_select.models import real
 from instruct_select.models.loading import load_base_model, load_tokenizer
@@ -113,9 +112,7 @@ def test_default_folder_is_in_the_cache(converted, tmp_path, monkeypatch):
 
 
 def test_cli_prints_the_folder(converted, capsys):
-    parser = argparse.ArgumentParser(prog="instruct-select")
-    add_models_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["models", "smollm2-135m", "--out", str(converted)])
+    args = build_parser().parse_args(["models", "smollm2-135m", "--out", str(converted)])
     args.func(args)
     out, err = capsys.readouterr()
     assert out == f"{converted}\n" and "reusing it" in err

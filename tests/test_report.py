@@ -100,13 +100,13 @@ def full_run(tmp_path_factory):
     rng = np.random.default_rng(0)
     ids = _pool(root / "pool.jsonl")
     matrix = _attribution(root / "influence" / "scores", ids, rng)
-    ctx = RunContext.create(pool=root / "pool.jsonl", log=lambda m: None)
+    context = RunContext.create(pool=root / "pool.jsonl", log=lambda m: None)
     for seed in (0, 1):
         for method in ("random", "less", "bids"):
             artifacts = {"attribution": Artifact(matrix, "m")} if method != "random" else {}
-            select_stage(ctx, method, "10%", root / f"{method}-10pct-seed{seed}" / "select", seed=seed,
+            select_stage(context, method, "10%", root / f"{method}-10pct-seed{seed}" / "select", seed=seed,
                          artifacts=artifacts)
-    select_stage(ctx, "full", "10%", root / "full-seed0" / "select")
+    select_stage(context, "full", "10%", root / "full-seed0" / "select")
     _losses(root / "influence" / "learning_percentage" / "losses", ids, rng)
     _lp_selection(root / "lp-hard-10pct-seed0" / "select", ids[:6])
     runs = {b: {m: [_row(rng, 0.1 * (m == "bids")) for _ in (0, 1)] for m in ("random", "less", "bids", "lp-hard")}

@@ -54,8 +54,8 @@ def test_paper_pairs_on_the_grid_are_the_papers_methods(selector, representation
     assert get_selector(f"{selector}:{representation}") is REGISTRY[selector]
     named = run_selector(selector, pool, "20", artifacts=art)
     assert run_selector(selector, pool, "20", artifacts=art, representation=representation).ids == named.ids
-    ctx = SelectionContext(pool=pool, artifacts=art)
-    grid = GridSelector(selector, representation).rank(ctx, 20)
+    selection = SelectionContext(pool=pool, artifacts=art)
+    grid = GridSelector(selector, representation).rank(selection, 20)
     assert grid.ids == named.ids and grid.scores == named.scores
 
 

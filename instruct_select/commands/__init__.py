@@ -1,15 +1,19 @@
-"""Subcommand groups of the command line that live outside cli.py, and what they share."""
+"""The command line's handlers: every ``cmd_*`` function, one module per command group.
 
-FORMAT_HELP = ("data format of every file: auto, messages, sharegpt, alpaca, prompt_completion, input_target, "
-               "question_answer or sni (default: auto, each file detected on its own, so a folder may mix formats)")
+``cli.py`` only parses; it imports a group's module when one of its commands runs, so ``--help``
+loads nothing here but this file, which must stay free of heavy imports.
 
+| module | commands |
+|---|---|
+| ``lab.py`` | ``demo``, ``lab build`` |
+| ``stages.py`` | ``select``, ``train``, ``evaluate``, ``inspect``, ``methods``: one stage at a time |
+| ``runs.py`` | ``run``, ``ideal``, ``merge``: a whole config |
+| ``experiments.py`` | ``experiment NAME`` |
+| ``handoff.py`` | ``report``, ``lm-eval``, ``export`` |
+| ``models.py`` | ``models`` |
+"""
+from __future__ import annotations
 
-def add_data_arguments(p) -> None:
-    """How a pool is read: the same flags wherever one is loaded (inspect, select, train, export)."""
-    p.add_argument("--format", default="auto", help=FORMAT_HELP)
-    p.add_argument("--columns", default=None, metavar="KEY=FIELD,...",
-                   help="read records through a column mapping, LLaMA-Factory's keys: prompt, query, response, "
-                   "history, system, or messages (e.g. prompt=instruction,query=input,response=output)")
-    p.add_argument("--id-field", default=None, metavar="FIELD",
-                   help="the record field holding each example's id (default: 'id' when present, else a content hash)")
-    p.add_argument("--skip-invalid", action="store_true", help="count and skip invalid records instead of stopping")
+LAB_DEMO_METHODS = "random,less,bids,lp-hard,full"
+# The real data of `demo --real` and of `experiment real|mixture`: a command-line default, never the library's.
+REAL_DATA = "../shared/data/real"

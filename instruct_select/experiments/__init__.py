@@ -4,8 +4,8 @@
     instruct-select experiment lp --budgets 10% --seeds 0 --selectors small
     instruct-select experiment ideal --seeds 0 --rounds 2
 
-Each experiment module (``influence``, ``learning_percentage``, ``ideal``) builds run configs from
-the lab presets and runs them with ``pipeline.execute`` (arms) or ``ideal.run_ideal`` (rounds), so
+Each experiment module (``lab_influence``, ``learning_percentage``, ``ideal``) builds run configs from
+the lab presets and runs them with ``run.pipeline.execute`` (arms) or ``ideal.run_ideal`` (rounds), so
 every stage is cached in the run directory: an interrupted experiment resumes and a finished one
 re-renders at once. The tables go to a section of a results file with the command that made them.
 """

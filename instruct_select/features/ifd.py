@@ -20,7 +20,7 @@ rendering, the alone rendering keeps the same number of response tokens, so the 
 cover the same tokens.
 
     out_dir/   a FeatureStore (dim 2: conditioned, alone; float32) with a manifest; resumable, split
-               across processes or shard jobs (``features.sharded``). An example with no response
+               across processes or shard jobs (``run.producers.sharded``). An example with no response
                token left after truncation is stored as NaN and has no IFD.
 """
 from __future__ import annotations

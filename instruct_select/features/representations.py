@@ -12,7 +12,7 @@ so here the weights run over each example's real tokens only and batches give th
 The model is the *base* model, not a warmed one: the pass needs no training.
 
     out_dir/   a FeatureStore (dim = hidden size, float32) per split with a manifest; resumable, and
-               split across processes or shard jobs (``features.sharded``)
+               split across processes or shard jobs (``run.producers.sharded``)
 """
 from __future__ import annotations
 

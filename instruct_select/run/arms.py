@@ -29,35 +29,35 @@ class ArmResult:
     summary: dict | None = None
 
 
-def run_arm(ctx: RunContext, config: RunConfig, layout: RunLayout, arm: Arm,
+def run_arm(context: RunContext, config: RunConfig, layout: RunLayout, arm: Arm,
             artifacts: dict[str, Artifact]) -> ArmResult:
     """Select the arm's examples, then (``config.finetune``) fine-tune on them and evaluate."""
     needs = get_selector(arm.method).needs
     folders = layout.arm(arm)
     options = {**config.selection_options,
                **(config.learning_percentage.options() if "loss_trajectories" in needs else {})}
-    selection = select_stage(ctx, arm.method, arm.budget, folders.select, seed=arm.seed, options=options,
+    selection = select_stage(context, arm.method, arm.budget, folders.select, seed=arm.seed, options=options,
                              artifacts={need: artifacts[need] for need in needs},
                              tokens=TokenCounting(config.model, config.train.max_length))
     result = ArmResult(selection=str(selection.path))
     if config.finetune:
-        model, result.summary = train_and_evaluate(ctx, config, folders, seed=arm.seed, selection_dir=selection.path)
+        model, result.summary = train_and_evaluate(context, config, folders, seed=arm.seed, selection_dir=selection.path)
         result.model = str(model)
     return result
 
 
-def train_and_evaluate(ctx: RunContext, config: RunConfig, folders: ArmFolders, *, seed: int,
+def train_and_evaluate(context: RunContext, config: RunConfig, folders: ArmFolders, *, seed: int,
                        selection_dir: Path | None = None, data: LoadedData | None = None) -> tuple[Path, dict | None]:
     """Fine-tune ``config.model`` (on a selection of the pool, or on ``data``) and evaluate it when
     the run has tests; returns the model folder and the evaluation's outputs (or None)."""
     train = dataclasses.replace(config.train, seed=seed)
-    trained = train_stage(ctx, config.model, folders.train, train, selection_dir=selection_dir, data=data)
+    trained = train_stage(context, config.model, folders.train, train, selection_dir=selection_dir, data=data)
     model = TrainFolders(trained.path).model
     if not config.tests:
         return model, None
-    return model, evaluate_stage(ctx, model, config.tests, folders.evaluation, config.eval).manifest["outputs"]
+    return model, evaluate_stage(context, model, config.tests, folders.evaluation, config.eval).manifest["outputs"]
 
 
-def evaluate_base(ctx: RunContext, config: RunConfig, layout: RunLayout) -> dict:
+def evaluate_base(context: RunContext, config: RunConfig, layout: RunLayout) -> dict:
     """The untuned model's scores: the row every fine-tuning is compared with."""
-    return evaluate_stage(ctx, config.model, config.tests, layout.base.evaluation, config.eval).manifest["outputs"]
+    return evaluate_stage(context, config.model, config.tests, layout.base.evaluation, config.eval).manifest["outputs"]

@@ -3,7 +3,7 @@
     from instruct_select.run.ideal_rounds import run_ideal
     summary = run_ideal("pool.jsonl", "validation/", "meta-llama/Llama-3.1-8B", "runs/x", IdealSettings())
 
-Each round trains and evaluates through the one loop (``loop.train_and_evaluate``) and measures
+Each round trains and evaluates through the one loop (``arms.train_and_evaluate``) and measures
 the domain influences with its producer (``producers.domain_influence``); the folders are the run
 layout's (``RUN/ideal/round-R/``, ``RUN/ideal/final/``, ``RUN/ideal/summary.json``). Every part
 is a cached stage: a rerun with the same settings reuses it, one with other settings is refused by
@@ -40,13 +40,13 @@ def run_ideal(pool_path: str | Path, reference_path: str | Path, model: str | Pa
     trained on the last mixture.
     """
     settings = settings or IdealSettings()
-    ctx = RunContext.create(device=settings.device, pool=pool_path, dtype=settings.dtype,
+    context = RunContext.create(device=settings.device, pool=pool_path, dtype=settings.dtype,
                             chat_template=settings.chat_template or None, progress=progress, log=log)
     config = RunConfig(model=str(model), pool=str(pool_path), validation=str(reference_path), tests=str(tests or ""),
                        run_dir=str(run_dir), dtype=settings.dtype, device=settings.device,
                        chat_template=settings.chat_template, seed=settings.seed, train=settings.train,
                        eval=settings.eval)
-    loaded = ctx.require_pool()
+    loaded = context.require_pool()
     domain_of = domain_labels(loaded.examples, load_domain_map(settings.domain_map, settings.domain_map_file or None),
                               settings.domain_field)
     pools = group_by_domain(domain_of)
@@ -60,8 +60,8 @@ def run_ideal(pool_path: str | Path, reference_path: str | Path, model: str | Pa
     data, data_path = loaded, Path(pool_path)
     for r in range(1, settings.rounds + 1):
         folder = layout.ideal_round(r)
-        model_dir, metrics = train_and_evaluate(ctx, config, ArmFolders(folder), seed=settings.train.seed, data=data)
-        stage = produce(ctx, settings, folder, IdealRound(r, model_dir, volumes, pools, domain_of, reference))
+        model_dir, metrics = train_and_evaluate(context, config, ArmFolders(folder), seed=settings.train.seed, data=data)
+        stage = produce(context, settings, folder, IdealRound(r, model_dir, volumes, pools, domain_of, reference))
         out = stage.manifest["outputs"]
         summary["rounds"].append({"round": r, "model": str(model_dir), "metrics": metrics,
                                   "volumes": out["volumes"], "influences": out["influences"],
@@ -71,7 +71,7 @@ def run_ideal(pool_path: str | Path, reference_path: str | Path, model: str | Pa
         data = load_examples(data_path)
         log(f"[ideal] round {r}: influences {_fmt(out['influences'])}; volumes -> {volumes}")
     if settings.train_final:
-        model_dir, metrics = train_and_evaluate(ctx, config, ArmFolders(layout.ideal_final), seed=settings.train.seed,
+        model_dir, metrics = train_and_evaluate(context, config, ArmFolders(layout.ideal_final), seed=settings.train.seed,
                                                 data=data)
         summary["final"] = {"mixture": str(data_path), "model": str(model_dir), "metrics": metrics,
                             "volumes": volumes}

@@ -127,18 +127,18 @@ def arms(config: RunConfig) -> list[Arm]:
     return list(found.values())
 
 
-def execute(ctx: RunContext, config: RunConfig) -> RunResults:
+def execute(context: RunContext, config: RunConfig) -> RunResults:
     """``run_config`` with a context the caller built (and a pool it loaded)."""
     layout = RunLayout(config.run_dir)
     needs = {need for method in config.methods for need in get_selector(method).needs}
-    artifacts = produce(needs, ctx, config, layout)
+    artifacts = produce(needs, context, config, layout)
     if artifacts is None:
         return RunResults()
     # The untuned model's row by default wherever fine-tuned models are tested: every table has its baseline.
-    base = evaluate_base(ctx, config, layout) if config.evaluate_base and config.tests and config.finetune else None
+    base = evaluate_base(context, config, layout) if config.evaluate_base and config.tests and config.finetune else None
     results = RunResults(base=base)
     for arm in arms(config):
-        results.arms[arm.label] = run_arm(ctx, config, layout, arm, artifacts)
+        results.arms[arm.label] = run_arm(context, config, layout, arm, artifacts)
     write_results(layout, config, results)
     return results
 

@@ -30,7 +30,7 @@ class TokenCounting:
     max_length: int = 2048
 
 
-def select_stage(ctx: RunContext, method: str, budget: str, out_dir: str | Path, *, seed: int = 0,
+def select_stage(context: RunContext, method: str, budget: str, out_dir: str | Path, *, seed: int = 0,
                  artifacts: dict[str, Artifact] | None = None, options: dict | None = None,
                  tokens: TokenCounting | None = None):
     """Select from the context's pool into ``out_dir``; returns the StageResult.
@@ -38,7 +38,7 @@ def select_stage(ctx: RunContext, method: str, budget: str, out_dir: str | Path,
     ``artifacts``: what the method needs (its value and fingerprint, recorded in the manifest).
     A token budget counts each example's rendered tokens as ``tokens`` says (required then).
     """
-    loaded = ctx.require_pool()
+    loaded = context.require_pool()
     parsed = Budget.parse(budget)
     artifacts = artifacts or {}
     ignores_budget = getattr(get_selector(method), "ignores_budget", False)
@@ -56,12 +56,12 @@ def select_stage(ctx: RunContext, method: str, budget: str, out_dir: str | Path,
         lengths = _token_lengths(loaded, tokens) if parsed.kind == "tokens" else None
         selection = run_selector(method, loaded.examples, parsed, seed=seed, options=options, token_length=lengths,
                                  artifacts={name: a.value for name, a in artifacts.items()})
-        ctx.log(f"[select] {method} @ {parsed}: {len(selection)} of {len(loaded.examples)} examples")
+        context.log(f"[select] {method} @ {parsed}: {len(selection)} of {len(loaded.examples)} examples")
         if not is_main():  # every process selects the same; one writes
             return {}
         return write_selection(selection, loaded, folder)
 
-    return run_stage(out_dir, "select", settings, inputs, build, seed=seed, log=ctx.log)
+    return run_stage(out_dir, "select", settings, inputs, build, seed=seed, log=context.log)
 
 
 def _token_lengths(loaded: LoadedData, tokens: TokenCounting) -> dict[str, int]:
@@ -73,13 +73,13 @@ def _token_lengths(loaded: LoadedData, tokens: TokenCounting) -> dict[str, int]:
     return {e.id: len(tokenize_example(tok, e, tokens.max_length)) for e in loaded.examples}
 
 
-def train_stage(ctx: RunContext, model: str | Path, out_dir: str | Path, settings: TrainSettings, *,
+def train_stage(context: RunContext, model: str | Path, out_dir: str | Path, settings: TrainSettings, *,
                 selection_dir: str | Path | None = None, data: LoadedData | None = None):
     """Fine-tune ``model`` on the context's pool (or ``data``), restricted to a selection if given."""
     from ..models.loading import load_base_model, load_tokenizer
     from ..train.loop import save_trained, train_model
 
-    loaded = data if data is not None else ctx.require_pool()
+    loaded = data if data is not None else context.require_pool()
     examples = loaded.examples
     inputs = {"model": fingerprint_model(model), "data": loaded.fingerprint}
     if selection_dir is not None:
@@ -92,22 +92,22 @@ def train_stage(ctx: RunContext, model: str | Path, out_dir: str | Path, setting
                              f"{loaded.source} (e.g. {unknown[0]}): it was made from another pool")
         examples = [by_id[i] for i in wanted]
         inputs["selection"] = fingerprint_model(selection_dir)
-    stage_settings = {"train": to_dict(settings), "chat_template": ctx.chat_template, "dtype": ctx.dtype}
+    stage_settings = {"train": to_dict(settings), "chat_template": context.chat_template, "dtype": context.dtype}
 
     def build(folder: Path) -> dict:
-        base = load_base_model(model, ctx.dtype, ctx.device)  # first: "not a causal LM" before tokenizer errors
-        tokenizer = load_tokenizer(model, ctx.chat_template)
-        result = train_model(base, tokenizer, examples, settings, folder, progress=ctx.progress, log=ctx.log)
+        base = load_base_model(model, context.dtype, context.device)  # first: "not a causal LM" before tokenizer errors
+        tokenizer = load_tokenizer(model, context.chat_template)
+        result = train_model(base, tokenizer, examples, settings, folder, progress=context.progress, log=context.log)
         save_trained(result.model, tokenizer, TrainFolders(folder).model)
         return {"examples": result.examples, "excluded_no_response": result.render_report.no_response,
                 "truncated": result.render_report.truncated, "steps": result.steps,
                 "tokens": result.tokens, "epoch_losses": result.epoch_losses,
                 "base_model": str(model)}
 
-    return run_stage(out_dir, "train", stage_settings, inputs, build, seed=settings.seed, log=ctx.log)
+    return run_stage(out_dir, "train", stage_settings, inputs, build, seed=settings.seed, log=context.log)
 
 
-def evaluate_stage(ctx: RunContext, model_dir: str | Path, tests: str | Path, out_dir: str | Path,
+def evaluate_stage(context: RunContext, model_dir: str | Path, tests: str | Path, out_dir: str | Path,
                    settings: EvalSettings | None = None, *, base: str | Path | None = None):
     """Evaluate a trained model (or a base model) on every capability; writes metrics.json."""
     from ..data.batching import Batching
@@ -120,24 +120,24 @@ def evaluate_stage(ctx: RunContext, model_dir: str | Path, tests: str | Path, ou
     inputs = {"model": fingerprint_model(model_dir), "tests": _sets_fingerprint(test_sets)}
 
     def build(folder: Path) -> dict:
-        model = load_trained(model_dir, base=base, dtype=ctx.dtype, device=ctx.device)
+        model = load_trained(model_dir, base=base, dtype=context.dtype, device=context.device)
         tokenizer = load_tokenizer(model_dir)
         loss_batching = Batching(settings.max_length, settings.loss_token_budget, settings.batch_size)
         metrics = evaluate_capabilities(model, tokenizer, test_sets, max_new_tokens=settings.max_new_tokens,
                                         batch_size=settings.batch_size, default_checker=settings.default_checker,
-                                        progress=ctx.progress, loss_batching=loss_batching)
+                                        progress=context.progress, loss_batching=loss_batching)
         atomic_write_json(folder / "metrics.json", metrics)
         loss = metrics["heldout_loss"]
         excluded = sum(len(v["excluded_no_answer_token"]) for v in loss["capabilities"].values())
         if excluded:
-            ctx.log(f"[evaluate] {excluded} test examples have no reference-answer token within "
+            context.log(f"[evaluate] {excluded} test examples have no reference-answer token within "
                     f"eval.max_length={settings.max_length} and no loss (listed in metrics.json)")
         return {"summary": metrics["summary"],
                 "scores": {c: v["score"] for c, v in metrics["capabilities"].items()},
                 "loss": {c: v["mean"] for c, v in loss["capabilities"].items()},
                 "loss_summary": loss["summary"]}
 
-    return run_stage(out_dir, "evaluate", to_dict(settings), inputs, build, log=ctx.log)
+    return run_stage(out_dir, "evaluate", to_dict(settings), inputs, build, log=context.log)
 
 
 def _sets_fingerprint(test_sets: dict[str, list[Example]]) -> str:

@@ -133,8 +133,8 @@ class BidsSelector:
                 "true} in the run config)"
             )
 
-    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
-        return bids_ranking(*pool_matrix(ctx), ctx.options, limit)
+    def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        return bids_ranking(*pool_matrix(selection), selection.options, limit)
 
 
 def bids_ranking(scores: np.ndarray, ids: list[str], columns: list[dict], options: dict, limit: int) -> Ranking:

@@ -76,9 +76,9 @@ class GridSelector:
         if selector == "bids":  # BIDS's equal-validation-size check, run before any compute
             self.check_validation = BidsSelector.check_validation
 
-    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
-        similarity = self.representation.similarity(ctx)
-        ranking = self.rule(similarity.scores, similarity.ids, similarity.columns, ctx.options, limit)
+    def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        similarity = self.representation.similarity(selection)
+        ranking = self.rule(similarity.scores, similarity.ids, similarity.columns, selection.options, limit)
         ranking.diagnostics.update(selector=self.selector, representation=self.representation.name)
         return ranking
 

@@ -37,9 +37,9 @@ class IfdSelector:
     needs = ("ifd_losses",)
     description = "IFD (Cherry LLM / Superfiltering): loss of the response with / without its prompt; highest below 1"
 
-    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
-        losses = ctx.need("ifd_losses")  # features.ifd.IfdLosses
-        if set(losses.ids) != {e.id for e in ctx.pool}:
+    def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        losses = selection.need("ifd_losses")  # features.ifd.IfdLosses
+        if set(losses.ids) != {e.id for e in selection.pool}:
             raise ArtifactMismatchError("the IFD losses were computed for another pool; recompute them")
         ifd = losses.ifd
         order = ifd_ranking(ifd)

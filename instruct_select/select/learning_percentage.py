@@ -205,15 +205,15 @@ def _embedding_rows(embeddings, ids: list[str]) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _checked_lp(ctx: SelectionContext) -> LearningPercentages:
-    trajectories = ctx.need("loss_trajectories")
-    pool_ids = {e.id for e in ctx.pool}
+def _checked_lp(selection: SelectionContext) -> LearningPercentages:
+    trajectories = selection.need("loss_trajectories")
+    pool_ids = {e.id for e in selection.pool}
     if set(trajectories.ids) != pool_ids:
         extra = sorted(set(trajectories.ids) ^ pool_ids)[0]
         raise ArtifactMismatchError(f"the loss trajectories cover other examples than the pool (e.g. {extra!r}); "
                                     "recompute them for this pool")
-    return learning_percentages(trajectories, ctx.options.get("lp_variant", "lp1"),
-                                float(ctx.options.get("lp_tolerance", DEFAULT_TOLERANCE)))
+    return learning_percentages(trajectories, selection.options.get("lp_variant", "lp1"),
+                                float(selection.options.get("lp_tolerance", DEFAULT_TOLERANCE)))
 
 
 def _lp_summary(lp: LearningPercentages, task_of: dict[str, str]) -> dict[str, dict]:
@@ -248,30 +248,30 @@ class _LearningPercentageSelector:
         """(tier, key): rows are taken by ascending tier, then ascending key."""
         raise NotImplementedError
 
-    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
-        lp = _checked_lp(ctx)
+    def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        lp = _checked_lp(selection)
         n = len(lp.ids)
         if limit > n:
             raise InputError(
-                f"the budget asks for {limit} examples but only {n} of {len(ctx.pool)} have a loss trajectory "
+                f"the budget asks for {limit} examples but only {n} of {len(selection.pool)} have a loss trajectory "
                 f"({len(lp.excluded)} have no response token after truncation, e.g. {lp.excluded[:3]}); "
                 "lower the budget or raise max_length")
-        k = int(ctx.options.get("clusters") or default_clusters(n))
+        k = int(selection.options.get("clusters") or default_clusters(n))
         if not 1 <= k <= n:
             raise ConfigError(f"clusters must be between 1 and the {n} scorable examples, got {k}")
-        rule = ctx.options.get("lp_quotas") or "coverage"
+        rule = selection.options.get("lp_quotas") or "coverage"
         if rule not in QUOTA_RULES:  # checked before k-means runs, not after
             raise ConfigError(f"lp_quotas must be one of {', '.join(QUOTA_RULES)}, got {rule!r}")
-        unlearned = ctx.options.get("lp_unlearned") or "ratio"
-        tier, key = self.order_key(lp, ctx.seed, unlearned)  # checks lp_unlearned before k-means runs
-        clustering = kmeans(_embedding_rows(ctx.need("embeddings"), lp.ids), k, seed=ctx.seed)
+        unlearned = selection.options.get("lp_unlearned") or "ratio"
+        tier, key = self.order_key(lp, selection.seed, unlearned)  # checks lp_unlearned before k-means runs
+        clustering = kmeans(_embedding_rows(selection.need("embeddings"), lp.ids), k, seed=selection.seed)
         sizes = clustering.sizes()
         quotas = cluster_quotas(sizes, limit, rule)
         rows = take_by_quota(clustering.labels, quotas, tier, key)
         selected = np.bincount(clustering.labels[rows], minlength=k)
-        task_of = {e.id: e.task for e in ctx.pool}
+        task_of = {e.id: e.task for e in selection.pool}
         diagnostics = {
-            "lp_variant": lp.variant, "lp_tolerance": float(ctx.options.get("lp_tolerance", DEFAULT_TOLERANCE)),
+            "lp_variant": lp.variant, "lp_tolerance": float(selection.options.get("lp_tolerance", DEFAULT_TOLERANCE)),
             "lp_unlearned": unlearned if self.name != "lp-random" else "ignored",
             "status_counts": lp.counts(), "excluded_no_loss_ids": lp.excluded[:20],
             "selected_status_counts": {s: int(np.sum(lp.status[rows] == c)) for c, s in enumerate(STATUS_NAMES)},
@@ -279,7 +279,7 @@ class _LearningPercentageSelector:
             "cluster_selected": selected.tolist(),
             "clusters_nonempty": int(np.sum(sizes > 0)), "clusters_covered": int(np.sum(selected > 0)),
             "reference_ceil_total": reference_ceil_total(sizes, limit),
-            "kmeans": {"inertia": clustering.inertia, "iterations": clustering.iterations, "seed": ctx.seed},
+            "kmeans": {"inertia": clustering.inertia, "iterations": clustering.iterations, "seed": selection.seed},
             "lp_quotas": rule,
             "rounding": QUOTA_TEXT[rule],
             "lp_by_task": _lp_summary(lp, task_of),

@@ -23,10 +23,10 @@ from .base import Ranking, SelectionContext
 INFLUENCE_NEEDS = ("attribution",)
 
 
-def pool_matrix(ctx: SelectionContext) -> tuple[np.ndarray, list[str], list[dict]]:
+def pool_matrix(selection: SelectionContext) -> tuple[np.ndarray, list[str], list[dict]]:
     """A restricted to the pool's scorable rows, in the matrix's row order, as float32 in memory."""
-    matrix = ctx.need("attribution")
-    pool_ids = {e.id for e in ctx.pool}
+    matrix = selection.need("attribution")
+    pool_ids = {e.id for e in selection.pool}
     if set(matrix.rows) != pool_ids:
         extra = sorted(set(matrix.rows) - pool_ids)[:1] or sorted(pool_ids - set(matrix.rows))[:1]
         raise ArtifactMismatchError(
@@ -112,9 +112,9 @@ class _TopByScore:
     def score(self, scores: np.ndarray, columns: list[dict], options: dict) -> np.ndarray:
         raise NotImplementedError
 
-    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
-        scores, ids, columns = pool_matrix(ctx)
-        return top_rows(self.score(scores, columns, ctx.options), ids, limit)
+    def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        scores, ids, columns = pool_matrix(selection)
+        return top_rows(self.score(scores, columns, selection.options), ids, limit)
 
 
 LESS_GROUPS = ("task", "subtask")
@@ -167,8 +167,8 @@ class TaskBalancedSelector:
     needs = INFLUENCE_NEEDS
     description = "B/m rows per validation task by its mean influence, round-robin over tasks"
 
-    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
-        scores, ids, columns = pool_matrix(ctx)
+    def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        scores, ids, columns = pool_matrix(selection)
         groups = column_groups(columns, "task")
         per_task = group_means(scores, groups)
         orders = [np.argsort(-per_task[:, k], kind="stable") for k in range(per_task.shape[1])]

@@ -17,11 +17,11 @@ class RdsSelector:
     needs = ("hidden_states",)
     description = "max cosine between last-token hidden states of pool and validation examples, top B"
 
-    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
-        states = ctx.need("hidden_states")  # {"pool": (ids, array), "validation": (ids, array)}
+    def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        states = selection.need("hidden_states")  # {"pool": (ids, array), "validation": (ids, array)}
         ids, pool = states["pool"]
         _, val = states["validation"]
-        if set(ids) != {e.id for e in ctx.pool}:
+        if set(ids) != {e.id for e in selection.pool}:
             raise ArtifactMismatchError("hidden states were computed for another pool; recompute them")
         pool = pool / np.maximum(np.linalg.norm(pool, axis=1, keepdims=True), 1e-12)
         val = val / np.maximum(np.linalg.norm(val, axis=1, keepdims=True), 1e-12)

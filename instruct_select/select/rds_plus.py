@@ -76,9 +76,9 @@ class RdsPlusSelector:
     description = ("RDS+: cosine of position-weighted mean base-model states, max per target task, "
                    "round-robin over tasks")
 
-    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
-        reps = ctx.need("representations")  # features.representations.Representations
-        if set(reps.pool_ids) != {e.id for e in ctx.pool}:
+    def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        reps = selection.need("representations")  # features.representations.Representations
+        if set(reps.pool_ids) != {e.id for e in selection.pool}:
             raise ArtifactMismatchError("the representations were computed for another pool; recompute them")
         scores, tasks = task_max_cosine(reps.pool, reps.validation, reps.validation_tasks)
         return task_round_robin(scores, tasks, reps.pool_ids, limit)

@@ -45,14 +45,14 @@ def cosine_matrix(pool: np.ndarray, validation: np.ndarray) -> np.ndarray:
     return out
 
 
-def _attribution_similarity(ctx: SelectionContext, need: str) -> Similarity:
-    return Similarity(*pool_matrix(ctx))
+def _attribution_similarity(selection: SelectionContext, need: str) -> Similarity:
+    return Similarity(*pool_matrix(selection))
 
 
-def _vector_similarity(ctx: SelectionContext, need: str) -> Similarity:
+def _vector_similarity(selection: SelectionContext, need: str) -> Similarity:
     """Cosines of pooled vectors (``features.representations.Representations``)."""
-    vectors = ctx.need(need)
-    if set(vectors.pool_ids) != {e.id for e in ctx.pool}:
+    vectors = selection.need(need)
+    if set(vectors.pool_ids) != {e.id for e in selection.pool}:
         raise ArtifactMismatchError(f"the {need} were computed for another pool; recompute them")
     columns = [{"id": i, "task": t, "subtask": None} for i, t in zip(vectors.validation_ids, vectors.validation_tasks)]
     return Similarity(cosine_matrix(vectors.pool, vectors.validation), list(vectors.pool_ids), columns)
@@ -65,8 +65,8 @@ class Representation:
     description: str
     build: Callable[[SelectionContext, str], Similarity]
 
-    def similarity(self, ctx: SelectionContext) -> Similarity:
-        return self.build(ctx, self.need)
+    def similarity(self, selection: SelectionContext) -> Similarity:
+        return self.build(selection, self.need)
 
 
 REPRESENTATION_AXIS = {

@@ -54,13 +54,13 @@ def run_selector(
         raise ConfigError("the pool is empty: nothing to select from")
     if budget.kind == "tokens" and token_length is None:
         raise ConfigError("a token budget needs token counts: run selection through the pipeline or pass token_length")
-    ctx = SelectionContext(pool=pool, seed=seed, artifacts=artifacts or {}, options=options or {})
+    selection = SelectionContext(pool=pool, seed=seed, artifacts=artifacts or {}, options=options or {})
     if getattr(selector, "ignores_budget", False):
         limit = len(pool)
     else:
         lengths = [token_length[e.id] for e in pool] if token_length else None
         limit = budget.max_count(len(pool), lengths)
-    ranking = selector.rank(ctx, limit)
+    ranking = selector.rank(selection, limit)
     ids = ranking.ids if getattr(selector, "ignores_budget", False) else budget.take(ranking.ids, len(pool), token_length)
     if len(set(ids)) != len(ids):
         raise RuntimeError(f"selector {method} returned duplicate ids")  # a bug, not a user error
@@ -69,10 +69,10 @@ def run_selector(
     diagnostics = {"composition": dict(sorted(Counter(str(task_of[i]) for i in ids).items())),
                    "pool_composition": dict(sorted(Counter(str(e.task) for e in pool).items())),
                    **ranking.diagnostics}
-    if "attribution" in ctx.artifacts:
+    if "attribution" in selection.artifacts:
         from ..influence.diagnostics import influence_diagnostics
 
-        diagnostics["influence"] = influence_diagnostics(ctx.artifacts["attribution"], ids)
+        diagnostics["influence"] = influence_diagnostics(selection.artifacts["attribution"], ids)
     return Selection(method, str(budget), seed, ids, scores, diagnostics)
 
 

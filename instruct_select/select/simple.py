@@ -11,9 +11,9 @@ class RandomSelector:
     needs: tuple[str, ...] = ()
     description = "uniform sample without replacement, seeded"
 
-    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
-        ids = sorted(e.id for e in ctx.pool)  # sorted: independent of the pool's order
-        random.Random(ctx.seed).shuffle(ids)
+    def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        ids = sorted(e.id for e in selection.pool)  # sorted: independent of the pool's order
+        random.Random(selection.seed).shuffle(ids)
         return Ranking(ids[:limit])
 
 
@@ -23,5 +23,5 @@ class FullSelector:
     description = "the whole pool (the budget is ignored)"
     ignores_budget = True
 
-    def rank(self, ctx: SelectionContext, limit: int) -> Ranking:
-        return Ranking(sorted(e.id for e in ctx.pool))
+    def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        return Ranking(sorted(e.id for e in selection.pool))

@@ -20,7 +20,7 @@ from ...errors import ConfigError
 from ...layout import RunLayout
 from . import attribution, embeddings, encoder_embeddings, hidden_states, ifd_losses, loss_trajectories, representations
 
-# produce(ctx, config, layout) -> Artifact, or None when the context stops the run early (a shard
+# produce(context, config, layout) -> Artifact, or None when the context stops the run early (a shard
 # job, --stop-after).
 Producer = Callable[[RunContext, RunConfig, RunLayout], "Artifact | None"]
 PRODUCERS: dict[str, Producer] = {
@@ -34,13 +34,13 @@ PRODUCERS: dict[str, Producer] = {
 }
 
 
-def produce(needs: set[str], ctx: RunContext, config: RunConfig, layout: RunLayout) -> dict[str, Artifact] | None:
+def produce(needs: set[str], context: RunContext, config: RunConfig, layout: RunLayout) -> dict[str, Artifact] | None:
     """Every needed artifact, in a fixed order; None when a shard job or ``stop_after`` ended the run
     (each producer still does its part of such a run)."""
     unknown = needs - set(PRODUCERS)
     if unknown:
         raise ConfigError(f"no producer makes {sorted(unknown)}; known: {', '.join(PRODUCERS)}")
-    artifacts = {need: PRODUCERS[need](ctx, config, layout) for need in PRODUCERS if need in needs}
+    artifacts = {need: PRODUCERS[need](context, config, layout) for need in PRODUCERS if need in needs}
     if any(artifact is None for artifact in artifacts.values()):
         return None
     return artifacts

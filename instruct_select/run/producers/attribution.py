@@ -31,26 +31,26 @@ from ...train.checkpoint import list_checkpoints
 from .warmup import validation_data, warmup, warmup_model
 
 
-def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
     from ...influence.attribution import AttributionMatrix
 
     validation = validation_data(config)
-    warmup_dir = warmup(ctx, config, layout)
-    if ctx.stop_after == "warmup":
+    warmup_dir = warmup(context, config, layout)
+    if context.stop_after == "warmup":
         return None
     settings = config.influence.features
-    pool_folders = features_stage(ctx, warmup_dir, ctx.require_pool(), "pool", "adam", settings, layout)
-    val_folders = features_stage(ctx, warmup_dir, validation, "validation", "sgd", settings, layout)
-    if ctx.is_shard_job:
-        ctx.log(f"[features] {ctx.shard.name} done; when every shard is done: instruct-select merge {layout.features}")
+    pool_folders = features_stage(context, warmup_dir, context.require_pool(), "pool", "adam", settings, layout)
+    val_folders = features_stage(context, warmup_dir, validation, "validation", "sgd", settings, layout)
+    if context.is_shard_job:
+        context.log(f"[features] {context.shard.name} done; when every shard is done: instruct-select merge {layout.features}")
         return None
-    if ctx.stop_after == "features":
+    if context.stop_after == "features":
         return None
-    scores = scores_stage(ctx, warmup_dir, pool_folders, val_folders, validation.examples, layout.scores)
+    scores = scores_stage(context, warmup_dir, pool_folders, val_folders, validation.examples, layout.scores)
     return Artifact(AttributionMatrix.load(scores.path), fingerprint_model(scores.path))
 
 
-def features_stage(ctx: RunContext, warmup_dir: str | Path, data: LoadedData, split: str, transform: str,
+def features_stage(context: RunContext, warmup_dir: str | Path, data: LoadedData, split: str, transform: str,
                    settings: FeatureSettings, layout: RunLayout) -> list[Path]:
     """Features of ``data`` at every warmup checkpoint; returns the store folders in epoch order.
 
@@ -75,15 +75,15 @@ def features_stage(ctx: RunContext, warmup_dir: str | Path, data: LoadedData, sp
         stage_settings = {**asdict(settings), "transform": transform, "split": split}
         inputs = {k: v for k, v in meta.items() if k in ("model", "checkpoint_fingerprint", "data")}
         folders.append(folder)
-        sharded_store_stage(ctx, folder, "features", stage_settings, inputs, data.examples, meta,
-                            _extract_into(ctx, warmup_dir, checkpoint, settings, transform, shared,
+        sharded_store_stage(context, folder, "features", stage_settings, inputs, data.examples, meta,
+                            _extract_into(context, warmup_dir, checkpoint, settings, transform, shared,
                                           f"{split} features @ epoch {checkpoint.epoch}"))
     return folders
 
 
-def _extract_into(ctx: RunContext, warmup_dir, checkpoint, settings, transform, shared: dict, desc):
+def _extract_into(context: RunContext, warmup_dir, checkpoint, settings, transform, shared: dict, desc):
     def fill(folder: Path, examples: list[Example], meta: dict) -> dict:
-        model, tokenizer = warmup_model(warmup_dir, checkpoint, ctx.device)
+        model, tokenizer = warmup_model(warmup_dir, checkpoint, context.device)
         moments = None
         if transform == "adam":
             from ...features.gradients import lora_modules
@@ -98,11 +98,11 @@ def _extract_into(ctx: RunContext, warmup_dir, checkpoint, settings, transform, 
             shared.update(ids=ids, data=TokenizedData.of(tokenizer, examples, settings.max_length),
                           projector=make_projector(model, settings))
         return extract_features(model, shared["data"], store, settings, moments=moments,
-                                progress=ctx.progress, desc=desc, projector=shared["projector"])
+                                progress=context.progress, desc=desc, projector=shared["projector"])
     return fill
 
 
-def scores_stage(ctx: RunContext, warmup_dir: str | Path, pool_folders: list[Path], validation_folders: list[Path],
+def scores_stage(context: RunContext, warmup_dir: str | Path, pool_folders: list[Path], validation_folders: list[Path],
                  validation: list[Example], out_dir: str | Path):
     """A = Σ_e w_e · pool_e @ validation_eᵀ, blockwise from the stores; columns labelled by task."""
     checkpoints = list_checkpoints(warmup_dir)
@@ -114,11 +114,11 @@ def scores_stage(ctx: RunContext, warmup_dir: str | Path, pool_folders: list[Pat
         val_stores = [FeatureStore.open(p) for p in validation_folders]
         if val_stores[0].ids != [e.id for e in validation]:
             raise ArtifactMismatchError("validation features were computed for other validation examples")
-        return write_attribution(Path(folder), pool_stores, val_stores, weights, columns, progress=ctx.progress)
+        return write_attribution(Path(folder), pool_stores, val_stores, weights, columns, progress=context.progress)
 
     inputs = {f"pool/{p.name}": fingerprint_path(p) for p in pool_folders}
     inputs.update({f"validation/{p.name}": fingerprint_path(p) for p in validation_folders})
-    return run_stage(out_dir, "scores", {"weights": weights}, inputs, build, log=ctx.log)
+    return run_stage(out_dir, "scores", {"weights": weights}, inputs, build, log=context.log)
 
 
 def merge_all_shards(features_dir: str | Path, log=print) -> list[Path]:

@@ -34,19 +34,19 @@ class IdealRound:
     reference: list[Example]
 
 
-def load_for_influence(ctx: RunContext, model_dir: str | Path):
+def load_for_influence(context: RunContext, model_dir: str | Path):
     """The trained model with any LoRA adapter merged into its weights, and its tokenizer."""
     from ...models.loading import load_tokenizer, load_trained
 
-    model = load_trained(model_dir, dtype=ctx.dtype, device=ctx.device)
+    model = load_trained(model_dir, dtype=context.dtype, device=context.device)
     if hasattr(model, "merge_and_unload"):  # a PeftModel: fold B·A into the base weights
         model = model.merge_and_unload()
-    return model, load_tokenizer(model_dir, ctx.chat_template)
+    return model, load_tokenizer(model_dir, context.chat_template)
 
 
-def produce(ctx: RunContext, settings: IdealSettings, folder: Path, round: IdealRound) -> StageResult:
+def produce(context: RunContext, settings: IdealSettings, folder: Path, round: IdealRound) -> StageResult:
     """Measure the round's domain influences and write the resized mixture into ``folder``."""
-    loaded = ctx.require_pool()
+    loaded = context.require_pool()
     volumes, pools = round.volumes, round.pools
     stage_settings = {"round": round.number, "volumes_before": volumes, **settings.influence_settings(),
                       "domains": {d: len(ids) for d, ids in pools.items()}}
@@ -58,17 +58,17 @@ def produce(ctx: RunContext, settings: IdealSettings, folder: Path, round: Ideal
         from ...ideal.domain_gradients import PassSettings, SolveSettings, compute_influences
         from ...ideal.update import entry_counts, influence_to_beta, mixture_entries, new_volumes, write_mixture
 
-        net, tokenizer = load_for_influence(ctx, round.model_dir)
+        net, tokenizer = load_for_influence(context, round.model_dir)
         counts = entry_counts(mixture_entries(pools, volumes, settings.seed))
         by_id = loaded.by_id()
         items, report = tokenize_examples(tokenizer, [by_id[i] for i in sorted(counts)], settings.train.max_length)
         ref_items, ref_report = tokenize_examples(tokenizer, round.reference, settings.train.max_length)
         for name, rep in (("mixture", report), ("reference", ref_report)):
             if rep.truncated or rep.no_response:
-                ctx.log(f"[ideal] {name}: {rep.summary()}")
+                context.log(f"[ideal] {name}: {rep.summary()}")
         cfg = PassSettings(pad_id=tokenizer.pad_token_id, token_budget=settings.token_budget,
                            batch_size=settings.batch_size, fisher=settings.fisher,
-                           seed=settings.seed * 1000 + round.number, progress=ctx.progress)
+                           seed=settings.seed * 1000 + round.number, progress=context.progress)
         solve = SolveSettings(layers=settings.layers, damping=settings.damping, relative=settings.damping_relative,
                               ekfac=settings.ekfac, layers_per_pass=settings.layers_per_pass)
         result = compute_influences(net, items, round.domain_of, ref_items, cfg, solve, counts=counts,
@@ -93,7 +93,7 @@ def produce(ctx: RunContext, settings: IdealSettings, folder: Path, round: Ideal
         return {"volumes": {"before": volumes, "after": after}, "influences": result.influences,
                 "beta": beta, "reference_loss": result.reference_loss, "mixture": mixture.name}
 
-    return run_stage(folder, "ideal-round", stage_settings, inputs, build, seed=settings.seed, log=ctx.log)
+    return run_stage(folder, "ideal-round", stage_settings, inputs, build, seed=settings.seed, log=context.log)
 
 
 def _subset(items: list, n: int, seed: int) -> list | None:

@@ -19,48 +19,48 @@ from .sharded import sharded_store_stage
 EMBEDDING_MODEL = "learning_percentage.embedding_model"
 
 
-def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
-    if ctx.is_shard_job or ctx.stop_after:
+def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    if context.is_shard_job or context.stop_after:
         return None
     lp = config.learning_percentage
     out_dir = layout.selection_model(lp.label).embeddings
     if lp.embedding_model:
-        encoder_embeddings_stage(ctx, lp.embedding_model, out_dir, pass_batching(config))
+        encoder_embeddings_stage(context, lp.embedding_model, out_dir, pass_batching(config))
         embeddings = Embeddings.load(out_dir)
     else:
-        embeddings = embeddings_stage(ctx, selection_model(config), out_dir, pass_batching(config))
+        embeddings = embeddings_stage(context, selection_model(config), out_dir, pass_batching(config))
     return Artifact(embeddings, embeddings.fingerprint())
 
 
-def embeddings_stage(ctx: RunContext, model_path: str | Path, out_dir: str | Path, batching: Batching) -> Embeddings | None:
+def embeddings_stage(context: RunContext, model_path: str | Path, out_dir: str | Path, batching: Batching) -> Embeddings | None:
     """Embed every pool example with ``model_path``'s mean final hidden states (the default encoder).
 
     Split across torch.distributed ranks like every per-example pass (``sharded``); an
     independent shard job embeds its share and returns None.
     """
-    pool = ctx.require_pool()
-    settings = {"encoder": "hidden", "max_length": batching.max_length, "chat_template": ctx.chat_template,
-                "dtype": ctx.dtype}
+    pool = context.require_pool()
+    settings = {"encoder": "hidden", "max_length": batching.max_length, "chat_template": context.chat_template,
+                "dtype": context.dtype}
     inputs = {"model": fingerprint_model(model_path), "data": pool.fingerprint}
 
     def fill(folder: Path, mine: list[Example], meta: dict) -> dict:
         from ...models.loading import load_base_model, load_tokenizer
 
-        model = load_base_model(model_path, ctx.dtype, ctx.device)
+        model = load_base_model(model_path, context.dtype, context.device)
         store = FeatureStore.open_or_create(folder, [e.id for e in mine], int(model.config.hidden_size), "float32", meta)
-        return fill_mean_hidden_states(model, load_tokenizer(model_path, ctx.chat_template), mine, store,
-                                       batching, progress=ctx.progress)
+        return fill_mean_hidden_states(model, load_tokenizer(model_path, context.chat_template), mine, store,
+                                       batching, progress=context.progress)
 
-    sharded_store_stage(ctx, out_dir, "embeddings", settings, inputs, pool.examples, {**settings, **inputs}, fill)
-    return None if ctx.is_shard_job else Embeddings.load(out_dir)
+    sharded_store_stage(context, out_dir, "embeddings", settings, inputs, pool.examples, {**settings, **inputs}, fill)
+    return None if context.is_shard_job else Embeddings.load(out_dir)
 
 
-def encoder_embeddings_stage(ctx: RunContext, folder: str, out_dir: Path, batching: Batching) -> None:
+def encoder_embeddings_stage(context: RunContext, folder: str, out_dir: Path, batching: Batching) -> None:
     """Every pool example embedded by the local encoder ``folder``: the mean of its last hidden states
     over the example's "role: content" text, cut at ``batching.max_length`` or the encoder's own limit
     (the embed representation's stage, ``producers.encoder_embeddings.encoder_stage``)."""
     from .encoder_embeddings import check_encoder, encoder_stage
 
     encoder = check_encoder(folder, EMBEDDING_MODEL)
-    encoder_stage(ctx, encoder, ctx.require_pool(), out_dir, max_length=batching.max_length,
+    encoder_stage(context, encoder, context.require_pool(), out_dir, max_length=batching.max_length,
                   batch_size=batching.max_batch_size)

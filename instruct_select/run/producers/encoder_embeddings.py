@@ -40,25 +40,25 @@ def check_encoder(folder: str, setting: str = "embed_encoder") -> Path:
     return path
 
 
-def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
     encoder = check_encoder(config.embed_encoder)
-    if ctx.is_shard_job or ctx.stop_after == "warmup":  # like RDS+'s pass: one unsplit forward pass, later
+    if context.is_shard_job or context.stop_after == "warmup":  # like RDS+'s pass: one unsplit forward pass, later
         return None
     validation = validation_data(config)
-    folders = {split: _split_stage(ctx, config, encoder, data, layout.encoder_embeddings(split))
-               for split, data in (("pool", ctx.require_pool()), ("validation", validation))}
-    if ctx.stop_after == "features":
+    folders = {split: _split_stage(context, config, encoder, data, layout.encoder_embeddings(split))
+               for split, data in (("pool", context.require_pool()), ("validation", validation))}
+    if context.stop_after == "features":
         return None
     return vectors_artifact(folders, validation)
 
 
-def _split_stage(ctx: RunContext, config: RunConfig, encoder: Path, data: LoadedData, folder: Path) -> Path:
+def _split_stage(context: RunContext, config: RunConfig, encoder: Path, data: LoadedData, folder: Path) -> Path:
     features = config.influence.features
-    return encoder_stage(ctx, encoder, data, folder, max_length=features.max_length,
+    return encoder_stage(context, encoder, data, folder, max_length=features.max_length,
                          batch_size=features.max_batch_size)
 
 
-def encoder_stage(ctx: RunContext, encoder: str | Path, data: LoadedData, folder: str | Path, *,
+def encoder_stage(context: RunContext, encoder: str | Path, data: LoadedData, folder: str | Path, *,
                   max_length: int, batch_size: int) -> Path:
     """``data``'s examples embedded by the local ``encoder`` into the feature store ``folder``: a
     cached, resumable stage, split across processes like every per-example pass."""
@@ -70,13 +70,13 @@ def encoder_stage(ctx: RunContext, encoder: str | Path, data: LoadedData, folder
     def fill(out: Path, examples: list[Example], meta: dict) -> dict:
         from ...features.store import FeatureStore
 
-        model, tokenizer = load_encoder(encoder, ctx.device)
+        model, tokenizer = load_encoder(encoder, context.device)
         store = FeatureStore.open_or_create(out, [e.id for e in examples], int(model.config.hidden_size),
                                             "float32", meta)
         return fill_encoder_embeddings(model, tokenizer, examples, store, max_length, batch_size,
-                                       progress=ctx.progress)
+                                       progress=context.progress)
 
-    sharded_store_stage(ctx, folder, "encoder-embeddings", settings, inputs, data.examples, {**settings, **inputs}, fill)
+    sharded_store_stage(context, folder, "encoder-embeddings", settings, inputs, data.examples, {**settings, **inputs}, fill)
     return Path(folder)
 
 

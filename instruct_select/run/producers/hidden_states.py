@@ -14,22 +14,22 @@ from ...layout import RunLayout
 from .warmup import validation_data, warmup, warmup_model
 
 
-def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
-    if ctx.is_shard_job:  # shard jobs split the gradient features only; this forward pass runs unsplit later
+def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    if context.is_shard_job:  # shard jobs split the gradient features only; this forward pass runs unsplit later
         return None
     validation = validation_data(config)
-    warmup_dir = warmup(ctx, config, layout)
-    if ctx.stop_after == "warmup":
+    warmup_dir = warmup(context, config, layout)
+    if context.stop_after == "warmup":
         return None
-    folders = {split: _states_stage(ctx, warmup_dir, data, layout.hidden_states(split), config)
-               for split, data in (("pool", ctx.require_pool()), ("validation", validation))}
-    if ctx.is_shard_job or ctx.stop_after == "features":
+    folders = {split: _states_stage(context, warmup_dir, data, layout.hidden_states(split), config)
+               for split, data in (("pool", context.require_pool()), ("validation", validation))}
+    if context.is_shard_job or context.stop_after == "features":
         return None
     value = {split: _read(folder) for split, folder in folders.items()}
     return Artifact(value, fingerprint_json({s: fingerprint_path(f) for s, f in folders.items()}))
 
 
-def _states_stage(ctx: RunContext, warmup_dir: Path, data: LoadedData, folder: Path, config: RunConfig) -> Path:
+def _states_stage(context: RunContext, warmup_dir: Path, data: LoadedData, folder: Path, config: RunConfig) -> Path:
     from .sharded import sharded_store_stage
     from ...train.checkpoint import list_checkpoints
 
@@ -44,12 +44,12 @@ def _states_stage(ctx: RunContext, warmup_dir: Path, data: LoadedData, folder: P
         from ...features.hidden import fill_last_token_states
         from ...features.store import FeatureStore
 
-        model, tokenizer = warmup_model(warmup_dir, checkpoint, ctx.device)
+        model, tokenizer = warmup_model(warmup_dir, checkpoint, context.device)
         store = FeatureStore.open_or_create(out, [e.id for e in examples], int(model.config.hidden_size),
                                             "float32", meta)
-        return fill_last_token_states(model, tokenizer, examples, store, batching, progress=ctx.progress)
+        return fill_last_token_states(model, tokenizer, examples, store, batching, progress=context.progress)
 
-    sharded_store_stage(ctx, folder, "hidden-states", settings, inputs, data.examples, {**settings, **inputs}, fill)
+    sharded_store_stage(context, folder, "hidden-states", settings, inputs, data.examples, {**settings, **inputs}, fill)
     return folder
 
 

@@ -27,11 +27,11 @@ def ifd_model(config: RunConfig) -> str:
     return config.ifd_model or config.model
 
 
-def ifd_template(ctx: RunContext, config: RunConfig) -> str | None:
+def ifd_template(context: RunContext, config: RunConfig) -> str | None:
     """The run's chat template setting; for another IFD model with no template of its own (GPT-2)
     and none set, the plain one (Superfiltering prompts GPT-2 with plain text)."""
-    if ctx.chat_template or not config.ifd_model:
-        return ctx.chat_template
+    if context.chat_template or not config.ifd_model:
+        return context.chat_template
     from transformers import AutoTokenizer
 
     try:
@@ -41,18 +41,18 @@ def ifd_template(ctx: RunContext, config: RunConfig) -> str | None:
     return None if own else "plain"
 
 
-def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
     from .sharded import sharded_store_stage
 
-    if ctx.is_shard_job:  # shard jobs split the gradient features only; this forward pass runs unsplit later
+    if context.is_shard_job:  # shard jobs split the gradient features only; this forward pass runs unsplit later
         return None
-    if ctx.stop_after == "warmup":  # a scheduler's warmup-only run: this pass is not part of it
+    if context.stop_after == "warmup":  # a scheduler's warmup-only run: this pass is not part of it
         return None
-    pool, model_path, folder = ctx.require_pool(), ifd_model(config), layout.ifd_losses
+    pool, model_path, folder = context.require_pool(), ifd_model(config), layout.ifd_losses
     features = config.influence.features
     batching = Batching(features.max_length, features.token_budget, features.max_batch_size)
-    template = ifd_template(ctx, config)
-    settings = {"max_length": batching.max_length, "chat_template": template, "dtype": ctx.dtype}
+    template = ifd_template(context, config)
+    settings = {"max_length": batching.max_length, "chat_template": template, "dtype": context.dtype}
     inputs = {"model": fingerprint_model(model_path), "data": pool.fingerprint}
 
     def fill(out: Path, examples: list[Example], meta: dict) -> dict:
@@ -60,13 +60,13 @@ def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact |
         from ...features.store import FeatureStore
         from ...models.loading import load_base_model, load_tokenizer
 
-        model = load_base_model(model_path, ctx.dtype, ctx.device)
+        model = load_base_model(model_path, context.dtype, context.device)
         store = FeatureStore.open_or_create(out, [e.id for e in examples], 2, "float32", meta)
         return fill_ifd_losses(model, load_tokenizer(model_path, template), examples, store, batching,
-                               progress=ctx.progress, log=ctx.log)
+                               progress=context.progress, log=context.log)
 
-    sharded_store_stage(ctx, folder, "ifd-losses", settings, inputs, pool.examples, {**settings, **inputs}, fill)
-    if ctx.is_shard_job or ctx.stop_after == "features":
+    sharded_store_stage(context, folder, "ifd-losses", settings, inputs, pool.examples, {**settings, **inputs}, fill)
+    if context.is_shard_job or context.stop_after == "features":
         return None
     from ...features.ifd import IfdLosses
     from ...features.store import FeatureStore

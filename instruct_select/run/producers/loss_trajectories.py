@@ -32,16 +32,16 @@ def pass_batching(config: RunConfig) -> Batching:
     return Batching(train.max_length, lp.pass_token_budget(train), lp.max_batch_size)
 
 
-def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
-    if ctx.is_shard_job or ctx.stop_after:
-        ctx.log("[learning percentage] shard jobs and --stop-after compute gradient features only; "
+def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    if context.is_shard_job or context.stop_after:
+        context.log("[learning percentage] shard jobs and --stop-after compute gradient features only; "
                 "run without them for the loss trajectories")
         return None
     lp = config.learning_percentage
     folders = layout.selection_model(lp.label)
     model = selection_model(config)
-    train_stage(ctx, model, folders.train, lp.selection_train_settings(config.train))
-    trajectories = loss_trajectories_stage(ctx, model, folders.train, folders.losses, pass_batching(config))
+    train_stage(context, model, folders.train, lp.selection_train_settings(config.train))
+    trajectories = loss_trajectories_stage(context, model, folders.train, folders.losses, pass_batching(config))
     return Artifact(trajectories, trajectories.fingerprint())
 
 
@@ -59,20 +59,20 @@ def check_train_run(model_path: str | Path, train_dir: Path) -> tuple[dict, list
     return manifest, checkpoints
 
 
-def loss_trajectories_stage(ctx: RunContext, model_path: str | Path, train_dir: str | Path, out_dir: str | Path,
+def loss_trajectories_stage(context: RunContext, model_path: str | Path, train_dir: str | Path, out_dir: str | Path,
                             batching: Batching) -> "LossTrajectories | None":
     """Loss of every pool example at epoch 0 (base model) and at each checkpoint of ``train_dir``.
 
     Under torch.distributed each rank computes every N-th example and the main process merges
     (``sharded``); an independent shard job computes its share and returns None.
     """
-    pool = ctx.require_pool()
+    pool = context.require_pool()
     max_length = batching.max_length
     train_dir, out_dir = Path(train_dir), Path(out_dir)
     manifest, checkpoints = check_train_run(model_path, train_dir)
     shared = {"model": fingerprint_model(model_path), "train_run": fingerprint_path(train_dir),
               "data": pool.fingerprint}
-    models = ModelAtEpoch(model_path, manifest, ctx.device)
+    models = ModelAtEpoch(model_path, manifest, context.device)
     # Loaded and tokenised once, on the first epoch that needs them: every epoch hands this process
     # the same examples (all of them, or its rank's share).
     tokenizer, tokenized = None, None
@@ -85,13 +85,13 @@ def loss_trajectories_stage(ctx: RunContext, model_path: str | Path, train_dir: 
                 tokenizer = load_tokenizer(TrainFolders(train_dir).model)
                 tokenized = tokenize_examples(tokenizer, mine, max_length)
                 if tokenized[1].no_response or tokenized[1].truncated:
-                    ctx.log(f"[losses] {tokenized[1].summary()}")
+                    context.log(f"[losses] {tokenized[1].summary()}")
             store = FeatureStore.open_or_create(folder, [e.id for e in mine], 1, "float32", meta)
             return fill_loss_store(models.get(checkpoint), tokenizer, mine, store, batching, tokenized=tokenized,
-                                   desc=f"losses @ epoch {epoch}", progress=ctx.progress)
+                                   desc=f"losses @ epoch {epoch}", progress=context.progress)
 
         meta = {**shared, "checkpoint": f"epoch-{epoch}", "max_length": max_length}
-        sharded_store_stage(ctx, out_dir / f"epoch-{epoch}", "loss-trajectory",
+        sharded_store_stage(context, out_dir / f"epoch-{epoch}", "loss-trajectory",
                             {"max_length": max_length, "checkpoint": meta["checkpoint"]}, shared, pool.examples,
                             meta, fill)
-    return None if ctx.is_shard_job else LossTrajectories.load(out_dir)
+    return None if context.is_shard_job else LossTrajectories.load(out_dir)

@@ -18,15 +18,15 @@ from ...layout import RunLayout
 from .warmup import validation_data
 
 
-def produce(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
-    if ctx.is_shard_job:  # shard jobs split the gradient features only; this forward pass runs unsplit later
+def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    if context.is_shard_job:  # shard jobs split the gradient features only; this forward pass runs unsplit later
         return None
-    if ctx.stop_after == "warmup":  # a scheduler's warmup-only run: this pass is not part of it
+    if context.stop_after == "warmup":  # a scheduler's warmup-only run: this pass is not part of it
         return None
     validation = validation_data(config)
-    folders = {split: _split_stage(ctx, config, data, layout.representations(split))
-               for split, data in (("pool", ctx.require_pool()), ("validation", validation))}
-    if ctx.is_shard_job or ctx.stop_after == "features":
+    folders = {split: _split_stage(context, config, data, layout.representations(split))
+               for split, data in (("pool", context.require_pool()), ("validation", validation))}
+    if context.is_shard_job or context.stop_after == "features":
         return None
     return vectors_artifact(folders, validation)
 
@@ -43,13 +43,13 @@ def vectors_artifact(folders: dict[str, Path], validation: LoadedData) -> Artifa
     return Artifact(value, fingerprint_json({s: fingerprint_path(f) for s, f in folders.items()}))
 
 
-def _split_stage(ctx: RunContext, config: RunConfig, data: LoadedData, folder: Path) -> Path:
+def _split_stage(context: RunContext, config: RunConfig, data: LoadedData, folder: Path) -> Path:
     from .sharded import sharded_store_stage
 
     features = config.influence.features
     batching = Batching(features.max_length, features.token_budget, features.max_batch_size)
     settings = {"pooling": "position-weighted mean", "max_length": batching.max_length,
-                "chat_template": ctx.chat_template, "dtype": ctx.dtype}
+                "chat_template": context.chat_template, "dtype": context.dtype}
     inputs = {"model": fingerprint_model(config.model), "data": data.fingerprint}
 
     def fill(out: Path, examples: list[Example], meta: dict) -> dict:
@@ -57,13 +57,13 @@ def _split_stage(ctx: RunContext, config: RunConfig, data: LoadedData, folder: P
         from ...features.store import FeatureStore
         from ...models.loading import load_base_model, load_tokenizer
 
-        model = load_base_model(config.model, ctx.dtype, ctx.device)
+        model = load_base_model(config.model, context.dtype, context.device)
         store = FeatureStore.open_or_create(out, [e.id for e in examples], int(model.config.hidden_size),
                                             "float32", meta)
-        return fill_weighted_mean_states(model, load_tokenizer(config.model, ctx.chat_template), examples, store,
-                                         batching, progress=ctx.progress)
+        return fill_weighted_mean_states(model, load_tokenizer(config.model, context.chat_template), examples, store,
+                                         batching, progress=context.progress)
 
-    sharded_store_stage(ctx, folder, "representations", settings, inputs, data.examples, {**settings, **inputs}, fill)
+    sharded_store_stage(context, folder, "representations", settings, inputs, data.examples, {**settings, **inputs}, fill)
     return folder
 
 

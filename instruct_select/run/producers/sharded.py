@@ -27,17 +27,17 @@ from ...features.store import ids_fingerprint, merge_shard_stores
 Fill = Callable[[Path, list[Example], dict], dict]
 
 
-def sharded_store_stage(ctx: RunContext, folder: str | Path, stage: str, settings: dict, inputs: dict,
+def sharded_store_stage(context: RunContext, folder: str | Path, stage: str, settings: dict, inputs: dict,
                         examples: list[Example], meta: dict, fill: Fill) -> StageResult | None:
     """Run ``fill`` over ``examples`` into ``folder``, split by the context's shard.
 
-    ``ctx.shard`` None means this process's rank of the torch.distributed world (the whole set when
+    ``context.shard`` None means this process's rank of the torch.distributed world (the whole set when
     there is none), merged into ``folder`` afterwards; an explicit ``Shard`` is an independent job,
     which returns None: ``folder`` is unfinished until every job is done and merged.
     """
-    folder, log = Path(folder), ctx.log
-    collective = ctx.shard is None
-    shard = ctx.shard or process_shard()
+    folder, log = Path(folder), context.log
+    collective = context.shard is None
+    shard = context.shard or process_shard()
     if finished_manifest(folder) is None and shard.count == 1:
         _refuse_unmerged_shards(folder)
     if finished_manifest(folder) is not None or shard.count == 1:

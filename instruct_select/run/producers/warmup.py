@@ -13,17 +13,17 @@ from ..stages import select_stage, train_stage
 from ...train.checkpoint import Checkpoint, load_weights_into
 
 
-def warmup(ctx: RunContext, config: RunConfig, layout: RunLayout) -> Path:
+def warmup(context: RunContext, config: RunConfig, layout: RunLayout) -> Path:
     """Train LoRA on the pool (or a random ``warmup_fraction`` of it), one checkpoint per epoch."""
     settings = config.influence
     selection_dir = None
     if settings.warmup_fraction < 1:
-        selection_dir = select_stage(ctx, "random", str(settings.warmup_fraction), layout.warmup_data,
+        selection_dir = select_stage(context, "random", str(settings.warmup_fraction), layout.warmup_data,
                                      seed=settings.warmup.seed).path
-    if ctx.is_shard_job and finished_manifest(layout.warmup) is None:
+    if context.is_shard_job and finished_manifest(layout.warmup) is None:
         raise ConfigError(f"shard jobs need a finished warmup in {layout.warmup}: run the same command once with "
                           "--stop-after warmup (no --shard) first")
-    train_stage(ctx, config.model, layout.warmup, settings.warmup, selection_dir=selection_dir)
+    train_stage(context, config.model, layout.warmup, settings.warmup, selection_dir=selection_dir)
     return layout.warmup
 
 
