@@ -1,6 +1,6 @@
 """Evaluation rates of the mixture benchmark on SmolLM2-135M-Instruct: seconds per test example of
 each capability (held-out loss pass + multiple-choice scoring or greedy generation and its check),
-the figures ``experiments/mixture.py``'s time estimate (``StageRates``) is built on.
+the figures ``instruct_select/experiments/mixture.py``'s time estimate (``StageRates``) is built on.
 
     python benchmarks/mixture_rates.py [--per-capability 8] [--dtype float32]
 

@@ -1,6 +1,6 @@
 """Is there an influence bias across tasks in an attribution matrix? (the BIDS paper's question)
 
-    python experiments/influence_bias.py runs/demo/influence/scores runs/lab/data/pool.jsonl [--budget 15%]
+    python dev/influence_bias.py runs/demo/influence/scores runs/lab/data/pool.jsonl [--budget 15%]
 
 Prints, from a finished scores folder: the mean raw influence of each pool task on each validation
 task, the spread of column means and standard deviations across validation tasks (a task whose

@@ -1,5 +1,6 @@
 """The package's shape: no import cycles (between modules or between subpackages), no public
-function with more than 8 parameters, every selector's needs made by a registered producer."""
+function with more than 8 parameters, every selector's needs made by a registered producer, the
+top level's floors, run/ and commands/ imported only from above, every cmd_* in commands/."""
 from __future__ import annotations
 
 import ast

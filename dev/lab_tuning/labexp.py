@@ -1,6 +1,6 @@
 """Lab tuning harness: data -> tokenizer -> pretrain (both sizes) -> base probes -> LoRA fine-tunes.
 
-    python experiments/lab_tuning/labexp.py NAME '<json>'
+    python dev/lab_tuning/labexp.py NAME '<json>'
 
 json keys (all optional):
   data:       LabDataConfig fields          difficulty: Difficulty fields

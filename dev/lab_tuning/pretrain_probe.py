@@ -1,6 +1,6 @@
 """Pretraining-only probe: how much of the world does a base model learn for given specs?
 
-    python experiments/lab_tuning/pretrain_probe.py DATA_DIR '<json list of {size, ...spec overrides}>'
+    python dev/lab_tuning/pretrain_probe.py DATA_DIR '<json list of {size, ...spec overrides}>'
 DATA_DIR holds corpus.txt and tok/ (from labexp.py). Prints fact recall by greedy continuation.
 """
 import dataclasses, json, random, sys, time
