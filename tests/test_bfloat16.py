@@ -22,7 +22,7 @@ from instruct_select.features.extract import TokenizedData, extract_features
 from instruct_select.features.gradients import lora_modules
 from instruct_select.features.optimizer_state import AdamMoments
 from instruct_select.features.store import FeatureStore
-from instruct_select import context
+from instruct_select.run import context
 from instruct_select.run.context import RunContext
 from instruct_select.errors import ConfigError
 from instruct_select.loss import model_per_example_loss
