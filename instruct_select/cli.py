@@ -197,9 +197,8 @@ def _add_experiment_commands(sub) -> None:
                                     ("mixture", mixture, "a Tulu-like mixture, the five capabilities, SmolLM2")):
         p = experiment.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0])
         module.add_arguments(p)
-        p.set_defaults(func=_command("experiments:cmd_experiment"), experiment_main=module.main)
-        if "data_dir" in {action.dest for action in p._actions}:
-            p.set_defaults(data_dir=REAL_DATA)
+        # data_dir: the real-data experiments' --data-dir default (the others have no such flag)
+        p.set_defaults(func=_command("experiments:cmd_experiment"), experiment_main=module.main, data_dir=REAL_DATA)
 
 
 def _add_handoff_commands(sub) -> None:
