@@ -20,12 +20,13 @@ from collections import Counter
 import numpy as np
 
 from ..errors import InputError
-from .base import Ranking, SelectionContext
+from .base import BaseSelector, Ranking, SelectionContext
 from .less import INFLUENCE_NEEDS, column_statistics, pool_matrix
 
 
 def bids_naive(normalised: np.ndarray, budget: int) -> list[int]:
-    """Algorithm 1 as written: the reference the fast form is tested against."""
+    """Algorithm 1 as written on ``normalised`` (Â, N x V), picking ``budget`` rows (a count): the
+    reference the fast form is tested against. Returns the picked rows in pick order."""
     n, m = normalised.shape
     selected: list[int] = []
     taken = np.zeros(n, dtype=bool)
@@ -79,7 +80,9 @@ def bids_fast(scores: np.ndarray, budget: int, mean: np.ndarray | None = None,
     """The pointer form of Algorithm 1 on Â = (scores − mean) / std (identity when not given).
 
     Selects exactly what ``bids_naive`` selects on Â, without materialising Â: candidate columns
-    and selected rows are normalised on demand, bit-identically.
+    and selected rows are normalised on demand, bit-identically. ``scores``: A (N x V);
+    ``budget``: rows to pick (a count); ``mean``, ``std``: (V,) per column. Returns the picked rows
+    in pick order.
     """
     n, m = scores.shape
     budget = min(budget, n)
@@ -116,7 +119,10 @@ def bids_fast(scores: np.ndarray, budget: int, mean: np.ndarray | None = None,
     return selected
 
 
-class BidsSelector:
+class BidsSelector(BaseSelector):
+    """``bids`` (Dai et al. 2025): the attribution matrix's columns standardised over the pool,
+    then iteratively the row that most raises the least-represented column (module docstring)."""
+
     name = "bids"
     needs = INFLUENCE_NEEDS
     description = "BIDS: instance-normalised influence, iteratively favouring the least represented instance"
@@ -134,12 +140,19 @@ class BidsSelector:
             )
 
     def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        """Pool ids in BIDS's pick order, ``limit`` (a count) of them; scores: each pick's best
+        normalised influence. Refuses unequal validation sizes per task (``check_validation``)."""
         return bids_ranking(*pool_matrix(selection), selection.options, limit)
 
 
 def bids_ranking(scores: np.ndarray, ids: list[str], columns: list[dict], options: dict, limit: int) -> Ranking:
     """BIDS over any (pool x validation) matrix whose columns carry their task: the rule of
-    ``bids`` on the attribution matrix, and of ``bids:REPRESENTATION`` on a similarity matrix."""
+    ``bids`` on the attribution matrix, and of ``bids:REPRESENTATION`` on a similarity matrix.
+
+    ``scores``: the matrix (N pool rows x V columns); ``ids``: each row's pool id; ``columns``: each
+    column's {"id", "task", ...}; ``options``: the selection options (``allow_unequal_validation``);
+    ``limit``: picks (a count). Returns the Ranking (scores: each pick's best normalised value;
+    diagnostics: the zero-variance columns dropped)."""
     BidsSelector.check_validation([c.get("task") for c in columns], options)
     mean, std, keep, dropped = column_statistics(scores)
     kept = scores if not dropped else scores[:, keep]

@@ -18,6 +18,12 @@ from .less import top_rows
 
 def doubly_greedy_ranking(scores: np.ndarray, ids: list[str], columns: list[dict], options: dict,
                           limit: int) -> Ranking:
+    """Doubly greedy: each pool row's max similarity over the validation columns, top ``limit``.
+
+    ``scores``: S (N pool rows x V validation columns, similarities); ``ids``: each row's pool
+    id; ``columns``: each column's {"id", "task", "subtask"}; ``options``: the selection options;
+    ``limit``: how many examples to rank (a count). Returns the Ranking (scores: that max) with the
+    nearest validation task of each pick."""
     ranking = top_rows(scores.max(axis=1), ids, limit)
     row_of = {id_: i for i, id_ in enumerate(ids)}
     nearest = [str(columns[int(np.argmax(scores[row_of[id_]]))].get("task")) for id_ in ranking.ids]

@@ -27,7 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
+import pyarrow as pa
+
 from ..artifacts import atomic_path, atomic_write_json, atomic_write_text, check_output_path, read_json
+from ..data.loading import load_examples
+from ..data.writing import write_examples_jsonl, write_records
 from ..errors import ArtifactMismatchError, ConfigError, InputError
 
 TARGETS = ("hf", "jsonl")
@@ -37,6 +42,8 @@ OWN_COLUMNS = ("id", "task", "subtask", "messages", "rank", "score")
 
 @dataclass
 class ExportResult:
+    """What an export wrote: ``path``, the output; ``rows``, the examples written; ``notes``, what
+    the user should know about the conversion (fields stored as JSON, a format changed)."""
     path: Path
     rows: int
     notes: list[str] = field(default_factory=list)
@@ -70,8 +77,6 @@ def export_selection(selection_dir: str | Path, pool: str | Path, to: str, out: 
     id_field, columns, skip_invalid). ``out`` must be a new path, or (``overwrite``) an earlier
     export of the same kind; it is never the selection folder or a folder of other files.
     """
-    from ..data.loading import load_examples
-
     if to not in TARGETS:
         raise ConfigError(f"--to must be one of {', '.join(TARGETS)}, got {to!r}")
     out = Path(out)
@@ -141,8 +146,6 @@ def _check_pool(selection_dir, pool, loaded, ids: list[str]) -> list[str]:
 def write_hf(loaded, table: list[tuple[str, float | None]], out: Path, record: dict | None = None) -> list[str]:
     """A ``datasets`` folder of the selection in rank order; returns notes on fields stored as JSON.
     ``record``: what made it, written into the folder with the list of its files (``.export.json``)."""
-    import datasets
-
     by_id = loaded.by_id()
     rows = [{"id": e.id, "task": e.task, "subtask": e.subtask, "messages": e.messages, "rank": rank,
              "score": score} for rank, (i, score) in enumerate(table, start=1) for e in [by_id[i]]]
@@ -166,8 +169,6 @@ def write_hf(loaded, table: list[tuple[str, float | None]], out: Path, record: d
 def _record_columns(records: list[dict[str, Any]]) -> tuple[dict[str, list], list[str]]:
     """The original records' fields as columns (not the project's own names); a field Arrow
     cannot type as one column becomes JSON text, so nothing is dropped."""
-    import pyarrow as pa
-
     names = [n for n in dict.fromkeys(k for r in records for k in r) if n not in OWN_COLUMNS]
     columns, as_json = {}, []
     for name in names:
@@ -183,8 +184,6 @@ def _record_columns(records: list[dict[str, Any]]) -> tuple[dict[str, list], lis
 
 def write_jsonl(loaded, ids: list[str], out: Path) -> list[str]:
     """The original records as JSON Lines in rank order (messages for an SNI pool)."""
-    from ..data.writing import write_examples_jsonl, write_records
-
     formats = _formats_of(loaded, ids)
     if "sni" in formats:
         by_id = loaded.by_id()

@@ -25,9 +25,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..config import RunConfig
 from ..errors import ConfigError
 from ..method_names import GRID_SELECTORS, PAPER_REPRESENTATION, REPRESENTATIONS, method_name, split_method
-from .base import Ranking, SelectionContext
+from .base import BaseSelector, Ranking, SelectionContext
 from .bids import BidsSelector, bids_ranking
 from .doubly_greedy import doubly_greedy_ranking
 from .less import LessSelector, top_rows
@@ -62,10 +63,14 @@ RULES: dict[str, tuple[Rule, str]] = {
                     "its K nearest pool examples"),
 }
 assert tuple(RULES) == GRID_SELECTORS
+# A grid selector's check of the validation set, run before any compute: BIDS's equal sizes per task.
+VALIDATION_CHECKS: dict[str, Callable[[list, dict], None]] = {"bids": BidsSelector.check_validation}
 
 
-class GridSelector:
-    """One selector's rule over one representation's similarity matrix."""
+class GridSelector(BaseSelector):
+    """One selector's rule over one representation's similarity matrix: ``selector`` names a rule
+    of ``RULES``, ``representation`` an entry of ``REPRESENTATION_AXIS`` (both checked by
+    ``grid_selector``, which builds these)."""
 
     def __init__(self, selector: str, representation: str):
         self.selector, self.representation = selector, REPRESENTATION_AXIS[representation]
@@ -73,10 +78,22 @@ class GridSelector:
         self.name = method_name(selector, representation)
         self.needs = (self.representation.need,)
         self.description = f"{rule_text}; over {self.representation.description}"
-        if selector == "bids":  # BIDS's equal-validation-size check, run before any compute
-            self.check_validation = BidsSelector.check_validation
+
+    def check_validation(self, tasks: list[str], options: dict) -> None:
+        """The selector's own check of the validation tasks (``VALIDATION_CHECKS``), if it has one."""
+        check = VALIDATION_CHECKS.get(self.selector)
+        if check is not None:
+            check(tasks, options)
+
+    def encoders(self, config: RunConfig) -> dict[str, str]:
+        """The representation's local encoder folder, when it loads one and ``config`` sets it
+        ({"embed_encoder": folder} for embed)."""
+        setting = self.representation.encoder
+        folder = getattr(config, setting) if setting else ""
+        return {setting: folder} if folder else {}
 
     def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        """The rule's ranking of the representation's S, its diagnostics naming both axes."""
         similarity = self.representation.similarity(selection)
         ranking = self.rule(similarity.scores, similarity.ids, similarity.columns, selection.options, limit)
         ranking.diagnostics.update(selector=self.selector, representation=self.representation.name)
@@ -84,8 +101,9 @@ class GridSelector:
 
 
 def grid_selector(name: str) -> GridSelector:
-    """The selector a grid name (``bids:rds+``) means; a grid selector alone takes its paper's
-    representation, and one without a paper pair is refused naming the choices."""
+    """The GridSelector a grid ``name`` (``bids:rds+``) means; a grid selector alone takes its
+    paper's representation, and one without a paper pair is refused (``ConfigError``) naming the
+    choices."""
     selector, representation = split_method(name)
     if selector not in GRID_SELECTORS:
         raise ConfigError(f"unknown selector {selector!r} in {name!r}; the grid selectors are "
@@ -101,6 +119,7 @@ def grid_selector(name: str) -> GridSelector:
 
 
 def grid_methods(representations=REPRESENTATIONS, selectors=GRID_SELECTORS) -> list[str]:
-    """Every (selector, representation) pair as a method name, representation by representation;
-    the papers' pairs under their own names (``less``, ``bids``, ``rds+``)."""
+    """Every (selector, representation) pair of ``selectors`` and ``representations`` (names) as a
+    method name, representation by representation; the papers' pairs under their own names
+    (``less``, ``bids``, ``rds+``). Returns the names in that order."""
     return [method_name(s, r) for r in representations for s in selectors]

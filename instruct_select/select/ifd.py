@@ -22,22 +22,33 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import RunConfig
 from ..errors import ArtifactMismatchError, InputError
-from .base import Ranking, SelectionContext
+from .base import BaseSelector, Ranking, SelectionContext
 
 
 def ifd_ranking(ifd: np.ndarray) -> np.ndarray:
-    """Rows with IFD < 1, highest IFD first, ties to the lower row; NaN rows never."""
+    """The rows of ``ifd`` (one IFD per pool example, NaN for none) with IFD < 1, highest IFD first,
+    ties to the lower row; NaN rows never. Returns the row indices, int64."""
     eligible = np.flatnonzero(np.nan_to_num(ifd, nan=np.inf) < 1)
     return eligible[np.argsort(-ifd[eligible], kind="stable")]
 
 
-class IfdSelector:
+class IfdSelector(BaseSelector):
+    """``ifd``: the pool's IFD scores (the ``ifd_losses`` artifact, computed by ``ifd_model`` or
+    else the run's own model), highest below 1 first."""
+
     name = "ifd"
     needs = ("ifd_losses",)
     description = "IFD (Cherry LLM / Superfiltering): loss of the response with / without its prompt; highest below 1"
 
+    def models(self, config: RunConfig) -> dict[str, str]:
+        """The model that scores IFD when it is not the run's own: {"ifd_model": its folder or hub id}."""
+        return {"ifd_model": config.ifd_model} if config.ifd_model else {}
+
     def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        """The ``limit`` pool ids with the highest IFD below 1, with their IFD as scores; refused when
+        fewer than ``limit`` examples have IFD < 1 (module docstring)."""
         losses = selection.need("ifd_losses")  # features.ifd.IfdLosses
         if set(losses.ids) != {e.id for e in selection.pool}:
             raise ArtifactMismatchError("the IFD losses were computed for another pool; recompute them")

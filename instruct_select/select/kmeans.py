@@ -22,12 +22,14 @@ BLOCK_ROWS = 4096
 
 @dataclass
 class KMeansResult:
+    """A clustering: each row's label, the centres, the inertia and the Lloyd iterations run."""
     labels: np.ndarray  # (N,) int64 cluster of each row
     centers: np.ndarray  # (k, d) float64
     inertia: float  # sum of squared distances to the assigned centre
     iterations: int  # Lloyd iterations run
 
     def sizes(self) -> np.ndarray:
+        """The number of rows in each cluster, (k,) int64 (0 for an empty cluster)."""
         return np.bincount(self.labels, minlength=len(self.centers))
 
 

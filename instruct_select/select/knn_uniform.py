@@ -83,6 +83,12 @@ def knn_uniform_mass(scores: np.ndarray, options: dict | None = None) -> tuple[n
 
 def knn_uniform_ranking(scores: np.ndarray, ids: list[str], columns: list[dict], options: dict,
                         limit: int) -> Ranking:
+    """KNN-Uniform: pool rows by the mass they receive (``knn_uniform_mass``), ties by max similarity.
+
+    ``scores``: S (N pool rows x V validation columns, similarities); ``ids``: each row's pool
+    id; ``columns``: each column's {"id", "task", "subtask"}; ``options``: the selection options;
+    ``limit``: how many examples to rank (a count). Returns the Ranking (scores: the mass) with K and
+    the nearest validation task of each pick."""
     mass, k = knn_uniform_mass(scores, options)
     order = np.lexsort((np.arange(len(mass)), -scores.max(axis=1), -mass))[:limit]  # mass, then max similarity
     nearest_task = [str(columns[int(np.argmax(scores[i]))].get("task")) for i in order]

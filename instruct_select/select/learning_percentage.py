@@ -63,8 +63,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import RunConfig
 from ..errors import ArtifactMismatchError, ConfigError, InputError
-from .base import Ranking, SelectionContext
+from .base import BaseSelector, Ranking, SelectionContext
 from .kmeans import kmeans
 
 VARIANTS = ("lp1", "lp_app")
@@ -85,6 +86,9 @@ QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 @dataclass
 class LearningPercentages:
+    """The learning percentage of every pool example with a finite trajectory: ``ids`` (sorted),
+    ``values`` (the LP ratio), ``status`` (learned, unmoved or regressed), ``excluded`` (ids with no
+    usable trajectory) and the ``variant`` ("lp1" or "lp_app")."""
     ids: list[str]  # sorted; only examples with a finite trajectory
     values: np.ndarray  # (N,) finite float64
     status: np.ndarray  # (N,) int8: LEARNED, UNMOVED or REGRESSED
@@ -92,6 +96,7 @@ class LearningPercentages:
     variant: str
 
     def counts(self) -> dict[str, int]:
+        """{"learned", "unmoved", "regressed", "excluded_no_loss"}: how many examples of each kind."""
         counts = {name: int(np.sum(self.status == code)) for code, name in enumerate(STATUS_NAMES)}
         return {**counts, "excluded_no_loss": len(self.excluded)}
 
@@ -241,14 +246,45 @@ def _by_value(lp: LearningPercentages, key: np.ndarray, unlearned: str) -> tuple
     return lp.status, np.where(lp.status == LEARNED, key, 0.0)
 
 
-class _LearningPercentageSelector:
+class _LearningPercentageSelector(BaseSelector):
+    """What the learning-percentage family shares: its needs (the selection model's loss
+    trajectories and the pool's embeddings), its settings (``config.learning_percentage``: the
+    selection model, its label, the encoder, the variant, clusters and tolerance) and the rule of
+    ``rank``; each member gives only the order inside a cluster (``order_key``)."""
+
     needs = ("loss_trajectories", "embeddings")
 
+    def options(self, config: RunConfig) -> dict[str, object]:
+        """``learning_percentage``'s variant, clusters and tolerance as the options ``rank`` reads
+        (``lp_variant``, ``clusters``, ``lp_tolerance``): they override ``selection_options``."""
+        return config.learning_percentage.options()
+
+    def models(self, config: RunConfig) -> dict[str, str]:
+        """The selection model when it is not the run's own:
+        {"learning_percentage.selection_model": its folder or hub id}."""
+        model = config.learning_percentage.selection_model
+        return {"learning_percentage.selection_model": model} if model else {}
+
+    def encoders(self, config: RunConfig) -> dict[str, str]:
+        """The local sentence encoder that embeds the pool for the clustering, when one is set:
+        {"learning_percentage.embedding_model": its folder}."""
+        encoder = config.learning_percentage.embedding_model
+        return {"learning_percentage.embedding_model": encoder} if encoder else {}
+
+    def selected_by(self, config: RunConfig) -> str:
+        """``learning_percentage.label``: names the selection model's folder and this method's arms
+        ("" for a run with one selection model)."""
+        return config.learning_percentage.label
+
     def order_key(self, lp: LearningPercentages, seed: int, unlearned: str) -> tuple[np.ndarray, np.ndarray]:
-        """(tier, key): rows are taken by ascending tier, then ascending key."""
+        """(tier, key) of every row of ``lp`` (the pool's learning percentages): rows are taken by
+        ascending tier, then ascending key. ``seed``: lp-random's draw; ``unlearned``: the
+        ``lp_unlearned`` rule ("ratio" or "last")."""
         raise NotImplementedError
 
     def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        """Exactly ``limit`` pool ids: each k-means cluster's quota of its rows in ``order_key``
+        order, first picks first (module docstring); the LP values as scores."""
         lp = _checked_lp(selection)
         n = len(lp.ids)
         if limit > n:
@@ -288,6 +324,8 @@ class _LearningPercentageSelector:
 
 
 class LpHardSelector(_LearningPercentageSelector):
+    """``lp-hard``: the lowest LP (the hardest examples) of every k-means cluster."""
+
     name = "lp-hard"
     description = "learning percentage: the hardest (lowest LP) share of every k-means cluster"
 
@@ -296,6 +334,8 @@ class LpHardSelector(_LearningPercentageSelector):
 
 
 class LpEasySelector(_LearningPercentageSelector):
+    """``lp-easy``: the highest LP (the easiest examples) of every k-means cluster."""
+
     name = "lp-easy"
     description = "learning percentage: the easiest (highest LP) share of every k-means cluster"
 
@@ -304,6 +344,8 @@ class LpEasySelector(_LearningPercentageSelector):
 
 
 class LpRandomSelector(_LearningPercentageSelector):
+    """``lp-random``: random members of every k-means cluster, with lp-hard's quotas."""
+
     name = "lp-random"
     description = "random members of every k-means cluster, with lp-hard's per-cluster quotas"
 

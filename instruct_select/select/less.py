@@ -18,13 +18,15 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from ..errors import ArtifactMismatchError, ConfigError, InputError
-from .base import Ranking, SelectionContext
+from .base import BaseSelector, Ranking, SelectionContext
 
 INFLUENCE_NEEDS = ("attribution",)
 
 
 def pool_matrix(selection: SelectionContext) -> tuple[np.ndarray, list[str], list[dict]]:
-    """A restricted to the pool's scorable rows, in the matrix's row order, as float32 in memory."""
+    """The attribution matrix of ``selection`` restricted to the pool's scorable rows, in the
+    matrix's row order: (A as float32 in memory, N x V; each row's pool id; each column's
+    {"id", "task", "subtask"}). Refused when the matrix was computed for another pool."""
     matrix = selection.need("attribution")
     pool_ids = {e.id for e in selection.pool}
     if set(matrix.rows) != pool_ids:
@@ -42,6 +44,8 @@ def pool_matrix(selection: SelectionContext) -> tuple[np.ndarray, list[str], lis
 
 
 def column_groups(columns: list[dict], key: str) -> dict[str, list[int]]:
+    """Column indices grouped by ``key`` ("task", or "subtask": task/subtask pairs, a column with
+    no subtask its task) of ``columns`` (each a {"task", "subtask", ...}); groups sorted by name."""
     groups: dict[str, list[int]] = defaultdict(list)
     for j, col in enumerate(columns):
         label = col.get(key) if key == "task" else (col.get("subtask") or col.get("task"))
@@ -102,17 +106,23 @@ def standardise_columns(scores: np.ndarray) -> tuple[np.ndarray, list[int]]:
 
 
 def top_rows(score: np.ndarray, ids: list[str], limit: int) -> Ranking:
+    """The ``limit`` (a count) ``ids`` with the highest ``score`` (one value per row), ties to the
+    lower row; returns the Ranking with those scores."""
     order = np.argsort(-score, kind="stable")[:limit]
     return Ranking([ids[i] for i in order], score[order].astype(float).tolist())
 
 
-class _TopByScore:
+class _TopByScore(BaseSelector):
+    """A selector that scores each row of the attribution matrix once (``score``) and takes the top."""
     needs = INFLUENCE_NEEDS
 
     def score(self, scores: np.ndarray, columns: list[dict], options: dict) -> np.ndarray:
+        """(N,) one score per row of ``scores`` (A: N pool rows x V validation columns); ``columns``:
+        each column's {"id", "task", "subtask"}; ``options``: the selection options."""
         raise NotImplementedError
 
     def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        """The ``limit`` (a count) pool ids with the highest ``score``; scores: that score."""
         scores, ids, columns = pool_matrix(selection)
         return top_rows(self.score(scores, columns, selection.options), ids, limit)
 
@@ -139,6 +149,8 @@ class LessSelector(_TopByScore):
 
 
 class InstanceMaxSelector(_TopByScore):
+    """``instance-max``: each pool row's max influence over single validation examples, top B."""
+
     name = "instance-max"
     description = "max influence over single validation instances, top B"
 
@@ -147,6 +159,8 @@ class InstanceMaxSelector(_TopByScore):
 
 
 class SumSelector(_TopByScore):
+    """``sum``: each pool row's summed influence over every validation example, top B."""
+
     name = "sum"
     description = "summed influence over all validation instances, top B"
 
@@ -155,6 +169,8 @@ class SumSelector(_TopByScore):
 
 
 class NormalizedSelector(_TopByScore):
+    """``normalized``: columns standardised over the pool, each row's max, top B."""
+
     name = "normalized"
     description = "instance-normalised influence (columns standardised), max over instances, top B"
 
@@ -162,12 +178,17 @@ class NormalizedSelector(_TopByScore):
         return standardise_columns(scores)[0].max(axis=1)
 
 
-class TaskBalancedSelector:
+class TaskBalancedSelector(BaseSelector):
+    """``task-balanced``: B/m rows per target task by the task's mean influence, the tasks
+    taking turns (m: the number of tasks)."""
+
     name = "task-balanced"
     needs = INFLUENCE_NEEDS
     description = "B/m rows per validation task by its mean influence, round-robin over tasks"
 
     def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        """Pool ids in the tasks' turns, ``limit`` (a count) of them; scores: the task mean of
+        each pick; diagnostics: the picks per task."""
         scores, ids, columns = pool_matrix(selection)
         groups = column_groups(columns, "task")
         per_task = group_means(scores, groups)

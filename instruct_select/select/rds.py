@@ -8,16 +8,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ArtifactMismatchError
-from .base import Ranking, SelectionContext
+from .base import BaseSelector, Ranking, SelectionContext
 from .less import top_rows
 
 
-class RdsSelector:
+class RdsSelector(BaseSelector):
+    """``rds``: pool examples by their max cosine to any validation example, over the warmed
+    model's last-token final hidden states (``hidden_states``)."""
+
     name = "rds"
     needs = ("hidden_states",)
     description = "max cosine between last-token hidden states of pool and validation examples, top B"
 
     def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        """The ``limit`` (a count) pool ids with the highest max cosine; scores: that cosine."""
         states = selection.need("hidden_states")  # {"pool": (ids, array), "validation": (ids, array)}
         ids, pool = states["pool"]
         _, val = states["validation"]

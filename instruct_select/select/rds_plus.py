@@ -28,12 +28,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ArtifactMismatchError
-from .base import Ranking, SelectionContext
+from .base import BaseSelector, Ranking, SelectionContext
 
 BLOCK = 8192  # pool rows per similarity block: the (rows x |V|) cosines never exist whole
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
+    """The rows of ``x`` (N x d) as float32 unit vectors (a zero row stays zero)."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -70,13 +71,19 @@ def round_robin(scores: np.ndarray, limit: int) -> tuple[list[int], list[int]]:
     return picks, by
 
 
-class RdsPlusSelector:
+class RdsPlusSelector(BaseSelector):
+    """``rds+`` (Ivison et al. 2025): pool examples by their max cosine to each target task's
+    validation examples (``representations``: position-weighted mean base-model hidden states),
+    the tasks taking turns."""
+
     name = "rds+"
     needs = ("representations",)
     description = ("RDS+: cosine of position-weighted mean base-model states, max per target task, "
                    "round-robin over tasks")
 
     def rank(self, selection: SelectionContext, limit: int) -> Ranking:
+        """Pool ids in the tasks' turns (``task_round_robin``), at most ``limit`` (a count); scores:
+        the task-max cosine of each pick."""
         reps = selection.need("representations")  # features.representations.Representations
         if set(reps.pool_ids) != {e.id for e in selection.pool}:
             raise ArtifactMismatchError("the representations were computed for another pool; recompute them")

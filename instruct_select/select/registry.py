@@ -29,8 +29,9 @@ REGISTRY: dict[str, Selector] = {cls.name: cls() for cls in sorted(SELECTORS, ke
 
 
 def get_selector(name: str) -> Selector:
-    """The registered method ``name``, or a grid pair ``SELECTOR:REPRESENTATION`` (``grid``); a
-    paper's pair written on the grid (``bids:less``) is the paper's own method."""
+    """The selector of ``name``: a registered method, or a grid pair ``SELECTOR:REPRESENTATION``
+    (``grid``); a paper's pair written on the grid (``bids:less``) is the paper's own method. An
+    unknown name is refused (``ConfigError``) listing the known ones."""
     if name in REGISTRY:
         return REGISTRY[name]
     selector, representation = split_method(name)
@@ -44,10 +45,11 @@ def get_selector(name: str) -> Selector:
 
 
 def available_selectors() -> dict[str, Selector]:
-    """The named methods (each runs as named); the grid's other pairs are ``grid_selectors``."""
+    """{name: selector} of the named methods (each runs as named), by name; the grid's other pairs
+    are ``grid_selectors``."""
     return dict(REGISTRY)
 
 
 def grid_selectors() -> dict[str, Selector]:
-    """Every grid pair that is not a named method (``bids:rds+``, ``uot:less``, ...)."""
+    """{name: selector} of every grid pair that is not a named method (``bids:rds+``, ``uot:less``, ...)."""
     return {name: grid_selector(name) for name in grid_methods() if name not in REGISTRY}

@@ -60,12 +60,18 @@ def _vector_similarity(selection: SelectionContext, need: str) -> Similarity:
 
 @dataclass(frozen=True)
 class Representation:
+    """One representation of the grid: its ``name`` in method names, the ``need`` whose artifact
+    it reads, a ``description``, how that artifact becomes S (``build``) and ``encoder``, the
+    run setting naming the local encoder folder it loads ("" for none)."""
+
     name: str
     need: str
     description: str
     build: Callable[[SelectionContext, str], Similarity]
+    encoder: str = ""
 
     def similarity(self, selection: SelectionContext) -> Similarity:
+        """S for ``selection``'s pool from this representation's artifact."""
         return self.build(selection, self.need)
 
 
@@ -75,5 +81,6 @@ REPRESENTATION_AXIS = {
     "rds+": Representation("rds+", "representations", "RDS+ position-weighted mean base-model hidden states, cosine",
                            _vector_similarity),
     "embed": Representation("embed", "encoder_embeddings",
-                            "mean-pooled states of a local encoder (embed_encoder), cosine", _vector_similarity),
+                            "mean-pooled states of a local encoder (embed_encoder), cosine", _vector_similarity,
+                            encoder="embed_encoder"),
 }

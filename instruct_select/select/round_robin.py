@@ -78,6 +78,12 @@ def round_robin_fast(scores: np.ndarray, tasks: list[str], limit: int) -> tuple[
 
 
 def round_robin_ranking(scores: np.ndarray, ids: list[str], columns: list[dict], options: dict, limit: int) -> Ranking:
+    """The validation examples take turns (``round_robin_fast``), each taking its most similar untaken row.
+
+    ``scores``: S (N pool rows x V validation columns, similarities); ``ids``: each row's pool
+    id; ``columns``: each column's {"id", "task", "subtask"}; ``options``: the selection options;
+    ``limit``: how many examples to rank (a count). Returns the Ranking (scores: the similarity to the
+    column that picked it) with the picks per task."""
     tasks = [str(c.get("task")) for c in columns]
     picks, by = round_robin_fast(scores, tasks, limit)
     return Ranking([ids[i] for i in picks], [float(scores[i, j]) for i, j in zip(picks, by)],

@@ -12,15 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import atomic_write_json, atomic_write_text
+from ..budget import Budget
+from ..data.writing import write_records
 from ..errors import ConfigError
+from ..influence.diagnostics import influence_diagnostics
 from ..method_names import with_representation
 from .base import SelectionContext
-from ..budget import Budget
 from .registry import get_selector
 
 
 @dataclass
 class Selection:
+    """A selection: the ``method``, ``budget`` (as given) and ``seed`` that made it, the selected
+    ``ids`` in rank order, their ``scores`` (None for an unscored method) and the ``diagnostics``."""
     method: str
     budget: str
     seed: int
@@ -43,10 +47,16 @@ def run_selector(
     token_length: dict[str, int] | None = None,
     representation: str | None = None,
 ) -> Selection:
-    """Rank ``pool`` (a list of Examples) with ``method`` and keep what ``budget`` allows.
+    """Rank ``pool`` with ``method`` and keep what ``budget`` allows.
 
-    ``representation`` (less, rds+, embed) scores a grid selector's method with it: ``"bids"``
-    with ``representation="rds+"`` is ``"bids:rds+"`` (``method_names``)."""
+    ``method``: a selector name (``registry.get_selector``); ``pool``: the Examples to choose from;
+    ``budget``: a ``Budget`` or its text ("N" examples, "P%" of the pool, "Nt" tokens); ``seed``:
+    for any random choice; ``artifacts``: each need's value (``Selector.needs``); ``options``: the
+    selection options; ``token_length``: each example's rendered token count by id (required for a
+    token budget); ``representation`` (less, rds+, embed) scores a grid selector's method with it:
+    ``"bids"`` with ``representation="rds+"`` is ``"bids:rds+"`` (``method_names``). Returns the
+    Selection: the kept ids in rank order, their scores, the composition and the method's
+    diagnostics. A method that ignores the budget (``full``) keeps its whole ranking."""
     budget = budget if isinstance(budget, Budget) else Budget.parse(budget)
     method = with_representation(method, representation)
     selector = get_selector(method)
@@ -55,13 +65,13 @@ def run_selector(
     if budget.kind == "tokens" and token_length is None:
         raise ConfigError("a token budget needs token counts: run selection through the pipeline or pass token_length")
     selection = SelectionContext(pool=pool, seed=seed, artifacts=artifacts or {}, options=options or {})
-    if getattr(selector, "ignores_budget", False):
+    if selector.ignores_budget:
         limit = len(pool)
     else:
         lengths = [token_length[e.id] for e in pool] if token_length else None
         limit = budget.max_count(len(pool), lengths)
     ranking = selector.rank(selection, limit)
-    ids = ranking.ids if getattr(selector, "ignores_budget", False) else budget.take(ranking.ids, len(pool), token_length)
+    ids = ranking.ids if selector.ignores_budget else budget.take(ranking.ids, len(pool), token_length)
     if len(set(ids)) != len(ids):
         raise RuntimeError(f"selector {method} returned duplicate ids")  # a bug, not a user error
     scores = ranking.scores[: len(ids)] if ranking.scores is not None else None
@@ -70,16 +80,16 @@ def run_selector(
                    "pool_composition": dict(sorted(Counter(str(e.task) for e in pool).items())),
                    **ranking.diagnostics}
     if "attribution" in selection.artifacts:
-        from ..influence.diagnostics import influence_diagnostics
-
         diagnostics["influence"] = influence_diagnostics(selection.artifacts["attribution"], ids)
     return Selection(method, str(budget), seed, ids, scores, diagnostics)
 
 
 def write_selection(selection: Selection, loaded, out_dir: str | Path) -> dict:
-    """Write the selected records in the input's format plus the id/score table and diagnostics."""
-    from ..data.writing import write_records
+    """Write the selected records in the input's format plus the id/score table and diagnostics.
 
+    ``selection``: what ``run_selector`` chose; ``loaded``: the pool it chose from (its records are
+    written back in its own format); ``out_dir``: the selection folder. Returns the manifest's
+    outputs: how many were selected, the data file's name and the per-task composition."""
     out_dir = Path(out_dir)
     task_of = {e.id: e.task for e in loaded.examples}
     rows = ["rank\tid\ttask\tscore"]
@@ -103,6 +113,6 @@ def _suffix(loaded) -> str:
 
 
 def read_selected_ids(selection_dir: str | Path) -> list[str]:
-    """The ids of a written selection, in rank order."""
+    """The ids of the selection written in ``selection_dir`` (its ``selection.tsv``), in rank order."""
     lines = (Path(selection_dir) / "selection.tsv").read_text(encoding="utf-8").splitlines()[1:]
     return [line.split("\t")[1] for line in lines if line]

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import random
 
-from .base import Ranking, SelectionContext
+from .base import BaseSelector, Ranking, SelectionContext
 
 
-class RandomSelector:
+class RandomSelector(BaseSelector):
+    """``random``: a uniform sample of the pool without replacement, seeded by ``selection.seed``."""
+
     name = "random"
     needs: tuple[str, ...] = ()
     description = "uniform sample without replacement, seeded"
@@ -17,7 +19,9 @@ class RandomSelector:
         return Ranking(ids[:limit])
 
 
-class FullSelector:
+class FullSelector(BaseSelector):
+    """``full``: the whole pool (``ignores_budget``: the budget is not applied)."""
+
     name = "full"
     needs: tuple[str, ...] = ()
     description = "the whole pool (the budget is ignored)"

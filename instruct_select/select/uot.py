@@ -69,6 +69,12 @@ def uot_mass(scores: np.ndarray, options: dict | None = None) -> tuple[np.ndarra
 
 
 def uot_ranking(scores: np.ndarray, ids: list[str], columns: list[dict], options: dict, limit: int) -> Ranking:
+    """Pool rows by the mass they receive in the unbalanced transport plan (``uot_mass``), top ``limit``.
+
+    ``scores``: S (N pool rows x V validation columns, similarities); ``ids``: each row's pool
+    id; ``columns``: each column's {"id", "task", "subtask"}; ``options``: the selection options;
+    ``limit``: how many examples to rank (a count). Returns the Ranking (scores: the mass) with the
+    solver's report and the nearest validation task of each pick."""
     mass, info = uot_mass(scores, options)
     ranking = top_rows(mass, ids, limit)
     row_of = {id_: i for i, id_ in enumerate(ids)}
