@@ -136,7 +136,7 @@ def run_stages(paths: list[str], n_pool: int, n_validation: int, repeats: int = 
     """Every stage for every dtype path on the same examples, interleaved: {"rate", "peak", "out",
     "ids", "tasks", "tokens"}. ``floor``: also plain training forward+backward on the features'
     batches."""
-    model_path = prepare_real_model("smollm2-135m", log=lambda m: None)
+    model_path = prepare_real_model("smollm2-135m")
     tokenizer = load_tokenizer(model_path)
     pool, validation, tasks = sample(n_pool, n_validation)
     pool_data = TokenizedData.of(tokenizer, pool, FEATURES.max_length)
@@ -156,8 +156,7 @@ def run_stages(paths: list[str], n_pool: int, n_validation: int, repeats: int = 
             for dtype in rotate(paths, turn):
                 base = load_base_model(model_path, dtype, device)
                 with Timer(device) as timer:
-                    result = train_model(base, tokenizer, pool, TRAIN, Path(tmp) / f"warmup-{dtype}-{repeat}",
-                                         progress=False, log=lambda m: None)
+                    result = train_model(base, tokenizer, pool, TRAIN, Path(tmp) / f"warmup-{dtype}-{repeat}")
                 record("warmup", dtype, timer, len(pool))
                 out["warmup loss", dtype] = result.epoch_losses[-1]
                 if dtype == "float32":
@@ -175,8 +174,7 @@ def run_stages(paths: list[str], n_pool: int, n_validation: int, repeats: int = 
                         folder = Path(tmp) / f"features-{dtype}-{repeat}-{part}"
                         store = FeatureStore.open_or_create(folder, [it.id for it in data.items], FEATURES.dim,
                                                             "float32", {})
-                        extract_features(model, data, store, FEATURES, moments=moments if adam else None,
-                                         progress=False)
+                        extract_features(model, data, store, FEATURES, moments=moments if adam else None)
                         found[part] = store.block(0, len(data.items))
                 record("features", dtype, timer, len(pool) + len(validation))
                 out["features", dtype] = found
@@ -189,7 +187,7 @@ def run_stages(paths: list[str], n_pool: int, n_validation: int, repeats: int = 
                     out["losses", dtype] = loss_pass(model, pool_data.items, tokenizer.pad_token_id)
                 record("loss pass", dtype, timer, len(pool))
                 with Timer(device) as timer:
-                    held, _ = heldout_losses(model, tokenizer, validation, BATCHING, progress=False)
+                    held, _ = heldout_losses(model, tokenizer, validation, BATCHING)
                 record("held-out loss", dtype, timer, len(validation))
                 out["held-out", dtype] = float(np.mean([v for v in held if v is not None]))
                 log(f"features {dtype}: {rate['features', dtype][-1]:.3f} ex/s; loss pass "

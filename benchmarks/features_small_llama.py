@@ -86,11 +86,11 @@ def small_llama_case(n_examples: int, repeats: int, slices: int = 8) -> None:
         modules = lora_modules(model)
 
         def features(index: int):
-            extract_features(model, parts[index], fresh_store(parts[index]), SETTINGS, progress=False,
+            extract_features(model, parts[index], fresh_store(parts[index]), SETTINGS,
                              projector=projector)
 
         def old_features(index: int):
-            extract_features(model, parts[index], fresh_store(parts[index]), old_settings, progress=False,
+            extract_features(model, parts[index], fresh_store(parts[index]), old_settings,
                              projector=old_projector)
 
         def forward_gradient(index: int):  # (b)'s floor: no per-example work, no collation, no store

@@ -58,12 +58,12 @@ def main() -> None:
         small_llama_case(args.examples, args.repeats)
         return
     torch.manual_seed(0)
-    lab = build_lab(args.lab, progress=False, log=lambda m: None)
+    lab = build_lab(args.lab)
     tokenizer = load_tokenizer(lab.model(args.size))
     pool = load_examples(lab.pool).examples[: args.examples]
     # A short warmup gives a real checkpoint with Adam moments keyed by name.
     trained = train_model(load_base_model(lab.model(args.size)), tokenizer, pool[:64],
-                          lab_train_settings(epochs=1), "/tmp/features_speed_ckpt", progress=False, log=lambda m: None)
+                          lab_train_settings(epochs=1), "/tmp/features_speed_ckpt")
     model = trained.model.eval()
     settings = FeatureSettings(dim=args.dim, max_length=128, token_budget=args.token_budget,
                                max_batch_size=args.batch_size)

@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto")
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    path = prepare_real_model("smollm2-135m", log=lambda m: None)
+    path = prepare_real_model("smollm2-135m")
     dtype = resolve_dtype(args.dtype, "cpu")
     model, tokenizer = load_base_model(path, dtype, "cpu").eval(), load_tokenizer(path)
     questions = prompts(args.prompts)
@@ -72,8 +72,7 @@ def main() -> None:
         for name in (list(best) if repeat % 2 == 0 else list(best)[::-1]):
             start = time.perf_counter()
             if name == "generate_greedy":
-                ours = generate_greedy(model, tokenizer, questions, args.max_new_tokens, args.batch_size,
-                                       progress=False)
+                ours = generate_greedy(model, tokenizer, questions, args.max_new_tokens, args.batch_size)
             else:
                 theirs, tokens = plain_generate(model, tokenizer, encoded, args.max_new_tokens, args.batch_size)
             best[name] = min(best[name], time.perf_counter() - start)

@@ -95,14 +95,14 @@ def generation(dtype: str) -> None:
     from instruct_select.models.loading import load_base_model, load_tokenizer
     from instruct_select.models.real import prepare_real_model
 
-    path = prepare_real_model("smollm2-135m", log=lambda m: None)
+    path = prepare_real_model("smollm2-135m")
     model, tokenizer = load_base_model(path, dtype, "cuda").eval(), load_tokenizer(path)
     questions = prompts(32)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
     start = time.perf_counter()
-    ours = generate_greedy(model, tokenizer, questions, 48, 16, progress=False)
+    ours = generate_greedy(model, tokenizer, questions, 48, 16)
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated() - base) / 2**20
@@ -123,7 +123,7 @@ def distributed() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        lab = build_lab(tmp / "lab", tiny_lab_settings(), progress=False, log=lambda m: None)
+        lab = build_lab(tmp / "lab", tiny_lab_settings())
         outputs = []
         start = time.perf_counter()
         for nproc in (1, 2):

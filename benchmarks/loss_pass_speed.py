@@ -32,7 +32,7 @@ from instruct_select.train.loop import train_model
 
 
 def tiny_lab(root: Path) -> LabPaths:
-    return build_lab(root, tiny_lab_settings(), progress=False, log=lambda m: None)
+    return build_lab(root, tiny_lab_settings())
 
 
 def main() -> None:
@@ -65,15 +65,14 @@ def main() -> None:
         # Alternating repeats, best of each: on a shared machine other jobs slow one phase or the other.
         for repeat in range(args.repeats):
             start = time.perf_counter()
-            result = train_model(load_base_model(lab.model(size)), tokenizer, examples, settings, None,
-                                 progress=False, log=lambda m: None)
+            result = train_model(load_base_model(lab.model(size)), tokenizer, examples, settings, None)
             epochs.append(time.perf_counter() - start - tokenize)  # train_model tokenises once per run
             store = FeatureStore.open_or_create(Path(tmp) / f"losses-{repeat}", [e.id for e in examples], 1,
                                                 "float32", {})
             start = time.perf_counter()
             model = result.model.merge_and_unload()  # what the stage does in float32
             fill_loss_store(model, tokenizer, examples, store, Batching(settings.max_length, budget, 64),
-                            tokenized=tokenized, progress=False)
+                            tokenized=tokenized)
             passes.append(time.perf_counter() - start)
     print(f"lab model '{size}', {len(examples)} examples, {result.tokens} tokens, {torch.get_num_threads()} threads, "
           f"best of {args.repeats}; tokenising them once: {tokenize:.2f} s (excluded from both below)")

@@ -60,7 +60,7 @@ def main() -> None:
     from instruct_select.models.real import prepare_real_model
 
     torch.set_num_threads(args.threads)
-    folder = prepare_real_model("smollm2-135m", log=lambda m: None)
+    folder = prepare_real_model("smollm2-135m")
     model, tokenizer = load_base_model(folder, dtype="float32", device="cpu"), load_tokenizer(folder)
     print(f"SmolLM2-135M-Instruct, float32, {args.threads} threads, {args.questions} MMLU test questions, "
           f"{args.shots}-shot, {args.repeats} interleaved repeats; load average {os.getloadavg()[0]:.2f}")

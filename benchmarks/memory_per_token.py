@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--batches", default="2,4")
     parser.add_argument("--passes", default="train,features,loss,body")
     args = parser.parse_args()
-    folder = prepare_real_model("smollm2-135m", log=lambda m: None)
+    folder = prepare_real_model("smollm2-135m")
     tokenizer = load_tokenizer(folder)
     model = add_lora(load_base_model(folder, args.dtype, "cpu"),
                      LoraSettings(r=args.r, alpha=4 * args.r, dropout=args.dropout))
@@ -152,7 +152,7 @@ def _moments(model, batch, tmp: Path) -> AdamMoments:
     model_per_example_loss(model, batch).mean().backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    save_checkpoint(tmp / "epoch-1", model, optimizer, epoch=1, mean_lr=1e-4, step=1)
+    save_checkpoint(tmp / "epoch-1", model, optimizer, {"epoch": 1, "mean_lr": 1e-4, "step": 1})
     return AdamMoments(load_checkpoint(tmp / "epoch-1"), list(lora_modules(model)))
 
 

@@ -30,7 +30,7 @@ def main() -> None:
 
     import torch
 
-    from instruct_select.data.batching import Batching
+    from instruct_select.config import EvalSettings
     from instruct_select.data.loading import load_test_sets
     from instruct_select.evaluate.capabilities import evaluate_capabilities
     from instruct_select.experiments.mixture_data import MixtureSizes, write_mixture
@@ -38,7 +38,7 @@ def main() -> None:
     from instruct_select.models.real import prepare_real_model
 
     torch.set_num_threads(args.threads)
-    folder = prepare_real_model("smollm2-135m", log=lambda m: None)
+    folder = prepare_real_model("smollm2-135m")
     model, tokenizer = load_base_model(folder, dtype=args.dtype, device="cpu"), load_tokenizer(folder)
     with tempfile.TemporaryDirectory() as tmp:
         write_mixture(DATA_DIR, Path(tmp), MixtureSizes.small())
@@ -50,8 +50,8 @@ def main() -> None:
     for capability, examples in sets.items():
         chosen = [e for e in examples if (e.record or {}).get("checker") != "loss_only"][:args.per_capability]
         start = time.perf_counter()
-        metrics = evaluate_capabilities(model, tokenizer, {capability: chosen}, max_new_tokens=32, batch_size=32,
-                                        progress=False, loss_batching=Batching(1024, 8192, 32))
+        metrics = evaluate_capabilities(model, tokenizer, {capability: chosen}, EvalSettings(
+            max_new_tokens=32, batch_size=32, max_length=1024, loss_token_budget=8192))
         seconds = (time.perf_counter() - start) / len(chosen)
         result = metrics["capabilities"][capability]
         print(f"| {capability} | {result['metric']} | {seconds:.2f} | {result['score']:.2f} |")

@@ -107,7 +107,7 @@ def warmed_up_model(folder: Path, warm_examples, max_length: int, tmp: Path):
     settings = TrainSettings(epochs=2, learning_rate=2e-4, warmup_ratio=0.0, batching="token_budget",
                              max_length=max_length, lora=LoraSettings(r=128, alpha=512, dropout=0.0))
     trained = train_model(load_base_model(folder), load_tokenizer(folder), warm_examples, settings,
-                          tmp / "warmup", progress=False, log=lambda m: None)
+                          tmp / "warmup")
     return trained.model.eval()
 
 
@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     started = time.time()
-    folder = prepare_real_model("smollm2-135m", log=lambda m: None)
+    folder = prepare_real_model("smollm2-135m")
     tokenizer = load_tokenizer(folder)
     warm, items, n_pool = examples(tokenizer, args.pool, args.targets, args.warmup_examples, args.max_length)
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:

@@ -77,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    folder = prepare_real_model("smollm2-135m", log=lambda m: None)
+    folder = prepare_real_model("smollm2-135m")
     tokenizer = load_tokenizer(folder)
     data, warm_examples = long_examples(tokenizer, args.examples, args.min_tokens)
     with tempfile.TemporaryDirectory(dir=".") as tmp:
@@ -85,7 +85,7 @@ def main() -> None:
         warm = TrainSettings(epochs=1, learning_rate=1e-3, warmup_ratio=0.05, batching="token_budget",
                              max_length=SETTINGS.max_length, lora=LoraSettings(r=8, alpha=16, dropout=0.0))
         trained = train_model(load_base_model(folder), tokenizer, warm_examples, warm,
-                              Path(tmp) / "warmup", progress=False, log=lambda m: None)
+                              Path(tmp) / "warmup")
         model = trained.model.eval()
         moments = AdamMoments(trained.checkpoints[-1], list(lora_modules(model)))
         batches = token_budget_batches(data.items, SETTINGS.token_budget, SETTINGS.max_batch_size)
@@ -130,7 +130,7 @@ def phase_functions(model, moments: AdamMoments, parts: list[TokenizedData], col
         part = parts[index]
         store = FeatureStore.open_or_create(tmp / f"store-{next(stores)}", [it.id for it in part.items], SETTINGS.dim,
                                             SETTINGS.dtype, {})
-        extract_features(model, part, store, SETTINGS, moments=moments, progress=False, projector=projector)
+        extract_features(model, part, store, SETTINGS, moments=moments, projector=projector)
 
     features(0)  # draws the projection matrices (a stage does so once, for every checkpoint)
     projector_mib = sum(t.numel() * t.element_size() for g in projector.groups for t in (g.right, g.signs, g.left)

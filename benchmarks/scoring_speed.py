@@ -56,11 +56,10 @@ def main() -> None:
             times, reference = [], []
             for _ in range(args.repeats):
                 reference.append(seconds(lambda: in_memory_train @ val_matrix.T))
-                times.append(seconds(lambda: attribution_into(out, [train], [val], [1.0], block_rows=block_rows,
-                                                              progress=False)))
+                times.append(seconds(lambda: attribution_into(out, [train], [val], [1.0], block_rows=block_rows)))
             np.testing.assert_allclose(out, dense, rtol=1e-4, atol=1e-3)
             tracemalloc.start()  # an untimed run: tracing allocations slows what it traces
-            attribution_into(out, [train], [val], [1.0], block_rows=block_rows, progress=False)
+            attribution_into(out, [train], [val], [1.0], block_rows=block_rows)
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             in_memory += reference

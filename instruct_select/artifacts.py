@@ -12,6 +12,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -21,12 +22,17 @@ import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from .distributed import barrier, is_main
 from .errors import ArtifactMismatchError, ConfigError, FolderBusyError, InstructSelectError
+from .logs import stage_lines
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 STARTED = "started.json"  # what an unfinished stage folder was started with (settings, inputs)
@@ -157,8 +163,6 @@ def fingerprint_model(name_or_path: str | os.PathLike) -> str:
 
 
 def package_versions() -> dict[str, str]:
-    from importlib import metadata
-
     versions = {"python": platform.python_version()}
     for name in ("instruct_select", "torch", "transformers", "peft", "numpy"):
         try:
@@ -223,30 +227,44 @@ def run_stage(
     build: Callable[[Path], dict | None],
     *,
     seed: int | None = None,
-    log: Callable[[str], None] = print,
-    per_process: bool = False,
 ) -> StageResult:
     """Run ``build(stage_dir)`` unless an identical finished stage is already there.
 
-    ``settings`` are the values that shape the output; ``inputs`` are fingerprints of what it
+    ``stage_dir``: the stage's folder; ``name``: the stage's name (recorded, and shown in the log
+    lines); ``settings`` are the values that shape the output; ``inputs`` are fingerprints of what it
     reads. ``build`` writes its files into the folder (it may resume from what an interrupted
-    run left) and returns extra facts for the manifest. The manifest is written last.
+    run left) and returns extra facts for the manifest. The manifest is written last. ``seed``: the
+    seed the stage used (recorded), or None. Returns the folder, its manifest and whether it was
+    reused (``skipped``). One INFO line is logged when the build starts and one when it ends, with
+    its time in seconds; a reused stage logs one line.
 
     Before building, ``started.json`` records the settings and inputs, so that an interrupted stage
     resumes only for the same ones: a rerun with anything different is refused, naming the
     difference, unless the command runs under ``restarting()`` (``--restart``), which starts it afresh.
 
     Under torch.distributed every process calls this for the same folder, builds its share, and the
-    main process writes the manifest between two barriers; ``per_process=True`` is for a folder
+    main process writes the manifest between two barriers; :func:`run_shard_stage` is for a folder
     that belongs to this process alone (a shard), which writes its own manifest without waiting.
     """
-    stage_dir = Path(stage_dir)
-    wanted = {"stage": name, "settings": settings, "inputs": inputs, "seed": seed}
-    from .distributed import barrier, is_main
+    return _run_stage(Path(stage_dir), {"stage": name, "settings": settings, "inputs": inputs, "seed": seed},
+                      build, per_process=False)
 
+
+def run_shard_stage(stage_dir: str | os.PathLike, name: str, settings: dict, inputs: dict[str, str],
+                    build: Callable[[Path], dict | None]) -> StageResult:
+    """:func:`run_stage` for a folder that belongs to this process alone (one shard of a sharded
+    pass): it takes the folder's lock and writes its own manifest without waiting for the other
+    processes. Arguments and result as :func:`run_stage`'s (no seed)."""
+    return _run_stage(Path(stage_dir), {"stage": name, "settings": settings, "inputs": inputs, "seed": None},
+                      build, per_process=True)
+
+
+def _run_stage(stage_dir: Path, wanted: dict, build: Callable[[Path], dict | None], *,
+               per_process: bool) -> StageResult:
+    name = wanted["stage"]
     # A finished folder is only read: reused or refused without its lock, so that jobs reading it at
     # once never refuse one another.
-    done = _reuse_finished(stage_dir, wanted, log)
+    done = _reuse_finished(stage_dir, wanted)
     if done is not None:
         return done
     # One job per folder: the main process (or a shard's own process) holds the folder's lock from
@@ -255,17 +273,18 @@ def run_stage(
     locking = per_process or is_main()
     created = not stage_dir.exists()
     with (stage_lock(stage_dir) if locking else _no_lock()):
-        done = _reuse_finished(stage_dir, wanted, log)  # finished by another job since the look above
+        done = _reuse_finished(stage_dir, wanted)  # finished by another job since the look above
         if done is not None:
             return done
-        resuming = _check_interrupted(stage_dir, wanted, log)
+        resuming = _check_interrupted(stage_dir, wanted)
         stage_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(stage_dir / STARTED, {**wanted, "pid": os.getpid(), "host": socket.gethostname()})
         start = time.time()
         # Under torch.distributed every process builds its share; the main one writes the manifest.
         token = CURRENT_STAGE.set(name)
         try:
-            extra = build(stage_dir) or {}
+            with stage_lines(f"[{name}] {stage_dir}", logger):
+                extra = build(stage_dir) or {}
         except InstructSelectError:
             # A user's mistake found while building: nothing here is worth resuming, and a marker
             # left behind would refuse the corrected command as "started with other settings".
@@ -290,7 +309,7 @@ def run_stage(
         return StageResult(stage_dir, manifest, skipped=False)
 
 
-def _reuse_finished(stage_dir: Path, wanted: dict, log: Callable[[str], None]) -> StageResult | None:
+def _reuse_finished(stage_dir: Path, wanted: dict) -> StageResult | None:
     """The finished stage in ``stage_dir`` when it was made with ``wanted``; refused by name when it
     was made with anything else; None when the folder holds no finished stage."""
     old = finished_manifest(stage_dir)
@@ -298,7 +317,7 @@ def _reuse_finished(stage_dir: Path, wanted: dict, log: Callable[[str], None]) -
         return None
     diff = differences({k: old.get(k) for k in wanted}, wanted)
     if not diff:
-        log(f"[{wanted['stage']}] already done in {stage_dir}; reusing it")
+        logger.info("[%s] already done in %s; reusing it", wanted["stage"], stage_dir)
         return StageResult(stage_dir, old, skipped=True)
     raise ArtifactMismatchError(
         f"{stage_dir} already holds a '{old.get('stage')}' stage made with other settings:\n  "
@@ -368,7 +387,7 @@ def _commit(stage_dir: Path, manifest: dict) -> None:
     (stage_dir / STARTED).unlink(missing_ok=True)
 
 
-def _check_interrupted(stage_dir: Path, wanted: dict, log: Callable[[str], None]) -> bool:
+def _check_interrupted(stage_dir: Path, wanted: dict) -> bool:
     """Refuse to resume an unfinished stage that was started with other settings or inputs; True
     when the folder holds one started with these (resumed)."""
     started = stage_dir / STARTED
@@ -376,12 +395,10 @@ def _check_interrupted(stage_dir: Path, wanted: dict, log: Callable[[str], None]
         return False
     diff = differences({k: read_json(started).get(k) for k in wanted}, wanted)
     if not diff:
-        log(f"[{wanted['stage']}] resuming the interrupted stage in {stage_dir}")
+        logger.info("[%s] resuming the interrupted stage in %s", wanted["stage"], stage_dir)
         return True
     if _RESTART.get():
-        from .distributed import barrier, is_main
-
-        log(f"[{wanted['stage']}] --restart: discarding the interrupted stage in {stage_dir}")
+        logger.info("[%s] --restart: discarding the interrupted stage in %s", wanted["stage"], stage_dir)
         if is_main():
             _empty(stage_dir)
         barrier()

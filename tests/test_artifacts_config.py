@@ -19,8 +19,8 @@ def test_stage_skips_same_settings_and_refuses_different(tmp_path):
         (folder / "out.txt").write_text("x")
         return {"n": 1}
 
-    first = run_stage(tmp_path / "s", "demo", {"lr": 0.1, "lora": {"r": 8}}, {"data": "abc"}, build, seed=1, log=lambda m: None)
-    again = run_stage(tmp_path / "s", "demo", {"lr": 0.1, "lora": {"r": 8}}, {"data": "abc"}, build, seed=1, log=lambda m: None)
+    first = run_stage(tmp_path / "s", "demo", {"lr": 0.1, "lora": {"r": 8}}, {"data": "abc"}, build, seed=1)
+    again = run_stage(tmp_path / "s", "demo", {"lr": 0.1, "lora": {"r": 8}}, {"data": "abc"}, build, seed=1)
     assert len(calls) == 1 and not first.skipped and again.skipped
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert manifest["settings"] == {"lr": 0.1, "lora": {"r": 8}} and manifest["seed"] == 1

@@ -38,10 +38,10 @@ def test_blockwise_equals_dense(tmp_path):
         cos = (t @ v.T) / np.outer(np.linalg.norm(t, axis=1), np.linalg.norm(v, axis=1))
         dense += w * cos
     out = np.zeros((37, 6), dtype=np.float32)
-    attribution_into(out, trains, vals, weights, block_rows=5, progress=False)
+    attribution_into(out, trains, vals, weights, block_rows=5)
     np.testing.assert_allclose(out, dense, rtol=1e-5, atol=1e-6)
     columns = [{"id": v, "task": "math" if j < 3 else "code", "subtask": None} for j, v in enumerate(val_ids)]
-    write_attribution(tmp_path / "scores", trains, vals, weights, columns, progress=False)
+    write_attribution(tmp_path / "scores", trains, vals, weights, columns)
     loaded = AttributionMatrix.load(tmp_path / "scores")
     np.testing.assert_allclose(loaded.scores, dense, rtol=1e-5, atol=1e-6)
     assert loaded.rows == train_ids and loaded.tasks == ["math"] * 3 + ["code"] * 3
@@ -74,7 +74,7 @@ def test_streamed_scores_equal_the_simple_path_exactly(tmp_path, dtype):
                     for t, v, w in zip(trains, vals, weights))
     for block_rows in (1, 8, 53, 1000):
         out = np.full((53, 7), np.nan, dtype=np.float32)
-        attribution_into(out, trains, vals, weights, block_rows=block_rows, progress=False)
+        attribution_into(out, trains, vals, weights, block_rows=block_rows)
         np.testing.assert_array_equal(out, _simple_scores(trains, vals, weights, block_rows))
         np.testing.assert_allclose(out, in_memory, rtol=1e-5, atol=1e-6)
     rows = np.empty((10, 24), np.float32)
@@ -86,7 +86,7 @@ def test_mismatched_checkpoints_are_refused(tmp_path):
     t = _store(tmp_path / "t", ["a", "b"], _unit(rng, 2, 4), "epoch-1")
     v = _store(tmp_path / "v", ["x"], _unit(rng, 1, 4), "epoch-2")
     with pytest.raises(ArtifactMismatchError, match="differ in checkpoint"):
-        attribution_into(np.zeros((2, 1), np.float32), [t], [v], [1.0], progress=False)
+        attribution_into(np.zeros((2, 1), np.float32), [t], [v], [1.0])
 
 
 def test_zero_feature_rows_are_excluded(tmp_path):
@@ -95,5 +95,5 @@ def test_zero_feature_rows_are_excluded(tmp_path):
     values[1] = 0  # an example with no response token
     t = _store(tmp_path / "t", ["a", "b", "c"], values, "epoch-1")
     v = _store(tmp_path / "v", ["x"], _unit(rng, 1, 4), "epoch-1")
-    facts = write_attribution(tmp_path / "s", [t], [v], [1.0], [{"id": "x", "task": "k"}], progress=False)
+    facts = write_attribution(tmp_path / "s", [t], [v], [1.0], [{"id": "x", "task": "k"}])
     assert facts["excluded_rows"] == 1 and AttributionMatrix.load(tmp_path / "s").excluded == ["b"]

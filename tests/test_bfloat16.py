@@ -53,7 +53,7 @@ def test_bfloat16_features_match_float32(tiny_model_dir, tiny_tokenizer, tmp_pat
                           lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     # The warmup itself in bfloat16: adapters and optimizer state must be float32.
     warm = train_model(load_base_model(tiny_model_dir, half, device), tiny_tokenizer, examples, train,
-                       tmp_path / "warmup", progress=False, log=lambda m: None)
+                       tmp_path / "warmup")
     assert all(np.isfinite(warm.epoch_losses))
     assert {p.dtype for p in warm.model.parameters() if p.requires_grad} == {torch.float32}
     checkpoint = warm.checkpoints[-1]
@@ -71,8 +71,7 @@ def test_bfloat16_features_match_float32(tiny_model_dir, tiny_tokenizer, tmp_pat
         for transform in ("sgd", "adam"):
             store = FeatureStore.open_or_create(tmp_path / f"{dtype}-{transform}", [e.id for e in examples],
                                                 settings.dim, "float32", {})
-            extract_features(model, data, store, settings, moments=moments if transform == "adam" else None,
-                             progress=False)
+            extract_features(model, data, store, settings, moments=moments if transform == "adam" else None)
             features[dtype, transform] = store.block(0, len(examples))
     for transform in ("sgd", "adam"):
         full, low = features["float32", transform], features[half, transform]
@@ -147,13 +146,11 @@ def test_generation_under_autocast_casts_the_weights_once_with_the_same_answers(
     seen = []
     handle = model.model.layers[0].self_attn.q_proj.register_forward_hook(
         lambda m, i, o: seen.append(m.weight.dtype) and None)
-    cast_once = generation.generate_greedy(model, tiny_tokenizer, prompts, max_new_tokens=6, batch_size=4,
-                                           progress=False)
+    cast_once = generation.generate_greedy(model, tiny_tokenizer, prompts, max_new_tokens=6, batch_size=4)
     assert set(seen) == {torch.bfloat16}  # decoding read bfloat16 copies
     seen.clear()
     monkeypatch.setattr(generation, "autocast_weights_cast_once", lambda model: contextlib.nullcontext())
-    assert generation.generate_greedy(model, tiny_tokenizer, prompts, max_new_tokens=6, batch_size=4,
-                                      progress=False) == cast_once
+    assert generation.generate_greedy(model, tiny_tokenizer, prompts, max_new_tokens=6, batch_size=4) == cast_once
     assert set(seen) == {torch.float32}  # the plain path: autocast cast float32 weights at each step
     handle.remove()
     # Every weight is its own float32 tensor again.

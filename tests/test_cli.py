@@ -53,7 +53,7 @@ def test_cli_select_matches_python_api(tmp_path):
     from instruct_select.run.context import RunContext
     from instruct_select.run.stages import select_stage
 
-    context = RunContext.create(pool=pool, progress=False, log=lambda m: None)
+    context = RunContext.create(pool=pool)
     api = select_stage(context, "random", "25%", tmp_path / "api", seed=4)
     cli_tsv = (tmp_path / "cli" / "selection.tsv").read_text()
     assert cli_tsv == (api.path / "selection.tsv").read_text() and len(cli_tsv.splitlines()) == 6

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from instruct_select.config import EvalSettings, FeatureSettings, InfluenceSettings, LoraSettings, TrainSettings
 from instruct_select.run.demo import DemoSettings, run_demo
@@ -23,9 +24,8 @@ def _settings() -> DemoSettings:
     )
 
 
-def test_demo_end_to_end(tiny_lab, tmp_path):
-    messages = []
-    rows = run_demo(tmp_path / "run", tiny_lab.root, _settings(), progress=False, log=messages.append)
+def test_demo_end_to_end(tiny_lab, tmp_path, caplog):
+    rows = run_demo(tmp_path / "run", tiny_lab.root, _settings())
     assert list(rows) == ["base (no tuning)", "random @ 10%", "less @ 10%", "bids @ 10%", "full"]
     for row in rows.values():
         assert set(row["scores"]) == {"code", "format", "knowledge", "logic", "math"}
@@ -42,7 +42,8 @@ def test_demo_end_to_end(tiny_lab, tmp_path):
     assert set(diagnostics["influence"]["raw"]["thi"]) == {"code", "format", "knowledge", "logic", "math"}
     assert (tmp_path / "run" / "bids-10pct-seed0" / "evaluation" / "metrics.json").is_file()
     # A second run reuses every stage and gives the same table.
-    again = []
-    rows2 = run_demo(tmp_path / "run", tiny_lab.root, _settings(), progress=False, log=again.append)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="instruct_select"):
+        rows2 = run_demo(tmp_path / "run", tiny_lab.root, _settings())
     assert rows2 == rows
-    assert sum("reusing" in m for m in again) >= 15
+    assert sum("reusing" in m for m in caplog.messages) >= 15

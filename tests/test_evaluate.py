@@ -211,16 +211,14 @@ def test_batched_generation_matches_one_at_a_time_and_the_slow_reference(tiny):
     # The comparison only has teeth if the outputs differ between prompts and some stop at eos.
     assert len({text for text, _ in expected}) > 3
     assert any(n < 8 for _, n in expected) and any(n == 8 for _, n in expected)
-    batched = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8, batch_size=4,
-                              progress=False)
-    single = [generate_greedy(model, tokenizer, [p], max_new_tokens=8, batch_size=1,
-                              progress=False)[0] for p in PROMPTS]
+    batched = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8, batch_size=4)
+    single = [generate_greedy(model, tokenizer, [p], max_new_tokens=8, batch_size=1)[0] for p in PROMPTS]
     assert batched == single == [text for text, _ in expected]
 
 
 def test_generation_ignores_the_checkpoints_generation_defaults(tiny):
     model, tokenizer = tiny
-    clean = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8, progress=False)
+    clean = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8)
     saved = model.generation_config
     hostile = saved.__class__(do_sample=True, temperature=5.0, top_k=3, repetition_penalty=50.0,
                               no_repeat_ngram_size=1, min_new_tokens=8)
@@ -228,7 +226,7 @@ def test_generation_ignores_the_checkpoints_generation_defaults(tiny):
     model.train()
     try:
         torch.manual_seed(123)
-        assert generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8, progress=False) == clean
+        assert generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8) == clean
         assert model.generation_config is hostile  # put back after the call
         assert model.training  # and the training mode too
     finally:
@@ -239,13 +237,13 @@ def test_generation_ignores_the_checkpoints_generation_defaults(tiny):
 def test_peft_wrapped_model_generates_like_its_base(tiny):
     peft = pytest.importorskip("peft")
     model, tokenizer = tiny
-    clean = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8, progress=False)
+    clean = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8)
     base = copy.deepcopy(model)  # LoRA injection edits the model in place
     base.generation_config.repetition_penalty = 50.0  # read through the wrapper by generate
     base.generation_config.no_repeat_ngram_size = 1
     # LoRA's B starts at zero, so the wrapped model computes exactly what the base does.
     wrapped = peft.get_peft_model(base, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
-    assert generate_greedy(wrapped, tokenizer, PROMPTS, max_new_tokens=8, progress=False) == clean
+    assert generate_greedy(wrapped, tokenizer, PROMPTS, max_new_tokens=8) == clean
 
 
 @pytest.mark.gpu
@@ -253,18 +251,15 @@ def test_peft_wrapped_model_generates_like_its_base(tiny):
 def test_batched_generation_on_cuda_matches_one_at_a_time(tiny):
     cpu_model, tokenizer = tiny
     model = copy.deepcopy(cpu_model).to("cuda")
-    batched = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8, batch_size=4,
-                              progress=False)
-    single = [generate_greedy(model, tokenizer, [p], max_new_tokens=8, batch_size=1,
-                              progress=False)[0] for p in PROMPTS]
+    batched = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=8, batch_size=4)
+    single = [generate_greedy(model, tokenizer, [p], max_new_tokens=8, batch_size=1)[0] for p in PROMPTS]
     assert batched == single
-    assert batched == generate_greedy(cpu_model, tokenizer, PROMPTS, max_new_tokens=8,
-                                      progress=False)
+    assert batched == generate_greedy(cpu_model, tokenizer, PROMPTS, max_new_tokens=8)
 
 
 def test_generation_edge_cases(tiny):
     model, tokenizer = tiny
-    assert generate_greedy(model, tokenizer, [], progress=False) == []
+    assert generate_greedy(model, tokenizer, []) == []
     with pytest.raises(InputError, match="prompt 1"):
         generate_greedy(model, tokenizer, [PROMPTS[0], [{"role": "assistant", "content": "no"}]])
     with pytest.raises(ConfigError):
@@ -295,7 +290,7 @@ def stub_losses(monkeypatch, loss_for=lambda example: 1.0):
     """Replace the loss pass (it needs a real model) with ``loss_for(example)`` per example."""
     calls = []
 
-    def fake(model, tokenizer, examples, batching, progress=True):
+    def fake(model, tokenizer, examples, batching):
         calls.append([e.id for e in examples])
         return [loss_for(e) for e in examples], [False] * len(examples)
 
@@ -307,7 +302,7 @@ def stub_generator(answer_for):
     """A generate_greedy stand-in answering each prompt by its last user turn."""
     calls = []
 
-    def fake(model, tokenizer, prompts, max_new_tokens=32, batch_size=64, progress=True):
+    def fake(model, tokenizer, prompts, max_new_tokens=32, batch_size=64):
         calls.append(prompts)
         return [answer_for(p[-1]["content"]) for p in prompts]
 
@@ -320,7 +315,7 @@ def test_scores_full_marks_for_references_and_zero_for_wrong_answers(monkeypatch
     fake, calls = stub_generator(references.__getitem__)
     monkeypatch.setattr(capabilities_module, "generate_greedy", fake)
     stub_losses(monkeypatch)
-    metrics = evaluate_capabilities(None, None, TEST_SETS, progress=False)
+    metrics = evaluate_capabilities(None, None, TEST_SETS)
     assert len(calls) == 1 and len(calls[0]) == 5  # one pass over every capability
     assert metrics["capabilities"]["math"] == {
         "score": 1.0, "n": 3, "correct": 3, "stderr": 0.0, "metric": "accuracy",
@@ -332,7 +327,7 @@ def test_scores_full_marks_for_references_and_zero_for_wrong_answers(monkeypatch
 
     fake, _ = stub_generator(lambda question: "wrong 7")
     monkeypatch.setattr(capabilities_module, "generate_greedy", fake)
-    metrics = evaluate_capabilities(None, None, TEST_SETS, progress=False)
+    metrics = evaluate_capabilities(None, None, TEST_SETS)
     assert metrics["capabilities"]["math"]["correct"] == 0
     assert metrics["capabilities"]["chat"]["score"] == 0.0
     assert metrics["summary"]["macro"] == 0.0
@@ -344,7 +339,7 @@ def test_per_example_checkers_and_mixed_scores(monkeypatch):
     fake, _ = stub_generator(answers.__getitem__)
     monkeypatch.setattr(capabilities_module, "generate_greedy", fake)
     stub_losses(monkeypatch)
-    metrics = evaluate_capabilities(None, None, TEST_SETS, default_checker="exact", progress=False)
+    metrics = evaluate_capabilities(None, None, TEST_SETS, EvalSettings(default_checker="exact"))
     math_result, chat_result = metrics["capabilities"]["math"], metrics["capabilities"]["chat"]
     assert (math_result["correct"], math_result["n"]) == (2, 3)  # "number" from each record
     assert math_result["by_subtask"]["mul"]["score"] == 0.0
@@ -355,7 +350,7 @@ def test_per_example_checkers_and_mixed_scores(monkeypatch):
     assert sample == {"id": "m1", "prompt": [{"role": "user", "content": "two plus two"}],
                       "reference": "#### 4", "response": "The answer is 4.", "correct": True}
     lenient = evaluate_capabilities(None, None, {"chat": TEST_SETS["chat"]},
-                                    default_checker="contains", progress=False)
+                                    EvalSettings(default_checker="contains"))
     assert lenient["capabilities"]["chat"]["score"] == 1.0
 
 
@@ -380,7 +375,7 @@ def test_bad_test_sets_fail_before_generating(monkeypatch):
     with pytest.raises(ConfigError, match="regex"):
         evaluate_capabilities(None, None, {"chat": [qa("c9", "hi", "hi", checker="regex")]})
     with pytest.raises(ConfigError):
-        evaluate_capabilities(None, None, TEST_SETS, default_checker="nope")
+        evaluate_capabilities(None, None, TEST_SETS, EvalSettings(default_checker="nope"))
     assert calls == [] and loss_calls == []
 
 
@@ -388,11 +383,10 @@ def test_end_to_end_with_a_real_model_and_atomic_metrics(tiny, tmp_path):
     model, tokenizer = tiny
     sets = {"first": [qa(f"f{i}", p[-1]["content"], "yes") for i, p in enumerate(PROMPTS[:4])],
             "second": [qa(f"s{i}", p[-1]["content"], "no") for i, p in enumerate(PROMPTS[4:])]}
-    metrics = evaluate_capabilities(model, tokenizer, sets, max_new_tokens=6, batch_size=2,
-                                    progress=False)
+    metrics = evaluate_capabilities(model, tokenizer, sets, EvalSettings(max_new_tokens=6, batch_size=2))
     prompts = [[{"role": "user", "content": e.messages[0]["content"]}]
                for examples in sets.values() for e in examples]
-    direct = generate_greedy(model, tokenizer, prompts, max_new_tokens=6, progress=False)
+    direct = generate_greedy(model, tokenizer, prompts, max_new_tokens=6)
     got = [s["response"] for cap in sets for s in metrics["samples"][cap]]
     assert got == direct
     assert [metrics["capabilities"][c]["n"] for c in sets] == [4, 3]
@@ -447,7 +441,7 @@ def labelled(item):
 def test_batched_heldout_loss_matches_one_example_at_a_time_by_hand(tiny, max_batch_size):
     model, tokenizer = tiny
     batching = Batching(max_length=256, token_budget=4096, max_batch_size=max_batch_size)
-    losses, truncated = heldout_losses(model, tokenizer, LOSS_EXAMPLES, batching, progress=False)
+    losses, truncated = heldout_losses(model, tokenizer, LOSS_EXAMPLES, batching)
     expected = [reference_loss(model, tokenizer, e.messages) for e in LOSS_EXAMPLES]
     assert len({round(x, 4) for x in expected}) == len(expected)  # distinct: a mix-up would show
     assert truncated == [False] * len(LOSS_EXAMPLES)
@@ -462,7 +456,7 @@ def test_loss_pass_leaves_the_models_mode_as_it_was(tiny):
     batching = Batching(max_length=256, token_budget=4096, max_batch_size=8)
     model.train()
     try:
-        losses, _ = heldout_losses(model, tokenizer, LOSS_EXAMPLES[:2], batching, progress=False)
+        losses, _ = heldout_losses(model, tokenizer, LOSS_EXAMPLES[:2], batching)
         assert model.training
     finally:
         model.eval()
@@ -506,13 +500,13 @@ def test_only_answer_tokens_count_and_the_prompt_acts_through_conditioning(tiny)
     batching = Batching(max_length=256, token_budget=4096, max_batch_size=8)
     items = [reference_item(tokenizer, e, 256) for e in pair]
     assert labelled(items[0]) == labelled(items[1]) and len(items[0]) != len(items[1])
-    losses, _ = heldout_losses(model, tokenizer, pair, batching, progress=False)
+    losses, _ = heldout_losses(model, tokenizer, pair, batching)
     # Same answer tokens, different losses: the user turn changes only what the answer is conditioned on.
     assert abs(losses[0] - losses[1]) > 1e-3
     assert losses == pytest.approx([reference_loss(model, tokenizer, e.messages) for e in pair], rel=1e-5)
     noisy = NoisyOutsideTheAnswer(model, tokenizer.convert_tokens_to_ids("<|assistant|>"))
-    scrambled, _ = heldout_losses(noisy, tokenizer, pair + LOSS_EXAMPLES, batching, progress=False)
-    clean, _ = heldout_losses(model, tokenizer, pair + LOSS_EXAMPLES, batching, progress=False)
+    scrambled, _ = heldout_losses(noisy, tokenizer, pair + LOSS_EXAMPLES, batching)
+    clean, _ = heldout_losses(model, tokenizer, pair + LOSS_EXAMPLES, batching)
     assert scrambled == pytest.approx(clean, rel=1e-6)
 
 
@@ -521,7 +515,7 @@ def test_loss_summary_worst_is_the_highest_loss(monkeypatch):
     monkeypatch.setattr(capabilities_module, "generate_greedy", fake)
     losses = {"m1": 1.0, "m2": 4.0, "m3": 2.0, "c1": 0.5, "c2": 1.5}
     stub_losses(monkeypatch, lambda example: losses[example.id])
-    metrics = evaluate_capabilities(None, None, TEST_SETS, progress=False)
+    metrics = evaluate_capabilities(None, None, TEST_SETS)
     loss = metrics["heldout_loss"]
     assert loss["capabilities"]["math"] == {
         "mean": pytest.approx(7 / 3), "n": 3, "truncated": 0, "excluded_no_answer_token": [],
@@ -544,8 +538,8 @@ def test_examples_without_an_answer_token_are_counted_not_dropped(tiny, monkeypa
     long_question = " ".join(["the big red dog sat on the mat"] * 3)
     sets = {"chat": [qa("short", "say yes", "yes"), qa("long", long_question, "no")],
             "math": [qa("m", "one", "two three"), qa("partial", "a b c d", "one two three four five")]}
-    batching = Batching(max_length=12, token_budget=64, max_batch_size=8)
-    metrics = evaluate_capabilities(model, tokenizer, sets, progress=False, loss_batching=batching)
+    settings = EvalSettings(max_length=12, loss_token_budget=64, batch_size=8)
+    metrics = evaluate_capabilities(model, tokenizer, sets, settings)
     chat, math_ = metrics["heldout_loss"]["capabilities"]["chat"], metrics["heldout_loss"]["capabilities"]["math"]
     assert (chat["n"], chat["truncated"], chat["excluded_no_answer_token"]) == (1, 1, ["long"])
     assert (math_["n"], math_["truncated"], math_["excluded_no_answer_token"]) == (2, 1, [])
@@ -556,7 +550,7 @@ def test_examples_without_an_answer_token_are_counted_not_dropped(tiny, monkeypa
     calls.clear()
     with pytest.raises(InputError, match=r"'chat'.*eval\.max_length=12"):
         evaluate_capabilities(model, tokenizer, {"chat": sets["chat"][1:], "math": sets["math"]},
-                              progress=False, loss_batching=batching)
+                              settings)
     assert calls == []  # stopped before any generation
 
 
@@ -587,6 +581,6 @@ def test_evaluate_command_reports_accuracy_and_loss(tiny_lab, tmp_path, capsys):
     assert outputs["loss_summary"]["worst"] == max(outputs["loss"].values())
     assert "Held-out loss" in printed and f"{outputs['loss_summary']['macro']:.3f}" in printed
     # A new loss setting changes the evaluation's manifest: the folder is refused, naming it.
-    context = RunContext.create(progress=False, log=lambda m: None, device="cpu")
+    context = RunContext.create(device="cpu")
     with pytest.raises(ArtifactMismatchError, match="max_length"):
         evaluate_stage(context, model, tiny_lab.test, out, EvalSettings(max_new_tokens=4, max_length=1024))

@@ -13,8 +13,7 @@ def test_experiments_tables_and_results_section(tiny_lab, tmp_path):
                             train=TrainSettings(epochs=1, learning_rate=3e-3, warmup_ratio=0.05,
                                                 batching="token_budget", token_budget=2048, max_length=128,
                                                 lora=LoraSettings(r=4, alpha=8, dropout=0.0)))
-    markdown, grid = run_experiments(tmp_path / "exp", tiny_lab.root, Grid(["5%", "10%"], [0, 1]), template,
-                                     progress=False, log=lambda m: None)
+    markdown, grid = run_experiments(tmp_path / "exp", tiny_lab.root, Grid(["5%", "10%"], [0, 1]), template)
     runs = grid.rows
     assert set(runs) == {"5%", "10%"} and len(runs["5%"]["random @ 5%"]) == 2
     assert "Budget 5% (mean ± std over seeds 0, 1)" in markdown and "| random @ 5% |" in markdown

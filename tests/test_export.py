@@ -7,6 +7,7 @@ import json
 import pytest
 
 from instruct_select.cli import main
+from instruct_select.data.loading import load_examples
 from instruct_select.errors import ArtifactMismatchError
 from instruct_select.run.context import RunContext
 from instruct_select.run.stages import select_stage
@@ -35,7 +36,7 @@ def _alpaca_pool(path, n=12):
 
 
 def _select(pool, out, budget="7"):
-    return select_stage(RunContext.create(pool=pool, log=lambda m: None), "random", budget, out, seed=3).path
+    return select_stage(RunContext.create(pool=pool), "random", budget, out, seed=3).path
 
 
 def test_hf_export_keeps_rank_order_and_fields(tmp_path):
@@ -127,7 +128,7 @@ def test_export_reads_the_pool_with_the_selections_id_field_and_columns(tmp_path
     pool = tmp_path / "pool.jsonl"
     rows = [{"uid": f"u{i}", "q": f"question {i}", "a": f"answer {i}"} for i in range(6)]
     pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    context = RunContext.create(pool=pool, id_field="uid", columns="prompt=q,response=a", log=lambda m: None)
+    context = RunContext.create(pool=load_examples(pool, id_field="uid", columns="prompt=q,response=a"))
     selection = select_stage(context, "random", "3", tmp_path / "sel", seed=0).path
     export_selection(selection, pool, "jsonl", tmp_path / "out.jsonl", id_field="uid", columns="prompt=q,response=a")
     written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]

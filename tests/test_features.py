@@ -135,13 +135,13 @@ def test_feature_store_resumes_to_same_result(lora_model, tiny_tokenizer, tmp_pa
     examples = _examples()
     ids = [e.id for e in examples]
     full = FeatureStore.open_or_create(tmp_path / "full", ids, 32, "float32", {"model": "m"})
-    extract_features(lora_model, TokenizedData.of(tiny_tokenizer, examples, 64), full, settings, progress=False)
+    extract_features(lora_model, TokenizedData.of(tiny_tokenizer, examples, 64), full, settings)
     assert full.complete()
     part = FeatureStore.open_or_create(tmp_path / "part", ids, 32, "float32", {"model": "m"})
-    extract_features(lora_model, TokenizedData.of(tiny_tokenizer, examples[:2], 64), part, settings, progress=False)
+    extract_features(lora_model, TokenizedData.of(tiny_tokenizer, examples[:2], 64), part, settings)
     assert part.pending_ids() == ids[2:]
     reopened = FeatureStore.open_or_create(tmp_path / "part", ids, 32, "float32", {"model": "m"})
-    extract_features(lora_model, TokenizedData.of(tiny_tokenizer, examples, 64), reopened, settings, progress=False)
+    extract_features(lora_model, TokenizedData.of(tiny_tokenizer, examples, 64), reopened, settings)
     np.testing.assert_allclose(reopened.block(0, 4), full.block(0, 4), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(full.block(0, 4), axis=1), 1, atol=1e-5)
     with pytest.raises(ArtifactMismatchError, match="model: was 'm', now 'other'"):

@@ -105,7 +105,7 @@ def test_chatml_answer_ends_at_im_end_when_eos_differs(smollm2_tokenizer):
     model = scripted(tokenizer, "The answer is 4.", "<|im_end|>", "\n<|im_start|>user\nAnd 3 + 3? It is 6",
                      eos_token_id=tokenizer.eos_token_id)
     assert stop_token_ids(model, tokenizer) == [tokenizer.eos_token_id, im_end]
-    assert generate_greedy(model, tokenizer, [QUESTION], max_new_tokens=24, progress=False) == ["The answer is 4."]
+    assert generate_greedy(model, tokenizer, [QUESTION], max_new_tokens=24) == ["The answer is 4."]
     # Without the stop the same model runs on into the next turn (what checkers used to read).
     run_on = tokenizer.decode(model.script[:24], skip_special_tokens=True)
     assert run_on.startswith("The answer is 4.\nuser\nAnd 3 + 3?")
@@ -117,7 +117,7 @@ def test_llama3_answer_ends_at_eot_id(llama3_tokenizer):
     assert end_of_turn_ids(tokenizer) == [eot] and tokenizer.eos_token_id != eot
     model = scripted(tokenizer, "The answer is 4.", "<|eot_id|>",
                      "<|start_header_id|>user<|end_header_id|>\n\nAnd 3 + 3?", eos_token_id=tokenizer.eos_token_id)
-    assert generate_greedy(model, tokenizer, [QUESTION], max_new_tokens=24, progress=False) == ["The answer is 4."]
+    assert generate_greedy(model, tokenizer, [QUESTION], max_new_tokens=24) == ["The answer is 4."]
 
 
 def test_the_models_generation_config_eos_list_is_honoured(llama3_tokenizer):
@@ -128,7 +128,7 @@ def test_the_models_generation_config_eos_list_is_honoured(llama3_tokenizer):
     model = scripted(tokenizer, "The answer is 4.", "<|eom_id|>", " And 3 + 3? 6",
                      eos_token_id=[tokenizer.eos_token_id, eom])
     assert eom in stop_token_ids(model, tokenizer)
-    assert generate_greedy(model, tokenizer, [QUESTION], max_new_tokens=24, progress=False) == ["The answer is 4."]
+    assert generate_greedy(model, tokenizer, [QUESTION], max_new_tokens=24) == ["The answer is 4."]
     assert model.generation_config.eos_token_id == [tokenizer.eos_token_id, eom]  # put back after the call
 
 
@@ -136,6 +136,6 @@ def test_generation_reads_the_key_value_cache(llama3_tokenizer):
     """After the prompt's forward pass, each new token is a forward pass of one token."""
     tokenizer = llama3_tokenizer
     model = scripted(tokenizer, "The answer is 4 and 3 + 3 is 6", "<|eot_id|>", "", eos_token_id=tokenizer.eos_token_id)
-    answer = generate_greedy(model, tokenizer, [QUESTION], max_new_tokens=8, progress=False)[0]
+    answer = generate_greedy(model, tokenizer, [QUESTION], max_new_tokens=8)[0]
     assert answer and len(model.input_lengths) == 8
     assert model.input_lengths[0] == model.prompt_length and set(model.input_lengths[1:]) == {1}

@@ -19,7 +19,7 @@ from instruct_select.data.example import Example
 from instruct_select.errors import ConfigError
 from instruct_select.loss import per_example_loss
 from instruct_select.ideal import kfac
-from instruct_select.ideal.domain_gradients import (PassSettings, SolveSettings, compute_influences, domain_gradient_sums,
+from instruct_select.ideal.domain_gradients import (Mixture, PassSettings, SolveSettings, compute_influences, domain_gradient_sums,
                                              domain_influences, example_scores, fit_kfac,
                                              gradient_sum, precondition, reference_gradient)
 from instruct_select.ideal.update import (entry_counts, influence_to_beta, mixture_entries,
@@ -246,7 +246,7 @@ def compare_kfac_with_exact(toy, damping: float = 1e-3) -> dict:
     report = {"damping": damping, "exact": exact}
     for fisher in ("sampled", "empirical"):
         for ekfac in (False, True):
-            got = compute_influences(toy.model, toy.items, toy.domain_of, toy.reference, _cfg(fisher=fisher),
+            got = compute_influences(toy.model, Mixture(toy.items, toy.domain_of), toy.reference, _cfg(fisher=fisher),
                                      SolveSettings(layers=["up", "down"], damping=damping, relative=False,
                                                    ekfac=ekfac)).influences
             x, y = torch.tensor(list(exact.values())), torch.tensor([got[d] for d in exact])
@@ -422,9 +422,8 @@ def test_run_ideal_one_round_on_the_tiny_lab(tiny_lab, tmp_path):
     train = lab_train_settings(epochs=1, token_budget=2048, save_checkpoints=False)
     settings = IdealSettings(rounds=1, device="cpu", train=train, eval=lab_eval_settings(),
                              stats_token_budget=8192, fit_examples=120, reference_size=10)
-    quiet = dict(progress=False, log=lambda m: None)
     result = run_ideal(tiny_lab.pool, tiny_lab.validation, tiny_lab.model("small"), tmp_path, settings,
-                       tests=tiny_lab.test, **quiet)
+                       tests=tiny_lab.test)
     (round_1,) = result["rounds"]
     folder = tmp_path / "ideal" / "round-1"
     volumes = json.loads((folder / "volumes.json").read_text())
@@ -442,5 +441,5 @@ def test_run_ideal_one_round_on_the_tiny_lab(tiny_lab, tmp_path):
         assert {**example.record, "id": source} == original[source].record
     assert any("#r2" in e.id for e in mixture.examples)  # the growing domain repeats examples
     again = run_ideal(tiny_lab.pool, tiny_lab.validation, tiny_lab.model("small"), tmp_path, settings,
-                      tests=tiny_lab.test, **quiet)
+                      tests=tiny_lab.test)
     assert again["rounds"][0]["influences"] == round_1["influences"]  # cached and identical

@@ -2,6 +2,7 @@
 rendering against a hand rendering of the template, and the selection rule on a hand-made case."""
 from __future__ import annotations
 
+import logging
 import numpy as np
 import pytest
 import torch
@@ -76,7 +77,7 @@ def test_response_alone_under_chatml_keeps_only_the_assistant_turns(tiny_tokeniz
     assert [t for t in alone.labels if t != IGNORE_INDEX] == [t for t in conditioned.labels if t != IGNORE_INDEX]
 
 
-def test_ifd_losses_match_one_example_at_a_time(tiny_model_dir, tmp_path):
+def test_ifd_losses_match_one_example_at_a_time(tiny_model_dir, tmp_path, caplog):
     from instruct_select.data.batching import Batching
     from instruct_select.features.store import FeatureStore
     from instruct_select.loss import per_example_loss
@@ -85,9 +86,9 @@ def test_ifd_losses_match_one_example_at_a_time(tiny_model_dir, tmp_path):
     model, tokenizer = load_base_model(tiny_model_dir), load_tokenizer(tiny_model_dir)
     examples = _examples()
     store = FeatureStore.open_or_create(tmp_path / "s", [e.id for e in examples], 2, "float32", {})
-    logs = []
-    fill_ifd_losses(model, tokenizer, examples, store, Batching(64, 4096, 64), progress=False, log=logs.append)
-    assert store.complete() and "e4" in logs[0]
+    with caplog.at_level(logging.INFO, logger="instruct_select"):
+        fill_ifd_losses(model, tokenizer, examples, store, Batching(64, 4096, 64))
+    assert store.complete() and "e4" in caplog.messages[0]
     got = IfdLosses(store.ids, store.features[:, 0].astype(float), store.features[:, 1].astype(float))
 
     def loss(ids, labels):  # one example, the full-logits loss

@@ -2,6 +2,7 @@
 and models that load back through from_pretrained."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_same_seed_gives_byte_identical_lab(tiny_lab, tmp_path):
-    again = build_lab(tmp_path / "again", tiny_lab_settings(), progress=False, log=lambda m: None)
+    again = build_lab(tmp_path / "again", tiny_lab_settings())
     first, second = _files(tiny_lab.root), _files(again.root)
     assert first.keys() == second.keys()
     assert "models/small/model.safetensors" in first and "data/pool.jsonl" in first
@@ -24,14 +25,14 @@ def test_same_seed_gives_byte_identical_lab(tiny_lab, tmp_path):
         assert first[name] == second[name], name
 
 
-def test_rebuild_is_cached_and_other_settings_refused(tiny_lab):
-    messages = []
-    build_lab(tiny_lab.root, tiny_lab_settings(), progress=False, log=messages.append)
-    assert len(messages) == 3 and all("reusing" in m for m in messages)
+def test_rebuild_is_cached_and_other_settings_refused(tiny_lab, caplog):
+    with caplog.at_level(logging.INFO, logger="instruct_select"):
+        build_lab(tiny_lab.root, tiny_lab_settings())
+    assert len(caplog.messages) == 3 and all("reusing" in m for m in caplog.messages)
     other = tiny_lab_settings()
     other.data.pool_size = 300
     with pytest.raises(Exception, match="pool_size: was 240, now 300"):
-        build_lab(tiny_lab.root, other, progress=False, log=lambda m: None)
+        build_lab(tiny_lab.root, other)
 
 
 def test_lab_model_loads_with_from_pretrained(tiny_lab):

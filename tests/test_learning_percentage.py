@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+import logging
 import math
 from fractions import Fraction
 
@@ -392,8 +393,7 @@ def test_batched_losses_equal_one_at_a_time_reference(tiny_model_dir, tiny_token
     model = load_base_model(tiny_model_dir)
     examples = _examples()  # the last one's prompt fills max_length: no response token left
     store = FeatureStore.open_or_create(tmp_path / "s", [e.id for e in examples], 1, "float32", {"m": 1})
-    out = fill_loss_store(model, tiny_tokenizer, examples, store, Batching(max_length=48, token_budget=200, max_batch_size=3),
-                          progress=False)
+    out = fill_loss_store(model, tiny_tokenizer, examples, store, Batching(max_length=48, token_budget=200, max_batch_size=3))
     assert out["no_response"] == ["e4"]
     items, _ = tokenize_examples(tiny_tokenizer, examples, 48)
     assert len({len(i) for i in items}) == len(items)  # mixed lengths: batches are padded
@@ -415,28 +415,27 @@ def tiny_train_run(tiny_model_dir, tmp_path_factory):
     settings = TrainSettings(epochs=2, learning_rate=5e-2, warmup_ratio=0.05, batching="token_budget", max_length=48,
                              token_budget=96, max_batch_size=2,
                              lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]))
-    train_stage(RunContext.create(pool=pool, progress=False, log=lambda m: None), tiny_model_dir, root / "train",
+    train_stage(RunContext.create(pool=pool), tiny_model_dir, root / "train",
                 settings)
     return root
 
 
-def _stage(model_dir, root, out, log):
-    context = RunContext.create(pool=root / "pool.jsonl", progress=False, log=log)
+def _stage(model_dir, root, out):
+    context = RunContext.create(pool=root / "pool.jsonl")
     return loss_trajectories_stage(context, model_dir, root / "train", out, Batching(48, 96, 2))
 
 
-def test_trajectories_follow_the_checkpoints_and_resume(tiny_model_dir, tiny_train_run, tmp_path, monkeypatch):
+def test_trajectories_follow_the_checkpoints_and_resume(tiny_model_dir, tiny_train_run, tmp_path, monkeypatch, caplog):
     from instruct_select.models.loading import load_tokenizer, load_trained
 
-    full = _stage(tiny_model_dir, tiny_train_run, tmp_path / "full", log=lambda m: None)
+    full = _stage(tiny_model_dir, tiny_train_run, tmp_path / "full")
     assert full.losses.shape == (4, 3) and full.epochs == 2 and full.excluded == []
     assert np.all(full.losses[:, 2] < full.losses[:, 0])  # training lowered every loss
     # The last epoch equals the trained model as saved (LoRA weights loaded by name).
     trained = load_trained(tiny_train_run / "train" / "model")
     tokenizer = load_tokenizer(tiny_train_run / "train" / "model")
     store = FeatureStore.open_or_create(tmp_path / "ref", full.ids, 1, "float32", {})
-    fill_loss_store(trained, tokenizer, load_examples(tiny_train_run / "pool.jsonl").examples, store, Batching(48, 96, 2),
-                    progress=False)
+    fill_loss_store(trained, tokenizer, load_examples(tiny_train_run / "pool.jsonl").examples, store, Batching(48, 96, 2))
     np.testing.assert_allclose(full.losses[:, 2], store.features[:, 0], rtol=1e-5)
 
     # Interrupt after the first batch of epoch 0, then rerun: it resumes and ends equal.
@@ -452,15 +451,16 @@ def test_trajectories_follow_the_checkpoints_and_resume(tiny_model_dir, tiny_tra
 
     monkeypatch.setattr(FeatureStore, "write", failing_write)
     with pytest.raises(KeyboardInterrupt):
-        _stage(tiny_model_dir, tiny_train_run, tmp_path / "resumed", log=lambda m: None)
+        _stage(tiny_model_dir, tiny_train_run, tmp_path / "resumed")
     monkeypatch.setattr(FeatureStore, "write", original)
-    resumed = _stage(tiny_model_dir, tiny_train_run, tmp_path / "resumed", log=lambda m: None)
+    resumed = _stage(tiny_model_dir, tiny_train_run, tmp_path / "resumed")
     np.testing.assert_array_equal(resumed.losses, full.losses)
     manifest = json.loads((tmp_path / "resumed" / "epoch-0" / "manifest.json").read_text())
     assert manifest["outputs"]["computed"] == 2  # only the rows the interruption left
-    messages = []
-    _stage(tiny_model_dir, tiny_train_run, tmp_path / "resumed", log=messages.append)
-    assert sum("already done" in m for m in messages) == 3
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="instruct_select"):
+        _stage(tiny_model_dir, tiny_train_run, tmp_path / "resumed")
+    assert sum("already done" in m for m in caplog.messages) == 3
 
 
 def test_merged_and_separate_adapters_give_the_same_losses(tiny_model_dir, tiny_train_run, tmp_path):
@@ -478,7 +478,7 @@ def test_merged_and_separate_adapters_give_the_same_losses(tiny_model_dir, tiny_
         columns = []
         for epoch, checkpoint in enumerate([None, *list_checkpoints(tiny_train_run / "train")]):
             store = FeatureStore.open_or_create(tmp_path / f"{merge}-{epoch}", [e.id for e in examples], 1, "float32", {})
-            fill_loss_store(models.get(checkpoint), tokenizer, examples, store, Batching(48, 96, 2), progress=False)
+            fill_loss_store(models.get(checkpoint), tokenizer, examples, store, Batching(48, 96, 2))
             columns.append(np.asarray(store.features[:, 0]))
         results[merge] = np.stack(columns, axis=1)
     np.testing.assert_allclose(results[True], results[False], rtol=1e-5)
@@ -503,7 +503,7 @@ def test_lp_hard_end_to_end_on_tiny_lab(tiny_lab, tmp_path, lp):
     config = RunConfig(model=str(tiny_lab.model("small")), pool=str(tiny_lab.pool), run_dir=str(tmp_path / "run"),
                        methods=["lp-hard"], budgets=["10%"], dtype="float32", device="cpu", finetune=False,
                        learning_percentage=settings)
-    produced = produce({"loss_trajectories", "embeddings"}, context_for(config, progress=False, log=lambda m: None),
+    produced = produce({"loss_trajectories", "embeddings"}, context_for(config),
                        config, RunLayout(config.run_dir))
     artifacts = {name: artifact.value for name, artifact in produced.items()}
     pool = load_examples(tiny_lab.pool).examples
@@ -520,7 +520,16 @@ def test_lp_hard_end_to_end_on_tiny_lab(tiny_lab, tmp_path, lp):
     assert np.median(selection.scores) < np.median(values.values[values.status == lp.LEARNED])
     # The pipeline reuses those artifacts, writes the same selection, and compares LP rankings.
     messages = []
-    result = execute(context_for(config, progress=False, log=messages.append), config)
+    handler, logger = logging.Handler(logging.INFO), logging.getLogger("instruct_select")
+    handler.emit = lambda record: messages.append(record.getMessage())
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        result = execute(context_for(config), config)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     assert read_selected_ids(result.arms["lp-hard @ 10% (by small)"].selection) == selection.ids
     assert sum("already done" in m or "reusing" in m for m in messages) >= 5  # train, 3 loss epochs, embeddings
     agreement_section(RunLayout(config.run_dir), ["small", "small"], settings)

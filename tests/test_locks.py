@@ -42,8 +42,9 @@ def _pool(path: Path, n: int = 12) -> Path:
     return path
 
 
-def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "instruct_select", "--quiet", *args], capture_output=True,
+def _cli(*args, quiet: bool = True) -> subprocess.CompletedProcess:
+    flags = ["--quiet"] if quiet else []
+    return subprocess.run([sys.executable, "-m", "instruct_select", *flags, *args], capture_output=True,
                           text=True, timeout=120, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
 
 
@@ -69,9 +70,9 @@ def test_two_processes_never_share_a_folder_and_a_killed_holder_leaves_a_resumab
         holder.send_signal(signal.SIGKILL)
         holder.communicate()
     # The holder died without a word: its marker now stands for an interrupted stage, resumed.
-    third = _cli(*command)
+    third = _cli(*command, quiet=False)  # its stage lines go to stderr, also when it is not a terminal
     assert third.returncode == 0, third.stderr
-    assert f"resuming the interrupted stage in {out}" in third.stdout
+    assert f"resuming the interrupted stage in {out}" in third.stderr
     assert json.loads((out / MANIFEST).read_text())["outputs"]["n_selected"] == 3
     assert not (out / LOCK).exists() and not (out / STARTED).exists()  # a finished folder holds its outputs only
 
@@ -80,9 +81,9 @@ def test_a_held_folder_is_refused_in_one_line_naming_the_holder(tmp_path):
     folder = tmp_path / "stage"
     with stage_lock(folder):
         with pytest.raises(FolderBusyError, match=rf"in use by another job \(pid {os.getpid()} on "):
-            run_stage(folder, "select", {}, {}, lambda f: {}, log=lambda m: None)
+            run_stage(folder, "select", {}, {}, lambda f: {})
         assert not (folder / STARTED).exists()
-    result = run_stage(folder, "select", {}, {}, lambda f: {"n": 1}, log=lambda m: None)
+    result = run_stage(folder, "select", {}, {}, lambda f: {"n": 1})
     assert result.manifest["outputs"] == {"n": 1} and sorted(p.name for p in folder.iterdir()) == [MANIFEST]
 
 
@@ -91,7 +92,7 @@ def _fails(folder: Path) -> dict:
 
 
 def test_a_stage_failing_on_a_user_error_removes_what_it_started(tmp_path):
-    quiet = {"log": lambda m: None}
+    quiet: dict = {}
     made = tmp_path / "made"
     with pytest.raises(ConfigError):
         run_stage(made, "train", {"lr": 1}, {}, _fails, **quiet)
@@ -113,7 +114,7 @@ def test_a_resumed_stage_keeps_its_marker_when_it_fails(tmp_path):
     folder.mkdir()
     (folder / STARTED).write_text(json.dumps({"stage": "train", "settings": {"lr": 1}, "inputs": {}, "seed": None}))
     with pytest.raises(ConfigError):
-        run_stage(folder, "train", {"lr": 1}, {}, _fails, log=lambda m: None)
+        run_stage(folder, "train", {"lr": 1}, {}, _fails)
     assert (folder / STARTED).is_file()
     with pytest.raises(ArtifactMismatchError, match="started with other settings"):
-        run_stage(folder, "train", {"lr": 2}, {}, lambda f: {}, log=lambda m: None)
+        run_stage(folder, "train", {"lr": 2}, {}, lambda f: {})

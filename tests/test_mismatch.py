@@ -18,7 +18,7 @@ from test_distributed import _config
 def finished_run(tiny_lab, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("mismatch") / "run"
     data = _config(tiny_lab, run_dir)
-    run_config(from_dict(RunConfig, data), progress=False, log=lambda m: None)
+    run_config(from_dict(RunConfig, data))
     return data
 
 
@@ -30,7 +30,7 @@ def _rerun(data, **changes):
         for key in parents:
             node = node[key]
         node[last] = value
-    run_config(from_dict(RunConfig, data), progress=False, log=lambda m: None)
+    run_config(from_dict(RunConfig, data))
 
 
 def test_other_projection_is_refused(finished_run):
@@ -86,8 +86,7 @@ def test_scores_from_other_features_are_refused(finished_run):
     pool_1 = FeatureStore.open(features / "pool" / "epoch-1")
     val_2 = FeatureStore.open(features / "validation" / "epoch-2")
     with pytest.raises(ArtifactMismatchError, match="differ in checkpoint"):
-        attribution_into(np.zeros((len(pool_1.ids), len(val_2.ids)), np.float32), [pool_1], [val_2], [1.0],
-                         progress=False)
+        attribution_into(np.zeros((len(pool_1.ids), len(val_2.ids)), np.float32), [pool_1], [val_2], [1.0])
 
 
 def test_other_pool_is_refused(finished_run, tmp_path):

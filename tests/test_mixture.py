@@ -131,8 +131,7 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
     request.addfinalizer(lambda: torch.set_num_threads(threads))
     sizes = dataclasses.replace(MixtureSizes.tiny(), pool=24)
     out = tmp_path / "results.md"
-    markdown = mixture_module.run_mixture(tiny_model_dir, DATA, tmp_path / "run", plan, sizes, out,
-                                          log=lambda m: None)
+    markdown = mixture_module.run_mixture(tiny_model_dir, DATA, tmp_path / "run", plan, sizes, out)
     assert out.read_text() == markdown
     for label in ("| base |", "| full |", "| random @ 25% |", "| less @ 25% |", "| bids @ 25% |",
                   "| rds+ @ 25% |", "| ifd @ 25% |", "| uniform @ 25% |", "| ideal @ 25% |"):
@@ -165,6 +164,6 @@ def test_run_with_tests_evaluates_the_untuned_model_by_default(tiny_model_dir, t
                        run_dir=str(tmp_path / "run"), methods=["random"], budgets=["10%"], device="cpu",
                        train=TrainSettings(epochs=1, max_length=256, save_checkpoints=False),
                        eval=EvalSettings(max_new_tokens=4, max_length=4096, loss_token_budget=8192))
-    results = run_config(config, progress=False, log=lambda m: None)
+    results = run_config(config)
     assert results.base is not None and "base (no tuning)" in (tmp_path / "run" / "results.md").read_text()
     assert set(results.base["scores"]) == set(CAPABILITIES)

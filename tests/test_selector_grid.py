@@ -221,7 +221,7 @@ def test_encoder_embeddings_are_each_example_mean_pooled_alone(tiny_model_dir, t
     model, tokenizer = load_encoder(tiny_model_dir)
     store = FeatureStore.open_or_create(tmp_path / "store", [e.id for e in examples], int(model.config.hidden_size),
                                         "float32", {})
-    assert fill_encoder_embeddings(model, tokenizer, examples, store, 64, 3, progress=False) == {"computed": 4}
+    assert fill_encoder_embeddings(model, tokenizer, examples, store, 64, 3) == {"computed": 4}
     with torch.inference_mode():
         alone = [model(**tokenizer(conversation_text(e), return_tensors="pt")).last_hidden_state[0].mean(dim=0).numpy()
                  for e in examples]
@@ -258,7 +258,7 @@ def test_grid_pairs_end_to_end_on_the_tiny_lab(tiny_lab, tiny_model_dir, tmp_pat
         "embed_encoder": str(tiny_model_dir), "budgets": ["10%"], "dtype": "float32", "device": "cpu",
         "finetune": False, "influence": {"features": {"max_length": 128, "token_budget": 2048}}})
     assert config.methods == ["bids:embed", "round-robin:embed", "uot:rds+"]
-    run_config(config, progress=False, log=lambda m: None)
+    run_config(config)
     layout = RunLayout(config.run_dir)
     pool = load_examples(tiny_lab.pool)
     store = FeatureStore.open(layout.encoder_embeddings("pool"))
@@ -270,7 +270,7 @@ def test_grid_pairs_end_to_end_on_the_tiny_lab(tiny_lab, tiny_model_dir, tmp_pat
         assert diagnostics["selector"] + ":" + diagnostics["representation"] == method
         assert len(read_selected_ids(folder)) == round(0.1 * len(pool.examples))
     stamps = {p: p.stat().st_mtime_ns for p in layout.root.rglob("manifest.json")}
-    run_config(config, progress=False, log=lambda m: None)
+    run_config(config)
     assert {p: p.stat().st_mtime_ns for p in layout.root.rglob("manifest.json")} == stamps
 
 

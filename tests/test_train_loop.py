@@ -1,6 +1,7 @@
 """The fine-tuning loop: deterministic, name-keyed Adam moments, per-epoch mean learning rates."""
 from __future__ import annotations
 
+import logging
 import pytest
 import torch
 
@@ -32,7 +33,7 @@ def test_training_is_deterministic_and_checkpoints_match_optimizer(tiny_model_di
     runs = []
     for name in ("a", "b"):
         model = load_base_model(tiny_model_dir)
-        result = train_model(model, tiny_tokenizer, _examples(), _settings(), tmp_path / name, progress=False)
+        result = train_model(model, tiny_tokenizer, _examples(), _settings(), tmp_path / name)
         runs.append(result)
     wa = {n: p for n, p in runs[0].model.named_parameters() if p.requires_grad}
     wb = {n: p for n, p in runs[1].model.named_parameters() if p.requires_grad}
@@ -58,7 +59,7 @@ def test_training_is_deterministic_and_checkpoints_match_optimizer(tiny_model_di
 def test_epoch_mean_learning_rate_matches_schedule(tiny_model_dir, tiny_tokenizer, tmp_path, batching, schedule):
     settings = _settings(epochs=3, schedule=schedule, warmup_ratio=0.2, batching=batching, batch_size=10)
     model = load_base_model(tiny_model_dir)
-    result = train_model(model, tiny_tokenizer, _examples(), settings, tmp_path, progress=False)
+    result = train_model(model, tiny_tokenizer, _examples(), settings, tmp_path)
     items, _ = tokenize_examples(tiny_tokenizer, _examples(), settings.max_length)
     # Each epoch regroups the examples, so its step count is its own (token_budget mode).
     per_epoch = [len(epoch_steps(items, settings, e)) for e in range(settings.epochs)]
@@ -75,7 +76,7 @@ def test_epoch_mean_learning_rate_matches_schedule(tiny_model_dir, tiny_tokenize
 
 def test_checkpoint_weights_load_into_fresh_model(tiny_model_dir, tiny_tokenizer, tmp_path):
     model = load_base_model(tiny_model_dir)
-    result = train_model(model, tiny_tokenizer, _examples(), _settings(epochs=1), tmp_path, progress=False)
+    result = train_model(model, tiny_tokenizer, _examples(), _settings(epochs=1), tmp_path)
     save_trained(result.model, tiny_tokenizer, tmp_path / "model")
     reloaded = load_trained(tmp_path / "model")
     batch = collate(tokenize_examples(tiny_tokenizer, _examples(4), 64)[0], tiny_tokenizer.pad_token_id)
@@ -99,7 +100,7 @@ def test_full_finetune_trains_every_weight(tiny_model_dir, tiny_tokenizer, tmp_p
     model = load_base_model(tiny_model_dir)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     result = train_model(model, tiny_tokenizer, _examples(8), _settings(epochs=1, full_finetune=True),
-                         tmp_path, progress=False)
+                         tmp_path)
     changed = [n for n, p in result.model.named_parameters() if not torch.equal(p, before[n])]
     assert "model.layers.0.mlp.up_proj.weight" in changed
     exp_avg, _ = result.checkpoints[0].moments()
@@ -118,29 +119,26 @@ def test_batches_respect_budget_and_are_order_independent(tiny_tokenizer):
     assert token_budget_batches(items, 100, 8, seed=3, epoch=2) != batches
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch):
+def test_interrupted_training_resumes_to_the_same_weights(tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch, caplog):
     import instruct_select.train.loop as loop
 
     settings = _settings(epochs=3, lora=LoraSettings(r=4, alpha=8, dropout=0.1))
-    full = train_model(load_base_model(tiny_model_dir), tiny_tokenizer, _examples(), settings, tmp_path / "a",
-                       progress=False, log=lambda m: None)
+    full = train_model(load_base_model(tiny_model_dir), tiny_tokenizer, _examples(), settings, tmp_path / "a")
     real_save = loop.save_checkpoint
 
-    def crash_after_first(path, *args, **kwargs):
-        result = real_save(path, *args, **kwargs)
-        if kwargs["epoch"] == 1:
+    def crash_after_first(path, model, optimizer, facts):
+        result = real_save(path, model, optimizer, facts)
+        if facts["epoch"] == 1:
             raise KeyboardInterrupt("killed")
         return result
 
     monkeypatch.setattr(loop, "save_checkpoint", crash_after_first)
     with pytest.raises(KeyboardInterrupt):
-        train_model(load_base_model(tiny_model_dir), tiny_tokenizer, _examples(), settings, tmp_path / "b",
-                    progress=False, log=lambda m: None)
+        train_model(load_base_model(tiny_model_dir), tiny_tokenizer, _examples(), settings, tmp_path / "b")
     monkeypatch.setattr(loop, "save_checkpoint", real_save)
-    messages = []
-    resumed = train_model(load_base_model(tiny_model_dir), tiny_tokenizer, _examples(), settings, tmp_path / "b",
-                          progress=False, log=messages.append)
-    assert any("resuming" in m and "after epoch 1" in m for m in messages)
+    with caplog.at_level(logging.INFO, logger="instruct_select"):
+        resumed = train_model(load_base_model(tiny_model_dir), tiny_tokenizer, _examples(), settings, tmp_path / "b")
+    assert any("resuming" in m and "after epoch 1" in m for m in caplog.messages)
     want = dict(full.model.named_parameters())
     for name, p in resumed.model.named_parameters():
         if p.requires_grad:
@@ -170,7 +168,7 @@ def test_accumulated_step_equals_one_big_batch(tiny_model_dir, tiny_tokenizer):
     accumulated = _one_step_settings(batching="examples", batch_size=12, token_budget=64, max_batch_size=3)
     base = load_base_model(tiny_model_dir)
     before = {n: p.detach().clone() for n, p in base.named_parameters()}
-    results = [train_model(load_base_model(tiny_model_dir), tiny_tokenizer, examples, s, progress=False)
+    results = [train_model(load_base_model(tiny_model_dir), tiny_tokenizer, examples, s)
                for s in (big, accumulated)]
     assert [r.steps for r in results] == [1, 1]
     assert results[0].epoch_losses == pytest.approx(results[1].epoch_losses, abs=1e-6)
@@ -215,7 +213,7 @@ settings = TrainSettings(epochs=2, learning_rate=5e-3, warmup_ratio=0.05, batchi
                          token_budget=64, max_batch_size=2, max_length=64, save_checkpoints=False,
                          lora=LoraSettings(r=4, alpha=8, dropout=0.0))
 result = train_model(load_base_model({str(tiny_model_dir)!r}), load_tokenizer({str(tiny_model_dir)!r}),
-                     examples, settings, progress=False, log=lambda m: None)
+                     examples, settings)
 if is_main():
     torch.save({{n: p.detach() for n, p in result.model.named_parameters() if p.requires_grad}}, sys.argv[1])
 """)

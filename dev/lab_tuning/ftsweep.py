@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 torch.set_num_threads(2)
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from instruct_select.config import LoraSettings
+from instruct_select.config import EvalSettings, LoraSettings
 from instruct_select.data.loading import load_examples
 from instruct_select.evaluate import evaluate_capabilities
 from instruct_select.lab.presets import lab_train_settings
@@ -29,7 +29,7 @@ for e in random.Random(1).sample(clean, 400):
 
 
 def ev(model, sets, samples=False):
-    r = evaluate_capabilities(model, tok, sets, max_new_tokens=16, batch_size=128, progress=False)
+    r = evaluate_capabilities(model, tok, sets, EvalSettings(max_new_tokens=16, batch_size=128))
     if samples:
         for c, v in r["samples"].items():
             print("   ", c, [(s["reference"], s["response"]) for s in v[:4]])

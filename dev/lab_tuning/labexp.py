@@ -18,7 +18,7 @@ import torch
 torch.set_num_threads(2)
 from transformers import AutoTokenizer
 
-from instruct_select.config import LoraSettings
+from instruct_select.config import EvalSettings, LoraSettings
 from instruct_select.data.loading import load_examples
 from instruct_select.evaluate import evaluate_capabilities
 from instruct_select.evaluate.generation import generate_greedy
@@ -110,7 +110,7 @@ def probe(model):
 
 def ev(model):
     t = time.time()
-    r = evaluate_capabilities(model, tok, tests, max_new_tokens=16, batch_size=128, progress=False)
+    r = evaluate_capabilities(model, tok, tests, EvalSettings(max_new_tokens=16, batch_size=128))
     scores = {c: round(v["score"], 2) for c, v in r["capabilities"].items()}
     subs = {c: {s: round(x["score"], 2) for s, x in v.get("by_subtask", {}).items()} for c, v in r["capabilities"].items()}
     return scores, round(r["summary"]["macro"], 3), subs, round(time.time() - t)

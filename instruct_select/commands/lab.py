@@ -10,7 +10,7 @@ def cmd_lab_build(args) -> None:
 
     check_output_path("--out", args.out, {})
     settings = LabSettings(seed=args.seed, pool_size=args.pool_size)
-    paths = build_lab(args.out, settings, progress=not args.quiet)
+    paths = build_lab(args.out, settings)
     print(f"lab ready in {paths.root}")
     for name, path in paths.describe().items():
         print(f"  {name:<12} {path}")
@@ -20,14 +20,18 @@ def cmd_demo(args) -> None:
     if args.real:
         _real_demo(args)
         return
-    from ..run.demo import DemoSettings, run_demo
+    import time
+
+    from ..run.demo import DemoSettings, demo_table, run_demo
 
     args.run_dir = args.run_dir or "runs/demo"
     check_output_path("--run-dir", args.run_dir, {"--lab": args.lab})
     check_output_path("--lab", args.lab, {})
     settings = DemoSettings(budget=args.budget, seed=args.seed, methods=args.methods.split(","),
                             model_size=args.model_size)
-    run_demo(args.run_dir, args.lab, settings, progress=not args.quiet)
+    start = time.time()
+    rows = run_demo(args.run_dir, args.lab, settings)
+    print(demo_table(args.run_dir, settings, rows, time.time() - start))
     print("\nOn a real model: bash scripts/demo.sh --real (SmolLM2-135M-Instruct on real data, a small "
           "comparison); the full real benchmark and its latest table: results/real_mixed.md")
 
@@ -42,8 +46,7 @@ def _real_demo(args) -> None:
     layout = RunLayout(args.run_dir or "runs/real-demo")
     check_output_path("--run-dir", layout.root, {})
     methods = DEMO_METHODS if args.methods == LAB_DEMO_METHODS else args.methods.split(",")
-    log = (lambda m: None) if args.quiet else print
-    markdown = run_real_mixed(prepare_real_model("smollm2-135m", log=log), REAL_DATA, layout.root,
-                              Grid([args.budget], [args.seed]), methods=methods, sizes=RealMixedSizes.demo(),
-                              out=layout.experiments_md, log=log)
+    markdown = run_real_mixed(prepare_real_model("smollm2-135m"), REAL_DATA, layout.root,
+                              Grid([args.budget], [args.seed], methods=methods), sizes=RealMixedSizes.demo(),
+                              out=layout.experiments_md)
     print(f"{markdown}\n(written to {layout.experiments_md})")

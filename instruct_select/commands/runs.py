@@ -32,7 +32,7 @@ def cmd_run(args) -> None:
     from ..distributed import Shard
 
     results = run_config(config, shard=Shard.parse(args.shard) if args.shard else None,
-                         stop_after=args.stop_after, progress=not args.quiet)
+                         stop_after=args.stop_after)
     if results.rows():
         print(results_tables(results.rows()))
     for label, entry in results.arms.items():
@@ -74,7 +74,7 @@ def cmd_ideal(args) -> None:
     from ..run.ideal_rounds import run_ideal
 
     result = run_ideal(paths.pool, paths.reference, paths.model, paths.run_dir, settings,
-                       tests=paths.tests or None, progress=not args.quiet)
+                       tests=paths.tests or None)
     for entry in result["rounds"]:
         print(f"round {entry['round']}: volumes {entry['volumes']['before']} -> {entry['volumes']['after']}")
     print(f"IDEAL run written to {paths.run_dir}/ideal")

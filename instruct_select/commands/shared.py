@@ -46,13 +46,17 @@ def resolve_chat_template(value: str | None, where: str = "--chat-template") -> 
 
 
 def command_context(args, pool=None, **settings):
-    """The command's RunContext: its progress setting, its device checked, and its pool loaded once."""
+    """The command's RunContext: its device checked, and its pool (a path) loaded once with the
+    command's --format, --skip-invalid, --id-field and --columns."""
+    from ..data.loading import load_examples
     from ..run.context import RunContext
 
     if settings.get("device"):
         from ..models.loading import resolve_device
 
         resolve_device(settings["device"])
-    return RunContext.create(pool=pool, data_format=getattr(args, "format", "auto"),
-                             skip_invalid=getattr(args, "skip_invalid", False), id_field=getattr(args, "id_field", None),
-                             columns=getattr(args, "columns", None), progress=not args.quiet, **settings)
+    if pool is not None and str(pool):
+        pool = load_examples(pool, format=getattr(args, "format", "auto"),
+                             skip_invalid=getattr(args, "skip_invalid", False),
+                             id_field=getattr(args, "id_field", None) or None, columns=getattr(args, "columns", None) or None)
+    return RunContext.create(pool=pool, **settings)

@@ -10,13 +10,14 @@ from .shared import command_context, resolve_chat_template, warn
 
 def cmd_select(args) -> None:
     from ..method_names import with_representation
-    from ..run.stages import TokenCounting, select_stage
+    from ..run.stages import MethodInputs, TokenCounting, select_stage
 
     args.method = with_representation(args.method, args.representation)  # bids with rds+: bids:rds+
     check_output_path("--out", args.out, {"--pool": args.pool, "--scores": args.scores, "--tokenizer": args.tokenizer})
     artifacts = _selection_inputs(args)
+    given = MethodInputs(artifacts=artifacts, tokens=TokenCounting(args.tokenizer) if args.tokenizer else None)
     result = select_stage(command_context(args, args.pool), args.method, args.budget, args.out, seed=args.seed,
-                          artifacts=artifacts, tokens=TokenCounting(args.tokenizer) if args.tokenizer else None)
+                          given=given)
     print(f"selection written to {result.path}: {result.manifest['outputs']['n_selected']} examples "
           f"({result.manifest['outputs']['data']}, selection.tsv, diagnostics.json)")
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from instruct_select.config import EvalSettings
 from instruct_select.data.batching import Batching
 from instruct_select.data.example import Example
 from instruct_select.errors import InputError
@@ -53,7 +54,6 @@ from instruct_select.evaluate.multiple_choice import choice_outcomes, encode_que
 N_SAMPLES = 5
 NO_SUBTASK = "(none)"
 # The loss pass's defaults (``EvalSettings`` passes its own): room for few-shot prompts.
-LOSS_BATCHING = Batching(max_length=2048, token_budget=8192, max_batch_size=64)
 # Metrics a record names in ``checker`` that are not answer checkers (see the module docstring).
 RECORD_METRICS = ("choice", "ifeval", "humaneval", "loss_only")
 
@@ -184,10 +184,10 @@ def prepare_items(test_sets: dict[str, list[Example]], default_checker: str) -> 
     return items
 
 
-def _heldout_loss(model, tokenizer, items: list[_Item], batching: Batching, progress: bool) -> dict[str, Any]:
+def _heldout_loss(model, tokenizer, items: list[_Item], batching: Batching) -> dict[str, Any]:
     """The "heldout_loss" part of the metrics: per capability, its summary, the settings used."""
     items = [item for item in items if item.reference is not None]
-    losses, truncated = heldout_losses(model, tokenizer, [item.example for item in items], batching, progress)
+    losses, truncated = heldout_losses(model, tokenizer, [item.example for item in items], batching)
     per: dict[str, list[tuple[Example, float | None, bool]]] = {}
     for item, loss, cut in zip(items, losses, truncated):
         per.setdefault(item.capability, []).append((item.example, loss, cut))
@@ -216,7 +216,7 @@ def _heldout_loss(model, tokenizer, items: list[_Item], batching: Batching, prog
     }
 
 
-def _choices(model, tokenizer, items: list[_Item], progress: bool) -> list[dict]:
+def _choices(model, tokenizer, items: list[_Item]) -> list[dict]:
     """Multiple-choice outcomes by log-likelihood (the shared prompt once, the options batched)."""
     if not items:
         return []
@@ -229,8 +229,7 @@ def _choices(model, tokenizer, items: list[_Item], progress: bool) -> list[dict]
             for item, q, ll in zip(items, questions, scores)]
 
 
-def _generate(model, tokenizer, items: list[_Item], default_tokens: int, batch_size: int,
-              progress: bool) -> list[str]:
+def _generate(model, tokenizer, items: list[_Item], default_tokens: int, batch_size: int) -> list[str]:
     """Greedy responses, one generation pass per distinct max_new_tokens (batches stay full)."""
     responses: list[str] = [""] * len(items)
     groups: dict[int, list[int]] = {}
@@ -238,7 +237,7 @@ def _generate(model, tokenizer, items: list[_Item], default_tokens: int, batch_s
         groups.setdefault(item.max_new_tokens or default_tokens, []).append(index)
     for tokens, indices in sorted(groups.items()):
         out = generate_greedy(model, tokenizer, [items[i].prompt for i in indices], max_new_tokens=tokens,
-                              batch_size=batch_size, progress=progress)
+                              batch_size=batch_size)
         for i, response in zip(indices, out):
             responses[i] = response
     return responses
@@ -278,13 +277,15 @@ def evaluate_capabilities(
     model,
     tokenizer,
     test_sets: dict[str, list[Example]],
-    max_new_tokens: int = 32,
-    batch_size: int = 64,
-    default_checker: str = "exact",
-    progress: bool = True,
-    loss_batching: Batching = LOSS_BATCHING,
+    settings: EvalSettings = EvalSettings(),
 ) -> dict[str, Any]:
     """Score a model on each capability's test set: accuracy, and the held-out loss.
+
+    ``model``, ``tokenizer``: a causal LM and its tokenizer (with a chat template); ``test_sets``:
+    each capability's test examples; ``settings``: the greedy tokens per prompt
+    (``max_new_tokens``), the prompts per generation batch (``batch_size``), the checker of records
+    that name none (``default_checker``), and the loss pass's batching (``max_length`` tokens per
+    example, ``loss_token_budget`` padded tokens per batch, at most ``batch_size`` examples).
 
     Returns {"capabilities": {cap: {"score", "n", "correct", "stderr", "metric", "by_subtask"}},
     "summary": summarise(scores), "heldout_loss": {"capabilities": {cap: {"mean", "n", "stderr",
@@ -293,17 +294,19 @@ def evaluate_capabilities(
     "settings": the generation and checker settings used}. Scores are accuracies in [0, 1]; losses
     are nats. A capability whose examples are all ``loss_only`` has a held-out loss and no score.
     """
+    max_new_tokens, batch_size, default_checker = settings.max_new_tokens, settings.batch_size, settings.default_checker
+    loss_batching = Batching(settings.max_length, settings.loss_token_budget, settings.batch_size)
     items = prepare_items(test_sets, default_checker)
     # The loss pass first: one forward pass, and a capability it cannot score stops the
     # evaluation before any generation is spent.
-    heldout = _heldout_loss(model, tokenizer, items, loss_batching, progress)
+    heldout = _heldout_loss(model, tokenizer, items, loss_batching)
     choice_items = [item for item in items if item.kind == "choice"]
     generated = [item for item in items if item.kind not in ("choice", "loss_only")]
     outcomes: dict[int, dict[str, Any]] = {}
-    for item, outcome in zip(choice_items, _choices(model, tokenizer, choice_items, progress)):
+    for item, outcome in zip(choice_items, _choices(model, tokenizer, choice_items)):
         outcomes[id(item)] = {**outcome, "correct": outcome["acc_norm"],
                               "response": item.record["choices"][outcome["pick_norm"]]}
-    responses = _generate(model, tokenizer, generated, max_new_tokens, batch_size, progress)
+    responses = _generate(model, tokenizer, generated, max_new_tokens, batch_size)
     for item, response in zip(generated, responses):
         outcomes[id(item)] = {**_judge(item, response), "response": response}
     per: dict[str, list[tuple[_Item, dict]]] = {}

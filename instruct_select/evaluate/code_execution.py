@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -63,8 +64,6 @@ def build_program(prompt: str, completion: str, test: str, entry_point: str) -> 
 
 
 def _limits() -> None:  # pragma: no cover - runs in the child before exec
-    import resource
-
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
     cpu = int(TIMEOUT_S) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))

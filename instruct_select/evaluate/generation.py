@@ -13,15 +13,14 @@ Run on the model's own device (CPU or CUDA); nothing here moves the model.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
-from tqdm.auto import tqdm
 from transformers import GenerationConfig, GenerationMixin
 
 from instruct_select.errors import ConfigError, InputError
+from instruct_select.logs import progress_bar
 from instruct_select.models.loading import autocast_weights_cast_once
 
 Messages = list[dict[str, str]]
@@ -180,7 +179,6 @@ def generate_greedy(
     prompts: list[Messages],
     max_new_tokens: int = 32,
     batch_size: int = 64,
-    progress: bool = True,
 ) -> list[str]:
     """Greedy responses to chat prompts, in the order given.
 
@@ -204,12 +202,11 @@ def generate_greedy(
     device = _model_device(model)
     order = _length_order(encoded)
     responses: list[str] = [""] * len(prompts)
-    show = progress and sys.stderr.isatty()
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(), _plain_generation_defaults(model), autocast_weights_cast_once(model), \
-                tqdm(total=len(prompts), desc="generating", unit="prompt", disable=not show) as bar:
+                progress_bar(total=len(prompts), desc="generating", unit="prompt") as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
                 ids, mask = _left_pad([encoded[i] for i in batch], pad_id, device)

@@ -15,12 +15,12 @@ loss (``None``), and the caller counts and reports it.
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
 from instruct_select.data.batching import Batching, collate, token_budget_batches
 from instruct_select.data.chat import IGNORE_INDEX, TokenizedExample, segment_conversation, tokenize_example
 from instruct_select.data.example import Example
 from instruct_select.errors import ConfigError
+from instruct_select.logs import progress_bar
 from instruct_select.loss import model_per_example_loss
 
 
@@ -45,8 +45,8 @@ def reference_item(tokenizer, example: Example, max_length: int) -> TokenizedExa
     return TokenizedExample(item.id, item.input_ids, labels, item.truncated)
 
 
-def heldout_losses(model, tokenizer, examples: list[Example], batching: Batching,
-                   progress: bool = True) -> tuple[list[float | None], list[bool]]:
+def heldout_losses(model, tokenizer, examples: list[Example],
+                   batching: Batching) -> tuple[list[float | None], list[bool]]:
     """Each example's reference-answer loss (``None`` when no answer token is left within
     ``batching.max_length``) and whether it was truncated, in the order of ``examples``.
 
@@ -65,7 +65,7 @@ def heldout_losses(model, tokenizer, examples: list[Example], batching: Batching
     try:
         with torch.inference_mode():
             batches = token_budget_batches([items[i] for i in scored], batching.token_budget, batching.max_batch_size)
-            for indices in tqdm(batches, desc="held-out loss", disable=not progress, leave=False):
+            for indices in progress_bar(batches, desc="held-out loss"):
                 rows = [scored[j] for j in indices]
                 values = model_per_example_loss(model, collate([items[i] for i in rows], pad_id))
                 for i, value in zip(rows, values.float().cpu().tolist()):

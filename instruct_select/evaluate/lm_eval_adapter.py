@@ -20,7 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from ..artifacts import atomic_write_json, atomic_write_text
 from ..errors import ConfigError, InputError
+from ..models.loading import adapter_base, check_model_path, check_tokenizer_path, resolve_device
 from .capabilities import summarise
 
 INSTALL_HINT = "pip install 'instruct_select[lmeval]'  (or: pip install 'lm-eval>=0.4')"
@@ -73,8 +77,6 @@ def parse_mapping(text: str | None, what: str = "capabilities") -> dict[str, str
         return {}
     path = Path(text)
     if path.is_file():
-        import yaml
-
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             raise ConfigError(f"{path}: the {what} file must map each task to a name, e.g. 'gsm8k: math'")
@@ -106,8 +108,6 @@ def model_arguments(model_dir: str | Path, base: str | Path | None, settings: Lm
 
     The folders are checked as every other command checks them (``models.loading``), so a wrong
     path is one line here rather than a traceback from inside lm-eval."""
-    from ..models.loading import adapter_base, check_model_path, check_tokenizer_path, resolve_device
-
     check_model_path(model_dir)
     model_dir = Path(model_dir)
     args: dict[str, Any] = {"pretrained": str(model_dir), "dtype": settings.dtype,
@@ -188,8 +188,6 @@ def evaluate_with_lm_eval(model_dir: str | Path, settings: LmEvalSettings, *, ba
 
 
 def _write(out: Path, summary: dict[str, Any], results: dict[str, Any]) -> None:
-    from ..artifacts import atomic_write_json, atomic_write_text
-
     atomic_write_json(out / "summary.json", summary)
     raw = {k: results[k] for k in ("results", "groups", "configs", "versions", "n-shot", "higher_is_better")
            if k in results}

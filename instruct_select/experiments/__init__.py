@@ -18,17 +18,19 @@ from pathlib import Path
 from typing import Callable
 
 from ..artifacts import atomic_write_text
-from ..report.tables import mean_spread_tables
+from ..report.tables import mean_spread_tables, results_tables
 
 
 @dataclass
 class Grid:
-    """Budgets × seeds; ``rows[budget][label]`` collects one result row per seed."""
+    """Budgets × seeds; ``rows[budget][label]`` collects one result row per seed. ``methods``: the
+    methods every cell runs, where the experiment takes them as part of its grid (the real benchmark)."""
 
     budgets: list[str]
     seeds: list[int]
     rows: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
     base: dict | None = None
+    methods: list[str] = field(default_factory=list)
 
     def run(self, one: Callable[[str, int, bool], "dict[str, dict]"],
             after_each: Callable[[int, int], None] | None = None) -> "Grid":
@@ -49,8 +51,6 @@ class Grid:
         return self
 
     def markdown(self, title: Callable[[str], str]) -> str:
-        from ..report.tables import results_tables
-
         parts = []
         if self.base is not None:
             parts.append("Untuned base model:\n\n" + results_tables({"base (no tuning)": self.base}))

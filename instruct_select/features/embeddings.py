@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..artifacts import fingerprint_json, require_finished
 from ..data.batching import Batching, collate, token_budget_batches
 from ..data.chat import tokenize_example
 from ..data.example import Example
 from ..errors import ArtifactMismatchError
+from ..logs import progress_bar
 from .store import FeatureStore
 
 
@@ -50,8 +50,8 @@ class Embeddings:
 
 
 @torch.inference_mode()
-def fill_mean_hidden_states(model, tokenizer, examples: list[Example], store: FeatureStore, batching: Batching, *,
-                            progress: bool = True) -> dict:
+def fill_mean_hidden_states(model, tokenizer, examples: list[Example], store: FeatureStore,
+                            batching: Batching) -> dict:
     """Mean-pooled final hidden states of every pending example (every example has tokens)."""
     model.eval()
     pending = set(store.pending_ids())
@@ -59,8 +59,8 @@ def fill_mean_hidden_states(model, tokenizer, examples: list[Example], store: Fe
     # The backbone alone: its last_hidden_state is the normed final layer, without the vocab projection.
     backbone = getattr(model, "base_model", model)
     device = next(model.parameters()).device
-    for indices in tqdm(token_budget_batches(items, batching.token_budget, batching.max_batch_size), desc="embeddings",
-                        disable=not progress, leave=False):
+    for indices in progress_bar(token_budget_batches(items, batching.token_budget, batching.max_batch_size),
+                                desc="embeddings"):
         batch = collate([items[i] for i in indices], tokenizer.pad_token_id)
         mask = batch["attention_mask"].to(device)
         states = backbone(input_ids=batch["input_ids"].to(device), attention_mask=mask,

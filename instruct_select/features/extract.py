@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.profiler import record_function
-from tqdm.auto import tqdm
 
 from ..config import FeatureSettings
 from ..data.batching import collate, token_budget_batches
 from ..data.chat import RenderReport, TokenizedExample, tokenize_examples
 from ..data.example import Example
+from ..logs import progress_bar
 from .gradients import layer_gradient, lora_modules, per_example_output_grads
 from .optimizer_state import AdamMoments
 from .projection import LayerwiseProjector, normalise_rows
@@ -116,8 +116,7 @@ class TokenizedData:
 
 
 def extract_features(model, data: TokenizedData, store: FeatureStore, settings: FeatureSettings, *,
-                     moments: AdamMoments | None = None, progress: bool = True, desc: str = "features",
-                     projector: LayerwiseProjector | None = None) -> dict:
+                     moments: AdamMoments | None = None, projector: LayerwiseProjector | None = None) -> dict:
     """Fill ``store`` with features for the examples of ``data`` it still lacks; returns counts for
     the manifest. Rows are written by a background thread while the next batch is computed.
 
@@ -135,7 +134,7 @@ def extract_features(model, data: TokenizedData, store: FeatureStore, settings: 
             # Rows stay zero; the manifest lists them so scoring and selection can leave them out.
             writer.write(no_response, np.zeros((len(no_response), store.dim)))
         batches = token_budget_batches(items, settings.token_budget, settings.max_batch_size)
-        for indices in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        for indices in progress_bar(batches, desc="features"):
             batch_items = [items[i] for i in indices]
             feats = projected_features(model, collate(batch_items, data.pad_id), projector, moments, buffers)
             writer.write([it.id for it in batch_items], feats.float().cpu().numpy())

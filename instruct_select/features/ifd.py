@@ -25,19 +25,22 @@ cover the same tokens.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..data.batching import Batching, collate, token_budget_batches
 from ..data.chat import IGNORE_INDEX, TokenizedExample, segment_conversation, tokenize_example
 from ..data.example import Example
 from ..errors import ConfigError
+from ..logs import progress_bar
 from ..loss import model_per_example_loss
 from .store import FeatureStore
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 4096  # examples tokenised and scored at a time: bounded memory, and the store resumes per chunk
 WRITE_EVERY_SECONDS = 2.0
@@ -108,9 +111,14 @@ def ifd_pair(tokenizer, example: Example, max_length: int) -> tuple[TokenizedExa
 
 
 @torch.inference_mode()
-def fill_ifd_losses(model, tokenizer, examples: list[Example], store: FeatureStore, batching: Batching, *,
-                    progress: bool = True, log=print) -> dict:
+def fill_ifd_losses(model, tokenizer, examples: list[Example], store: FeatureStore, batching: Batching) -> dict:
     """Write [conditioned loss, alone loss] of every pending example into ``store``.
+
+    ``model``, ``tokenizer``: the causal LM that scores (its chat template renders); ``examples``:
+    the pool; ``store``: a 2-column store keyed by example id (rows already there are kept);
+    ``batching``: ``max_length`` tokens per rendering, ``token_budget`` padded tokens per batch.
+    Losses are token-mean cross-entropy in nats; an example with no response token left gets NaN.
+    Returns counts for the manifest (``computed``, ``no_response`` ids, ``truncated``).
 
     Both renderings of a chunk of examples go through the same length-sorted token-budget batches
     and the one loss (``loss.model_per_example_loss``).
@@ -120,7 +128,7 @@ def fill_ifd_losses(model, tokenizer, examples: list[Example], store: FeatureSto
     todo = [e for e in examples if e.id in pending]
     no_response: list[str] = []
     truncated = 0
-    bar = tqdm(total=len(todo), desc="IFD losses", disable=not progress, leave=False)
+    bar = progress_bar(total=len(todo), desc="IFD losses")
     for start in range(0, len(todo), CHUNK):
         items: list[TokenizedExample] = []  # conditioned, alone, conditioned, alone, ...
         missing: list[str] = []
@@ -139,8 +147,9 @@ def fill_ifd_losses(model, tokenizer, examples: list[Example], store: FeatureSto
     bar.close()
     if no_response:
         shown = ", ".join(no_response[:5]) + (" ..." if len(no_response) > 5 else "")
-        log(f"[ifd] {len(no_response)} examples have no response token left after truncation to "
-            f"{batching.max_length} tokens, so no IFD ({shown}); raise influence.features.max_length to score them")
+        logger.warning("[ifd] %d examples have no response token left after truncation to %d tokens, so no IFD "
+                       "(%s); raise influence.features.max_length to score them", len(no_response), batching.max_length,
+                       shown)
     return {"computed": len(todo), "no_response": no_response, "truncated": truncated}
 
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..data.batching import Batching, collate, token_budget_batches
 from ..data.chat import tokenize_example
 from ..data.example import Example
+from ..logs import progress_bar
 from .store import FeatureStore
 
 
@@ -47,8 +47,8 @@ def position_weights(mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def fill_weighted_mean_states(model, tokenizer, examples: list[Example], store: FeatureStore, batching: Batching, *,
-                              progress: bool = True) -> dict:
+def fill_weighted_mean_states(model, tokenizer, examples: list[Example], store: FeatureStore,
+                              batching: Batching) -> dict:
     """Write the position-weighted mean final hidden state of every pending example into ``store``.
 
     Every example is embedded, with or without a response token left after truncation: the
@@ -61,8 +61,8 @@ def fill_weighted_mean_states(model, tokenizer, examples: list[Example], store: 
     # reference's hidden_states[-1]), without the vocabulary projection.
     backbone = getattr(model, "base_model", model)
     device = next(model.parameters()).device
-    for indices in tqdm(token_budget_batches(items, batching.token_budget, batching.max_batch_size),
-                        desc="representations", disable=not progress, leave=False):
+    for indices in progress_bar(token_budget_batches(items, batching.token_budget, batching.max_batch_size),
+                                desc="representations"):
         batch = collate([items[i] for i in indices], tokenizer.pad_token_id)
         mask = batch["attention_mask"].to(device)
         states = backbone(input_ids=batch["input_ids"].to(device), attention_mask=mask,

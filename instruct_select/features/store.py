@@ -20,8 +20,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..artifacts import differences, allocate_npy, atomic_write_json
+from ..artifacts import allocate_npy, atomic_write_json, differences, fingerprint_json
 from ..errors import ArtifactMismatchError, ConfigError
 
 DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -97,8 +98,6 @@ class FeatureStore:
         torch's vectorised cast, about five times numpy's on this project's CPUs (numpy's cast was
         a third of scoring's time), straight from the memory-mapped file into ``out``.
         """
-        import torch
-
         rows = out[: stop - start]
         source = np.asarray(self.features[start:stop])
         if source.dtype == np.float32:
@@ -160,8 +159,6 @@ class BackgroundWriter:
 
 
 def ids_fingerprint(ids: list[str]) -> str:
-    from ..artifacts import fingerprint_json
-
     return fingerprint_json(ids)
 
 

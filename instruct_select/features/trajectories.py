@@ -16,21 +16,24 @@ selector leaves it out.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..artifacts import fingerprint_json, require_finished
+from ..config import LoraSettings, from_dict
 from ..data.batching import Batching, collate, token_budget_batches
 from ..data.chat import RenderReport, TokenizedExample, tokenize_examples
 from ..data.example import Example
 from ..errors import ArtifactMismatchError
+from ..logs import progress_bar
 from ..train.checkpoint import Checkpoint, load_weights_into
 from ..loss import model_per_example_loss
+from ..models.loading import add_lora, load_base_model
 from .store import FeatureStore
 
 WRITE_EVERY_SECONDS = 2.0
@@ -38,8 +41,7 @@ WRITE_EVERY_SECONDS = 2.0
 
 @torch.inference_mode()
 def fill_loss_store(model, tokenizer, examples: list[Example], store: FeatureStore, batching: Batching, *,
-                    tokenized: tuple[list[TokenizedExample], RenderReport] | None = None, desc: str = "losses",
-                    progress: bool = True) -> dict:
+                    tokenized: tuple[list[TokenizedExample], RenderReport] | None = None) -> dict:
     """Write the loss of every example still pending in ``store``; returns counts for the manifest
     (the examples with no response token are listed there, under ``no_response``).
 
@@ -60,8 +62,8 @@ def fill_loss_store(model, tokenizer, examples: list[Example], store: FeatureSto
     done_ids: list[str] = []
     done_values: list[np.ndarray] = []
     last_write = time.monotonic()
-    for indices in tqdm(token_budget_batches(items, batching.token_budget, batching.max_batch_size), desc=desc,
-                        disable=not progress, leave=False):
+    for indices in progress_bar(token_budget_batches(items, batching.token_budget, batching.max_batch_size),
+                                desc="losses"):
         batch_items = [items[i] for i in indices]
         losses = model_per_example_loss(model, collate(batch_items, pad_id))
         done_ids.extend(it.id for it in batch_items)
@@ -97,14 +99,9 @@ class ModelAtEpoch:
         self.past_epoch_0 = False
 
     def _base(self):
-        from ..models.loading import load_base_model
-
         return load_base_model(self.model_path, self.dtype, self.device)
 
     def get(self, checkpoint: Checkpoint | None):
-        from ..config import LoraSettings, from_dict
-        from ..models.loading import add_lora
-
         if checkpoint is None:
             if self.past_epoch_0:
                 raise RuntimeError("epoch 0 requested after a checkpoint was loaded")  # a bug

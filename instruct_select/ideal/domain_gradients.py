@@ -17,12 +17,13 @@ objective is N times it, which scales every I_j by the same positive N and so le
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from ..data.chat import TokenizedExample
 from ..distributed import is_distributed, world_size
+from ..logs import progress_bar
 from .kfac import (KronEigen, PassSettings, accumulate_ekfac, accumulate_factors, all_reduce_, attach_ekfac,
                    eigenbases, for_each_batch, inverse_hvp, layer_damping, new_ekfac_stats,
                    new_factor_stats, select_layers, shard)
@@ -37,6 +38,16 @@ class SolveSettings:
     relative: bool
     ekfac: bool = True
     layers_per_pass: int = 0
+
+
+@dataclass
+class Mixture:
+    """The current mixture: ``items``, its unique examples (tokenised); ``domain_of``, each one's
+    domain by id; ``counts``, how often each id appears in the mixture (None: once each)."""
+
+    items: list[TokenizedExample]
+    domain_of: dict[str, str]
+    counts: dict[str, float] | None = None
 
 
 @dataclass
@@ -56,8 +67,12 @@ def _weights(chosen: list[TokenizedExample], counts: dict[str, float] | None) ->
     return torch.tensor([1.0 if counts is None else float(counts[x.id]) for x in chosen])
 
 
-def _bar(cfg: PassSettings, total: int, desc: str):
-    return tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False)
+def _counted(visit: Callable, bar) -> Callable:
+    """``visit`` that also advances ``bar`` by the batch's examples."""
+    def counted(chosen, losses, io, batch):
+        visit(chosen, losses, io, batch)
+        bar.update(len(chosen))
+    return counted
 
 
 def fit_kfac(model, modules, items: list[TokenizedExample], cfg: PassSettings, *,
@@ -65,17 +80,17 @@ def fit_kfac(model, modules, items: list[TokenizedExample], cfg: PassSettings, *
     """Factors over ``items`` (weighted by ``counts``), their eigenbases, and EK-FAC's diagonal."""
     local = shard(items)
     stats = new_factor_stats(modules)
-    with _bar(cfg, len(local), "K-FAC factors") as bar:
-        for_each_batch(model, local, modules, cfg,
-                       lambda chosen, losses, io, batch: accumulate_factors(stats, io, batch, _weights(chosen, counts)),
-                       labels=cfg.labels, progress=bar.update)
+    with progress_bar(total=len(local), desc="K-FAC factors") as bar:
+        for_each_batch(model, local, modules, cfg, _counted(
+            lambda chosen, losses, io, batch: accumulate_factors(stats, io, batch, _weights(chosen, counts)), bar),
+                       labels=cfg.labels)
     eigens = eigenbases(all_reduce_(stats))
     if ekfac:
         diag = new_ekfac_stats(modules)
-        with _bar(cfg, len(local), "EK-FAC eigenvalues") as bar:
-            for_each_batch(model, local, modules, cfg,
-                           lambda chosen, losses, io, batch: accumulate_ekfac(diag, io, batch, eigens, _weights(chosen, counts)),
-                           labels=cfg.labels, progress=bar.update)
+        with progress_bar(total=len(local), desc="EK-FAC eigenvalues") as bar:
+            for_each_batch(model, local, modules, cfg, _counted(
+                lambda chosen, losses, io, batch: accumulate_ekfac(diag, io, batch, eigens, _weights(chosen, counts)),
+                bar), labels=cfg.labels)
         attach_ekfac(eigens, all_reduce_(diag))
     return eigens
 
@@ -127,8 +142,8 @@ def example_scores(model, modules, items: list[TokenizedExample], preconditioned
         scores.update({x.id: -float(v) for x, v in zip(chosen, total)})
 
     local = shard(items)
-    with _bar(cfg, len(local), "influence scores") as bar:
-        for_each_batch(model, local, modules, cfg, visit, progress=bar.update)
+    with progress_bar(total=len(local), desc="influence scores") as bar:
+        for_each_batch(model, local, modules, cfg, _counted(visit, bar))
     return _gather(scores)
 
 
@@ -161,16 +176,19 @@ def domain_gradient_sums(model, modules, items: list[TokenizedExample], domain_o
     return {d: gradient_sum(model, modules, group, cfg, counts=counts)[0] for d, group in sorted(groups.items())}
 
 
-def compute_influences(model, items: list[TokenizedExample], domain_of: dict[str, str],
-                       reference: list[TokenizedExample], cfg: PassSettings, solve: SolveSettings, *,
-                       counts: dict[str, float] | None = None,
-                       fit_items: list[TokenizedExample] | None = None) -> DomainInfluence:
+def compute_influences(model, mixture: Mixture, reference: list[TokenizedExample], cfg: PassSettings,
+                       solve: SolveSettings, *, fit_items: list[TokenizedExample] | None = None) -> DomainInfluence:
     """Every domain's influence on the mean reference loss, layer group by layer group.
 
-    ``items`` are the mixture's unique examples, ``counts`` how often each appears; ``fit_items``
-    (default: ``items``) fit the factors. A group's factors are dropped before the next group's
-    are fitted, which bounds memory on large models.
+    ``model``: the causal LM the round trained; ``mixture``: the mixture's unique examples, each
+    one's domain and how often each appears; ``reference``: the reference examples whose mean loss
+    the influences are on; ``cfg``: how the passes batch and label; ``solve``: the layers and the
+    damping; ``fit_items`` (default: the mixture's items) fit the factors. A group's factors are
+    dropped before the next group's are fitted, which bounds memory on large models. Returns each
+    domain's influence I_j (loss in nats per unit of upweighting), each example's score, the mean
+    reference loss (nats) and the damping each layer used.
     """
+    items, domain_of, counts = mixture.items, mixture.domain_of, mixture.counts
     modules = select_layers(model, solve.layers)
     names = list(modules)
     size = solve.layers_per_pass or len(names)

@@ -177,7 +177,6 @@ class PassSettings:
     batch_size: int = 16
     fisher: str = "sampled"  # "sampled" (the true Fisher) | "empirical"
     seed: int = 0
-    progress: bool = False
 
     @property
     def labels(self) -> str:
@@ -185,7 +184,7 @@ class PassSettings:
 
 
 def for_each_batch(model, items: list[TokenizedExample], modules, cfg: PassSettings, visit: Callable, *,
-                   labels: str = "data", progress: Callable | None = None) -> None:
+                   labels: str = "data") -> None:
     """Call ``visit(batch_items, losses, io, batch)`` for each batch of ``items``; ``labels``
     "sampled" draws them from the model (seeded by ``cfg.seed``), "data" uses the data's."""
     for indices in token_budget_batches(items, cfg.token_budget, cfg.batch_size):  # no seed: sorted, deterministic
@@ -193,8 +192,6 @@ def for_each_batch(model, items: list[TokenizedExample], modules, cfg: PassSetti
         batch = collate(chosen, cfg.pad_id)
         losses, io = batch_io(model, batch, modules, labels=labels, ids=[x.id for x in chosen], seed=cfg.seed)
         visit(chosen, losses, io, batch)
-        if progress is not None:
-            progress(len(chosen))
 
 
 # ------------------------------------------------------------------------------------------

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..artifacts import allocate_npy, atomic_write_json, read_json
 from ..distributed import Shard, barrier, is_main, process_shard
 from ..errors import ArtifactMismatchError
 from ..features.store import FeatureStore
+from ..logs import progress_bar
 
 
 def checkpoint_weights(mean_lrs: list[float]) -> list[float]:
@@ -50,8 +50,7 @@ BLOCK_ROWS = 16384
 
 
 def attribution_into(out: np.ndarray, train_stores: list[FeatureStore], val_stores: list[FeatureStore],
-                     weights: list[float], block_rows: int = BLOCK_ROWS, progress: bool = True,
-                     shard: Shard | None = None) -> None:
+                     weights: list[float], block_rows: int = BLOCK_ROWS, shard: Shard | None = None) -> None:
     """Fill ``out`` (N × |V|) with Σ_e w_e · train_e @ val_eᵀ, reading ``block_rows`` rows at a time.
 
     With ``shard`` (i of N), only every N-th row block is computed: processes sharing one output
@@ -71,7 +70,7 @@ def attribution_into(out: np.ndarray, train_stores: list[FeatureStore], val_stor
     starts = (shard or Shard()).take(list(range(0, n, block_rows)))
     rows = np.empty((min(n, block_rows), train_stores[0].dim), dtype=np.float32)
     product = np.empty((len(rows), vals[0].shape[0]), dtype=np.float32)
-    for start in tqdm(starts, desc="scores", disable=not progress, leave=False):
+    for start in progress_bar(starts, desc="scores"):
         stop = min(n, start + block_rows)
         scores = out[start:stop]
         for e, (t, v, w) in enumerate(zip(train_stores, vals, weights)):
@@ -83,7 +82,7 @@ def attribution_into(out: np.ndarray, train_stores: list[FeatureStore], val_stor
 
 
 def write_attribution(out_dir: Path, train_stores: list[FeatureStore], val_stores: list[FeatureStore],
-                      weights: list[float], columns: list[dict], progress: bool = True) -> dict:
+                      weights: list[float], columns: list[dict]) -> dict:
     """Compute A into ``out_dir/scores.npy`` with its row and column labels.
 
     Every process of a torch.distributed run fills its share of row blocks of one partial file;
@@ -96,7 +95,7 @@ def write_attribution(out_dir: Path, train_stores: list[FeatureStore], val_store
         allocate_npy(partial, np.float32, (n, m))
     barrier()
     scores = np.load(partial, mmap_mode="r+")
-    attribution_into(scores, train_stores, val_stores, weights, progress=progress, shard=process_shard())
+    attribution_into(scores, train_stores, val_stores, weights, shard=process_shard())
     scores.flush()
     del scores
     barrier()

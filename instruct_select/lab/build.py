@@ -11,8 +11,11 @@ byte-identical data and tokenizer files.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from transformers import AutoTokenizer
 
 from ..artifacts import fingerprint_path, run_stage
 from .corpus import read_corpus
@@ -76,8 +79,11 @@ class LabPaths:
                 **{f"model {p.name}": p for p in sorted((self.root / "models").glob("*")) if p.is_dir()}}
 
 
-def build_lab(out: str | Path, settings: LabSettings | None = None, *, progress: bool = True,
-              log=print) -> LabPaths:
+def build_lab(out: str | Path, settings: LabSettings | None = None) -> LabPaths:
+    """Build the capability lab into the folder ``out`` (cached: a finished part is reused, one made
+    with other settings refused by name): its data (pool, validation, test, corpus), its tokenizer
+    and one pretrained model per size of ``settings`` (default ``LabSettings()``). Returns the
+    lab's paths."""
     settings = settings or LabSettings()
     paths = LabPaths(Path(out))
     config = settings.data_config()
@@ -85,7 +91,7 @@ def build_lab(out: str | Path, settings: LabSettings | None = None, *, progress:
     def build_data(folder: Path) -> dict:
         return write_lab_data(folder, config, settings.seed)
 
-    run_stage(paths.data, "lab-data", asdict(config), {}, build_data, seed=settings.seed, log=log)
+    run_stage(paths.data, "lab-data", asdict(config), {}, build_data, seed=settings.seed)
 
     def build_tokenizer(folder: Path) -> dict:
         documents = read_corpus(paths.data / "corpus.txt")
@@ -93,30 +99,26 @@ def build_lab(out: str | Path, settings: LabSettings | None = None, *, progress:
         return {"vocab_size": len(tokenizer)}
 
     run_stage(paths.tokenizer, "lab-tokenizer", {"vocab_size": settings.vocab_size},
-                    {"data": fingerprint_path(paths.data)}, build_tokenizer, seed=settings.seed, log=log)
+                    {"data": fingerprint_path(paths.data)}, build_tokenizer, seed=settings.seed)
     for size in settings.sizes:
         spec = settings.spec(size)
 
         def build_model(folder: Path, spec=spec) -> dict:
-            from transformers import AutoTokenizer
-
             tokenizer = AutoTokenizer.from_pretrained(str(paths.tokenizer))
             documents = read_corpus(paths.data / "corpus.txt")
-            model, facts = pretrain(documents, tokenizer, spec, settings.seed, progress=progress, log=log)
+            model, facts = pretrain(documents, tokenizer, spec, settings.seed)
             model.save_pretrained(str(folder))
             tokenizer.save_pretrained(str(folder))
             return facts
 
         run_stage(paths.model(size), "lab-model", asdict(spec),
                   {"data": fingerprint_path(paths.data), "tokenizer": fingerprint_path(paths.tokenizer)},
-                  build_model, seed=settings.seed, log=log)
+                  build_model, seed=settings.seed)
     return paths
 
 
 def pool_texts(pool_path: Path) -> list[str]:
     """Every message text of the pool, so the tokenizer also knows the instruction phrasing."""
-    import json
-
     texts = []
     with open(pool_path, encoding="utf-8") as fh:
         for line in fh:

@@ -7,13 +7,17 @@ schedule. Seeded: the same corpus, tokenizer and spec give the same weights on t
 """
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
+from transformers import LlamaConfig, LlamaForCausalLM
 
+from ..logs import progress_bar
 from ..train.schedule import lr_at
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,6 @@ class LabModelSpec:
     learning_rate: float = 6e-3
 
     def config(self, tokenizer, max_positions: int = 512):
-        from transformers import LlamaConfig
-
         return LlamaConfig(
             vocab_size=len(tokenizer),
             hidden_size=self.hidden,
@@ -70,11 +72,8 @@ def corpus_blocks(documents: list[str], tokenizer, block: int) -> torch.Tensor:
     return torch.tensor(stream[: n * block], dtype=torch.long).view(n, block)
 
 
-def pretrain(documents: list[str], tokenizer, spec: LabModelSpec, seed: int, *,
-             progress: bool = True, log=print):
+def pretrain(documents: list[str], tokenizer, spec: LabModelSpec, seed: int):
     """A freshly initialised Llama of shape ``spec`` trained on ``documents``."""
-    from transformers import LlamaForCausalLM
-
     torch.manual_seed(seed)
     model = LlamaForCausalLM(spec.config(tokenizer))
     blocks = corpus_blocks(documents, tokenizer, spec.block)
@@ -85,7 +84,7 @@ def pretrain(documents: list[str], tokenizer, spec: LabModelSpec, seed: int, *,
     order_rng = random.Random(seed)
     order: list[int] = []
     model.train()
-    bar = tqdm(range(total), desc=f"pretrain h{spec.hidden}x{spec.layers}", disable=not progress, leave=False)
+    bar = progress_bar(range(total), desc=f"pretrain h{spec.hidden}x{spec.layers}")
     losses = []
     for step in bar:
         if len(order) < spec.batch_size:
@@ -105,9 +104,8 @@ def pretrain(documents: list[str], tokenizer, spec: LabModelSpec, seed: int, *,
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     tail = losses[-max(1, len(losses) // 10):]
-    log(f"[lab] pretrained h{spec.hidden}x{spec.layers} "
-        f"({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {len(blocks)} blocks, "
-        f"{total} steps): final loss {sum(tail) / len(tail):.3f}")
+    logger.info("[lab] pretrained h%dx%d (%.2fM params, %d blocks, %d steps): final loss %.3f", spec.hidden,
+                spec.layers, sum(p.numel() for p in model.parameters()) / 1e6, len(blocks), total, sum(tail) / len(tail))
     model.eval()
     return model, {"steps": total, "blocks": int(len(blocks)), "final_loss": sum(tail) / len(tail),
                    "parameters": sum(p.numel() for p in model.parameters())}

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
 
 from instruct_select.data.example import Example
 from instruct_select.errors import ConfigError
@@ -70,8 +71,6 @@ def train_lab_tokenizer(documents: Sequence[str], pool_texts: Iterable[str],
     Saved with ``save_pretrained`` into ``out_dir`` when given; load it back with
     ``AutoTokenizer.from_pretrained(out_dir)``.
     """
-    from transformers import PreTrainedTokenizerFast  # heavy import, only where needed
-
     texts = [*documents, *pool_texts]
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=build_bpe(texts, vocab_size),

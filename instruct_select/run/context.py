@@ -1,15 +1,15 @@
 """The run context: what every stage of one command shares, built once and handed down.
 
-A command (``run``, ``demo``, ``train`` ...) decides the device, the dtype, the chat template, how
-to report progress, which shard of the work this process does, and loads the pool once; every
-stage below reads them from here instead of taking them again as parameters.
+A command (``run``, ``demo``, ``train`` ...) decides the device, the dtype, the chat template, which
+shard of the work this process does, and loads the pool once; every stage below reads them from
+here instead of taking them again as parameters. (What the stages report goes through ``logging``,
+configured by the command line: see ``logs.py``.)
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..data.loading import LoadedData, load_examples
 from ..distributed import Shard, local_device
@@ -30,8 +30,6 @@ class RunContext:
     device: str | None = None
     dtype: str = "float32"
     chat_template: str | None = None
-    progress: bool = True
-    log: Callable[[str], None] = print
     shard: Shard | None = None
     stop_after: str | None = None
     pool: LoadedData | None = None
@@ -44,14 +42,13 @@ class RunContext:
 
     @classmethod
     def create(cls, *, device: str | None = "auto", pool: str | Path | LoadedData | None = None,
-               data_format: str = "auto", skip_invalid: bool = False, id_field: str | None = None,
-               columns: str | dict[str, str] | None = None, **settings) -> "RunContext":
+               **settings) -> "RunContext":
         """A context for one command: ``device`` "auto" is this process's GPU under torchrun, else
-        the default; ``pool`` a path is loaded here, once, with ``data.loading.load_examples``'s
-        format, skip_invalid, id_field and columns."""
+        the default; ``pool`` the loaded training data, or a path loaded here, once, with
+        ``data.loading.load_examples``'s defaults (load it yourself to read it another way);
+        ``settings`` the other fields (dtype, chat_template, shard, stop_after)."""
         if isinstance(pool, (str, Path)) and str(pool):
-            pool = load_examples(pool, format=data_format, skip_invalid=skip_invalid,
-                                 id_field=id_field or None, columns=columns or None)
+            pool = load_examples(pool)
         return cls(device=local_device() or device, pool=pool or None, **settings)
 
     def replace(self, **changes) -> "RunContext":

@@ -7,10 +7,10 @@ attribution matrix; learning percentage's small lab model picks the hard example
 one), and each method's selection is fine-tuned and evaluated. The method × capability table
 (macro-average, worst capability, spread) is printed and written to ``RUN/results.md`` and
 ``RUN/results.json``. Every stage is cached in the run directory, so a second run only prints.
+The command line prints the table (``demo_table``); each stage logs its start and end.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,17 +52,21 @@ def demo_config(lab: LabPaths, run_dir: str | Path, settings: DemoSettings) -> R
         evaluate_base=settings.include_base)
 
 
-def run_demo(run_dir: str | Path, lab_dir: str | Path, settings: DemoSettings | None = None, *,
-             progress: bool = True, log=print) -> dict[str, dict]:
-    """Build the lab, run the demo config; returns the table's rows {label: {"scores", "summary"}}."""
+def run_demo(run_dir: str | Path, lab_dir: str | Path, settings: DemoSettings | None = None) -> dict[str, dict]:
+    """Build the lab in ``lab_dir`` (cached) and run the demo config into ``run_dir`` with
+    ``settings`` (default ``DemoSettings()``). Returns the table's rows {label: {"scores",
+    "summary"}}, scores being accuracies in [0, 1] per capability."""
     settings = settings or DemoSettings()
-    start = time.time()
-    lab = build_lab(lab_dir, settings.lab, progress=progress, log=log)
-    rows = run_config(demo_config(lab, run_dir, settings), progress=progress, log=log).rows()
+    lab = build_lab(lab_dir, settings.lab)
+    return run_config(demo_config(lab, run_dir, settings)).rows()
+
+
+def demo_table(run_dir: str | Path, settings: DemoSettings, rows: dict[str, dict], seconds: float) -> str:
+    """The demo's table as the command prints it: a header saying what was run, the method ×
+    capability table of ``rows`` (``run_demo``'s), where it was written and the ``seconds`` taken."""
     header = (f"Lab demo: budget {settings.budget}, seed {settings.seed}, model '{settings.model_size}' "
               f"(lp-* selected by '{settings.lp_selection_size}'). "
               "Accuracy (%) per capability on held-out test sets; macro = mean over capabilities, "
               "worst = lowest capability, spread = standard deviation across capabilities.")
-    log(f"\n{header}\n\n{results_tables(rows)}\n\n(written to {RunLayout(run_dir).results_md}; "
-        f"{time.time() - start:.0f} s)")
-    return rows
+    return (f"\n{header}\n\n{results_tables(rows)}\n\n(written to {RunLayout(run_dir).results_md}; "
+            f"{seconds:.0f} s)")

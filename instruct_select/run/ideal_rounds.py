@@ -15,6 +15,7 @@ returns the final mixture's file; it loads as an ordinary pool (repeats have the
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,21 @@ from ..layout import ArmFolders, RunLayout
 from .arms import train_and_evaluate
 from .producers.domain_influence import IdealRound, produce
 
+logger = logging.getLogger(__name__)
+
 
 def run_ideal(pool_path: str | Path, reference_path: str | Path, model: str | Path,
               run_dir: str | Path, settings: IdealSettings | None = None, *,
-              tests: str | Path | None = None, progress: bool = True, log=print) -> dict[str, Any]:
+              tests: str | Path | None = None) -> dict[str, Any]:
     """Run ``settings.rounds`` IDEAL rounds; returns per-round volumes, influences and metrics.
+
+    ``pool_path``: the training mixture (a file or folder, each example with its domain);
+    ``reference_path``: the reference set whose loss the influences are on (one file per task);
+    ``model``: the base model (a folder or hub id); ``run_dir``: the run folder (``ideal/round-R``,
+    ``ideal/final``, ``ideal/summary.json``); ``settings``: IDEAL's settings (default
+    ``IdealSettings()``); ``tests``: the test sets each round's model is evaluated on (none: no
+    evaluation). Volumes are numbers of examples; influences are changes of the mean reference loss
+    (nats) per unit of upweighting.
 
     ``rounds[r]["metrics"]`` are those of the model trained on the mixture ENTERING round r+1
     (round 1: the input mixture, the uniform baseline); ``final["metrics"]`` those of the model
@@ -41,7 +52,7 @@ def run_ideal(pool_path: str | Path, reference_path: str | Path, model: str | Pa
     """
     settings = settings or IdealSettings()
     context = RunContext.create(device=settings.device, pool=pool_path, dtype=settings.dtype,
-                            chat_template=settings.chat_template or None, progress=progress, log=log)
+                            chat_template=settings.chat_template or None)
     config = RunConfig(model=str(model), pool=str(pool_path), validation=str(reference_path), tests=str(tests or ""),
                        run_dir=str(run_dir), dtype=settings.dtype, device=settings.device,
                        chat_template=settings.chat_template, seed=settings.seed, train=settings.train,
@@ -53,8 +64,8 @@ def run_ideal(pool_path: str | Path, reference_path: str | Path, model: str | Pa
     reference = reference_examples(reference_path, settings.reference_tasks, settings.reference_size, settings.seed)
     layout = RunLayout(run_dir)
     volumes = {d: len(ids) for d, ids in pools.items()}
-    log(f"[ideal] {len(loaded.examples)} examples in {len(pools)} domains {volumes}; "
-        f"{len(reference)} reference examples")
+    logger.info("[ideal] %d examples in %d domains %s; %d reference examples", len(loaded.examples), len(pools),
+                volumes, len(reference))
     summary: dict[str, Any] = {"domains": sorted(pools), "pool_volumes": dict(volumes), "rounds": [],
                                "final": None, "reference_examples": len(reference)}
     data, data_path = loaded, Path(pool_path)
@@ -69,7 +80,7 @@ def run_ideal(pool_path: str | Path, reference_path: str | Path, model: str | Pa
         volumes = out["volumes"]["after"]
         data_path = folder / out["mixture"]
         data = load_examples(data_path)
-        log(f"[ideal] round {r}: influences {_fmt(out['influences'])}; volumes -> {volumes}")
+        logger.info("[ideal] round %d: influences %s; volumes -> %s", r, _fmt(out["influences"]), volumes)
     if settings.train_final:
         model_dir, metrics = train_and_evaluate(context, config, ArmFolders(layout.ideal_final), seed=settings.train.seed,
                                                 data=data)

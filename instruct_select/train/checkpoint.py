@@ -52,8 +52,18 @@ class Checkpoint:
         return load_file(str(self.path / WEIGHTS))
 
 
-def save_checkpoint(path: Path, model, optimizer, *, epoch: int, mean_lr: float, step: int,
-                    extra: dict | None = None) -> Checkpoint:
+def save_checkpoint(path: Path, model, optimizer, facts: dict) -> Checkpoint:
+    """Write the trainable weights of ``model``, ``optimizer``'s (AdamW) moments by parameter name,
+    the CPU random state and ``checkpoint.json`` into the folder ``path`` (whole or not at all).
+
+    ``facts``: the epoch's ``epoch`` (1-based), ``mean_lr`` (its mean learning rate) and ``step``
+    (optimizer steps so far), plus any further facts kept in ``checkpoint.json`` (``mean_loss``).
+    Returns the checkpoint as read back."""
+    missing = [key for key in ("epoch", "mean_lr", "step") if key not in facts]
+    if missing:
+        raise ValueError(f"save_checkpoint needs the facts {missing}")
+    epoch, mean_lr, step = facts["epoch"], facts["mean_lr"], facts["step"]
+    extra = {k: v for k, v in facts.items() if k not in ("epoch", "mean_lr", "step")}
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     group = optimizer.param_groups[0]
     beta1, beta2 = group["betas"]

@@ -11,14 +11,15 @@ trainable weights, AdamW's moments keyed by parameter name, and the epoch's mean
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from ..artifacts import atomic_path
 from ..config import TrainSettings
 from ..data.batching import collate, example_steps, token_budget_batches
 from ..data.chat import RenderReport, tokenize_examples
@@ -28,10 +29,13 @@ from ..models.loading import add_lora, trainable_named_parameters
 from ..distributed import all_reduce_sum_, barrier, is_main, process_shard
 from ..errors import ArtifactMismatchError, TrainingDivergedError
 from ..layout import TrainFolders
+from ..logs import progress_bar
 from .checkpoint import (
     Checkpoint, list_checkpoints, load_checkpoint, load_weights_into, restore_optimizer, save_checkpoint,
 )
 from .schedule import lr_at
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,15 +66,16 @@ def train_model(
     examples: list[Example],
     settings: TrainSettings,
     out_dir: str | Path | None = None,
-    *,
-    progress: bool = True,
-    log=print,
 ) -> TrainResult:
-    """Fine-tune ``base_model`` on ``examples``; checkpoints go to ``out_dir/checkpoints/epoch-E``."""
+    """Fine-tune ``base_model`` (LoRA-wrapped unless ``settings.full_finetune``) on ``examples``,
+    rendered with ``tokenizer``'s chat template, as ``settings`` says; each epoch's checkpoint goes
+    to ``out_dir/checkpoints/epoch-E`` (none without ``out_dir``), and an interrupted run in
+    ``out_dir`` resumes after its last finished epoch. Returns the trained model, its checkpoints,
+    the rendering report, the optimizer steps, examples, tokens, seconds and each epoch's mean loss."""
     start = time.time()
     items, report = tokenize_examples(tokenizer, examples, settings.max_length)
     if report.truncated or report.no_response:
-        log(f"[train] {report.summary()}")
+        logger.info("[train] %s", report.summary())
     model = prepare_model(base_model, settings)
     model.train()
     named = trainable_named_parameters(model)
@@ -85,11 +90,12 @@ def train_model(
     epochs = [epoch_steps(items, settings, e) for e in range(settings.epochs)]
     total_steps = sum(len(b) for b in epochs)
     pad_id = tokenizer.pad_token_id
-    checkpoints = _resume(model, optimizer, named, out_dir, settings, log) if out_dir is not None else []
+    checkpoints = _resume(model, optimizer, named, out_dir, settings) if out_dir is not None else []
     epoch_losses: list[float] = [c.extra.get("mean_loss", float("nan")) for c in checkpoints]
     step = checkpoints[-1].step if checkpoints else 0
     tokens = 0
-    bar = tqdm(total=total_steps, initial=step, desc="train", disable=not progress, leave=False)
+    bar = progress_bar(total=total_steps, desc="train")
+    bar.update(step)
     shard = process_shard()
     for epoch, plan in enumerate(epochs, start=1):
         if epoch <= len(checkpoints):
@@ -114,13 +120,13 @@ def train_model(
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
         _check_finite_weights(named, step, epoch, settings)
         epoch_losses.append(sum(losses) / len(losses))
-        log(f"[train] epoch {epoch}/{settings.epochs}: mean loss {epoch_losses[-1]:.4f}, "
-            f"mean lr {sum(lrs) / len(lrs):.2e}, {len(plan)} steps")
+        logger.info("[train] epoch %d/%d: mean loss %.4f, mean lr %.2e, %d steps", epoch, settings.epochs,
+                    epoch_losses[-1], sum(lrs) / len(lrs), len(plan))
         if out_dir is not None and settings.save_checkpoints:
             path = TrainFolders(out_dir).checkpoint(epoch)
             if is_main():
-                save_checkpoint(path, model, optimizer, epoch=epoch, mean_lr=sum(lrs) / len(lrs), step=step,
-                                extra={"mean_loss": epoch_losses[-1]})
+                save_checkpoint(path, model, optimizer, {"epoch": epoch, "mean_lr": sum(lrs) / len(lrs), "step": step,
+                                                         "mean_loss": epoch_losses[-1]})
             barrier()
             checkpoints.append(load_checkpoint(path))
     bar.close()
@@ -148,7 +154,7 @@ def _diverged(what: str, step: int, epoch: int, settings: TrainSettings) -> Trai
                                  "the data and the dtype, then rerun")
 
 
-def _resume(model, optimizer, named, out_dir, settings: TrainSettings, log) -> list[Checkpoint]:
+def _resume(model, optimizer, named, out_dir, settings: TrainSettings) -> list[Checkpoint]:
     """Restore the last finished epoch of an interrupted run in ``out_dir`` (weights, moments, RNG).
 
     Epochs are the unit of resumption: an epoch cut short is redone from its start, which gives
@@ -168,7 +174,7 @@ def _resume(model, optimizer, named, out_dir, settings: TrainSettings, log) -> l
     state = last.rng_state()
     if state is not None:
         torch.set_rng_state(state)
-    log(f"[train] resuming {out_dir} after epoch {last.epoch}")
+    logger.info("[train] resuming %s after epoch %d", out_dir, last.epoch)
     return done
 
 
@@ -227,8 +233,6 @@ def save_trained(model, tokenizer, model_dir: str | Path) -> None:
 
     Under torch.distributed only the main process writes; the others wait until it is there.
     """
-    from ..artifacts import atomic_path
-
     if is_main():
         with atomic_path(model_dir) as tmp:
             model.save_pretrained(str(tmp))

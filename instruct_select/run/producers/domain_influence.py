@@ -11,14 +11,21 @@ produced, so an adapter is merged into a fresh copy of its base (``merge_and_unl
 """
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...artifacts import StageResult, atomic_write_json, atomic_write_text, fingerprint_json, fingerprint_model, run_stage
-from ..context import RunContext
+from ...data.chat import tokenize_examples
 from ...data.example import Example
+from ...ideal.domain_gradients import Mixture, PassSettings, SolveSettings, compute_influences
 from ...ideal.settings import IdealSettings
+from ...ideal.update import entry_counts, influence_to_beta, mixture_entries, new_volumes, write_mixture
+from ...models.loading import load_tokenizer, load_trained
+from ..context import RunContext
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,8 @@ class IdealRound:
 
 
 def load_for_influence(context: RunContext, model_dir: str | Path):
-    """The trained model with any LoRA adapter merged into its weights, and its tokenizer."""
-    from ...models.loading import load_tokenizer, load_trained
-
+    """The trained model in ``model_dir`` (loaded with the context's dtype and device) with any LoRA
+    adapter merged into its weights, and its tokenizer (the context's chat template)."""
     model = load_trained(model_dir, dtype=context.dtype, device=context.device)
     if hasattr(model, "merge_and_unload"):  # a PeftModel: fold B·A into the base weights
         model = model.merge_and_unload()
@@ -45,7 +51,13 @@ def load_for_influence(context: RunContext, model_dir: str | Path):
 
 
 def produce(context: RunContext, settings: IdealSettings, folder: Path, round: IdealRound) -> StageResult:
-    """Measure the round's domain influences and write the resized mixture into ``folder``."""
+    """Measure the round's domain influences and write the resized mixture into ``folder``.
+
+    ``context``: the pool (the whole training data), dtype, device and chat template; ``settings``:
+    IDEAL's settings (K-FAC passes, damping, layers, m, min_volume, seed); ``folder``: the round's
+    stage folder (``RUN/ideal/round-R``); ``round``: the model, volumes, domains and reference set
+    it starts from. Returns the StageResult (``outputs``: volumes before and after, influences, β,
+    the reference loss in nats, the mixture file's name)."""
     loaded = context.require_pool()
     volumes, pools = round.volumes, round.pools
     stage_settings = {"round": round.number, "volumes_before": volumes, **settings.influence_settings(),
@@ -54,10 +66,6 @@ def produce(context: RunContext, settings: IdealSettings, folder: Path, round: I
               "reference": fingerprint_json([[e.id, e.messages] for e in round.reference])}
 
     def build(out: Path) -> dict:
-        from ...data.chat import tokenize_examples
-        from ...ideal.domain_gradients import PassSettings, SolveSettings, compute_influences
-        from ...ideal.update import entry_counts, influence_to_beta, mixture_entries, new_volumes, write_mixture
-
         net, tokenizer = load_for_influence(context, round.model_dir)
         counts = entry_counts(mixture_entries(pools, volumes, settings.seed))
         by_id = loaded.by_id()
@@ -65,13 +73,13 @@ def produce(context: RunContext, settings: IdealSettings, folder: Path, round: I
         ref_items, ref_report = tokenize_examples(tokenizer, round.reference, settings.train.max_length)
         for name, rep in (("mixture", report), ("reference", ref_report)):
             if rep.truncated or rep.no_response:
-                context.log(f"[ideal] {name}: {rep.summary()}")
+                logger.info("[ideal] %s: %s", name, rep.summary())
         cfg = PassSettings(pad_id=tokenizer.pad_token_id, token_budget=settings.token_budget,
                            batch_size=settings.batch_size, fisher=settings.fisher,
-                           seed=settings.seed * 1000 + round.number, progress=context.progress)
+                           seed=settings.seed * 1000 + round.number)
         solve = SolveSettings(layers=settings.layers, damping=settings.damping, relative=settings.damping_relative,
                               ekfac=settings.ekfac, layers_per_pass=settings.layers_per_pass)
-        result = compute_influences(net, items, round.domain_of, ref_items, cfg, solve, counts=counts,
+        result = compute_influences(net, Mixture(items, round.domain_of, counts), ref_items, cfg, solve,
                                     fit_items=_subset(items, settings.fit_examples, settings.seed))
         beta = influence_to_beta(result.influences, settings.m)
         after = new_volumes(volumes, beta, settings.min_volume)
@@ -93,7 +101,7 @@ def produce(context: RunContext, settings: IdealSettings, folder: Path, round: I
         return {"volumes": {"before": volumes, "after": after}, "influences": result.influences,
                 "beta": beta, "reference_loss": result.reference_loss, "mixture": mixture.name}
 
-    return run_stage(folder, "ideal-round", stage_settings, inputs, build, seed=settings.seed, log=context.log)
+    return run_stage(folder, "ideal-round", stage_settings, inputs, build, seed=settings.seed)
 
 
 def _subset(items: list, n: int, seed: int) -> list | None:

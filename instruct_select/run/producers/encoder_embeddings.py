@@ -12,22 +12,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from transformers import AutoModel, AutoTokenizer
+
 from ...artifacts import Artifact, fingerprint_model
 from ...config import RunConfig
-from ..context import RunContext
 from ...data.example import Example
 from ...data.loading import LoadedData
 from ...errors import ConfigError
+from ...features.embeddings import conversation_text
+from ...features.store import FeatureStore
 from ...layout import RunLayout
+from ...logs import progress_bar
+from ...models.loading import check_tokenizer_path
+from ..context import RunContext
 from .representations import vectors_artifact
+from .sharded import StoreStage, sharded_store_stage
 from .warmup import validation_data
 
 
 def check_encoder(folder: str, setting: str = "embed_encoder") -> Path:
     """The encoder folder, refused unless it is a local folder holding a model and its tokenizer
     (``setting`` names where it was given)."""
-    from ...models.loading import check_tokenizer_path
-
     if not folder:
         raise ConfigError(f"the embed representation needs an encoder: set {setting} to a local encoder folder "
                           "(config.json, weights and tokenizer, as save_pretrained writes them); none is given, and "
@@ -41,6 +47,9 @@ def check_encoder(folder: str, setting: str = "embed_encoder") -> Path:
 
 
 def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    """The embed representation: the local encoder ``config.embed_encoder``'s mean states of the
+    context's pool and of ``config.validation``, into ``layout``'s folders. Returns both as one
+    ``Representations`` artifact, or None in a shard job or with ``stop_after``."""
     encoder = check_encoder(config.embed_encoder)
     if context.is_shard_job or context.stop_after == "warmup":  # like RDS+'s pass: one unsplit forward pass, later
         return None
@@ -61,30 +70,25 @@ def _split_stage(context: RunContext, config: RunConfig, encoder: Path, data: Lo
 def encoder_stage(context: RunContext, encoder: str | Path, data: LoadedData, folder: str | Path, *,
                   max_length: int, batch_size: int) -> Path:
     """``data``'s examples embedded by the local ``encoder`` into the feature store ``folder``: a
-    cached, resumable stage, split across processes like every per-example pass."""
-    from .sharded import sharded_store_stage
-
+    cached, resumable stage, split across processes like every per-example pass. ``max_length``:
+    tokens per example (the encoder's own limit if lower); ``batch_size``: examples per batch.
+    Returns ``folder``."""
     settings = {"pooling": "mean", "text": "role: content lines", "max_length": max_length, "batch_size": batch_size}
     inputs = {"model": fingerprint_model(encoder), "data": data.fingerprint}
 
     def fill(out: Path, examples: list[Example], meta: dict) -> dict:
-        from ...features.store import FeatureStore
-
         model, tokenizer = load_encoder(encoder, context.device)
         store = FeatureStore.open_or_create(out, [e.id for e in examples], int(model.config.hidden_size),
                                             "float32", meta)
-        return fill_encoder_embeddings(model, tokenizer, examples, store, max_length, batch_size,
-                                       progress=context.progress)
+        return fill_encoder_embeddings(model, tokenizer, examples, store, max_length, batch_size)
 
-    sharded_store_stage(context, folder, "encoder-embeddings", settings, inputs, data.examples, {**settings, **inputs}, fill)
+    sharded_store_stage(context, folder, StoreStage("encoder-embeddings", settings, inputs), data.examples, fill)
     return Path(folder)
 
 
 def load_encoder(folder: str | Path, device=None):
-    """The encoder and its tokenizer (right padding, a pad token) from a local folder, in float32."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
+    """The encoder and its tokenizer (right padding, a pad token) from a local folder, in float32,
+    on ``device`` (default the CPU)."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         model = AutoModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
@@ -96,14 +100,11 @@ def load_encoder(folder: str | Path, device=None):
     return model.to(device or "cpu").eval(), tokenizer
 
 
-def fill_encoder_embeddings(model, tokenizer, examples: list[Example], store, max_length: int, batch_size: int, *,
-                            progress: bool = True) -> dict:
-    """Write the mean last hidden state (over real tokens) of every pending example into ``store``."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from ...features.embeddings import conversation_text
-
+def fill_encoder_embeddings(model, tokenizer, examples: list[Example], store, max_length: int,
+                            batch_size: int) -> dict:
+    """Write the mean last hidden state (over real tokens) of every pending example into ``store``;
+    returns the count computed. ``max_length``: tokens per example (the tokenizer's own limit if
+    lower); ``batch_size``: examples per batch."""
     limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
     pending = set(store.pending_ids())
     todo = sorted((e for e in examples if e.id in pending), key=lambda e: len(conversation_text(e)))  # like lengths batch together
@@ -111,7 +112,7 @@ def fill_encoder_embeddings(model, tokenizer, examples: list[Example], store, ma
     # An encoder-decoder folder (T5) embeds with its encoder alone.
     encoder = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) else model
     with torch.inference_mode():
-        for start in tqdm(range(0, len(todo), batch_size), desc="embed", disable=not progress, leave=False):
+        for start in progress_bar(range(0, len(todo), batch_size), desc="embed"):
             chunk = todo[start:start + batch_size]
             batch = tokenizer([conversation_text(e) for e in chunk], padding=True, truncation=True,
                               max_length=limit, return_tensors="pt").to(device)

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ...artifacts import Artifact, fingerprint_json, fingerprint_path
 from ...config import RunConfig
-from ..context import RunContext
 from ...data.batching import Batching
 from ...data.example import Example
 from ...data.loading import LoadedData
+from ...features.hidden import fill_last_token_states
+from ...features.store import FeatureStore
 from ...layout import RunLayout
+from ...train.checkpoint import list_checkpoints
+from ..context import RunContext
+from .sharded import StoreStage, sharded_store_stage
 from .warmup import validation_data, warmup, warmup_model
 
 
 def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    """RDS's representations: the last warmup checkpoint's last-token final hidden states of the
+    context's pool and of ``config.validation``, into ``layout``'s folders. Returns {split: (ids,
+    float32 matrix)} and its fingerprint, or None in a shard job or with ``stop_after``."""
     if context.is_shard_job:  # shard jobs split the gradient features only; this forward pass runs unsplit later
         return None
     validation = validation_data(config)
@@ -30,9 +39,6 @@ def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifa
 
 
 def _states_stage(context: RunContext, warmup_dir: Path, data: LoadedData, folder: Path, config: RunConfig) -> Path:
-    from .sharded import sharded_store_stage
-    from ...train.checkpoint import list_checkpoints
-
     features = config.influence.features
     batching = Batching(features.max_length, features.token_budget, features.max_batch_size)
     checkpoint = list_checkpoints(warmup_dir)[-1]
@@ -41,22 +47,15 @@ def _states_stage(context: RunContext, warmup_dir: Path, data: LoadedData, folde
     settings = {"max_length": batching.max_length}
 
     def fill(out: Path, examples: list[Example], meta: dict) -> dict:
-        from ...features.hidden import fill_last_token_states
-        from ...features.store import FeatureStore
-
         model, tokenizer = warmup_model(warmup_dir, checkpoint, context.device)
         store = FeatureStore.open_or_create(out, [e.id for e in examples], int(model.config.hidden_size),
                                             "float32", meta)
-        return fill_last_token_states(model, tokenizer, examples, store, batching, progress=context.progress)
+        return fill_last_token_states(model, tokenizer, examples, store, batching)
 
-    sharded_store_stage(context, folder, "hidden-states", settings, inputs, data.examples, {**settings, **inputs}, fill)
+    sharded_store_stage(context, folder, StoreStage("hidden-states", settings, inputs), data.examples, fill)
     return folder
 
 
 def _read(folder: Path):
-    import numpy as np
-
-    from ...features.store import FeatureStore
-
     store = FeatureStore.open(folder)
     return store.ids, np.asarray(store.features, dtype=np.float32)

@@ -14,16 +14,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from transformers import AutoTokenizer
 
 from ...artifacts import Artifact, fingerprint_model, fingerprint_path
 from ...config import RunConfig
-from ..context import RunContext
 from ...data.batching import Batching
 from ...data.example import Example
+from ...features.ifd import IfdLosses, fill_ifd_losses
+from ...features.store import FeatureStore
 from ...layout import RunLayout
+from ...models.loading import load_base_model, load_tokenizer
+from ..context import RunContext
+from .sharded import StoreStage, sharded_store_stage
 
 
 def ifd_model(config: RunConfig) -> str:
+    """The model that scores IFD: ``config.ifd_model``, else the run's own."""
     return config.ifd_model or config.model
 
 
@@ -32,8 +38,6 @@ def ifd_template(context: RunContext, config: RunConfig) -> str | None:
     and none set, the plain one (Superfiltering prompts GPT-2 with plain text)."""
     if context.chat_template or not config.ifd_model:
         return context.chat_template
-    from transformers import AutoTokenizer
-
     try:
         own = getattr(AutoTokenizer.from_pretrained(config.ifd_model), "chat_template", None)
     except OSError:
@@ -42,8 +46,9 @@ def ifd_template(context: RunContext, config: RunConfig) -> str | None:
 
 
 def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
-    from .sharded import sharded_store_stage
-
+    """IFD's losses of the context's pool: each example's response loss (nats) given its prompt and
+    alone, scored by ``ifd_model(config)`` into ``layout.ifd_losses``. Returns them as ``IfdLosses``
+    and their fingerprint, or None in a shard job or with ``stop_after``."""
     if context.is_shard_job:  # shard jobs split the gradient features only; this forward pass runs unsplit later
         return None
     if context.stop_after == "warmup":  # a scheduler's warmup-only run: this pass is not part of it
@@ -56,21 +61,13 @@ def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifa
     inputs = {"model": fingerprint_model(model_path), "data": pool.fingerprint}
 
     def fill(out: Path, examples: list[Example], meta: dict) -> dict:
-        from ...features.ifd import fill_ifd_losses
-        from ...features.store import FeatureStore
-        from ...models.loading import load_base_model, load_tokenizer
-
         model = load_base_model(model_path, context.dtype, context.device)
         store = FeatureStore.open_or_create(out, [e.id for e in examples], 2, "float32", meta)
-        return fill_ifd_losses(model, load_tokenizer(model_path, template), examples, store, batching,
-                               progress=context.progress, log=context.log)
+        return fill_ifd_losses(model, load_tokenizer(model_path, template), examples, store, batching)
 
-    sharded_store_stage(context, folder, "ifd-losses", settings, inputs, pool.examples, {**settings, **inputs}, fill)
+    sharded_store_stage(context, folder, StoreStage("ifd-losses", settings, inputs), pool.examples, fill)
     if context.is_shard_job or context.stop_after == "features":
         return None
-    from ...features.ifd import IfdLosses
-    from ...features.store import FeatureStore
-
     store = FeatureStore.open(folder)
     losses = np.asarray(store.features, dtype=np.float64)
     return Artifact(IfdLosses(store.ids, losses[:, 0], losses[:, 1]), fingerprint_path(folder))

@@ -2,6 +2,7 @@
 epochs (one checkpoint each), then every example's loss before training and after each epoch."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ...artifacts import Artifact, fingerprint_model, fingerprint_path, require_finished
@@ -17,7 +18,9 @@ from ...models.loading import load_tokenizer
 from ...train.checkpoint import Checkpoint, list_checkpoints
 from ..context import RunContext
 from ..stages import train_stage
-from .sharded import sharded_store_stage
+from .sharded import StoreStage, sharded_store_stage
+
+logger = logging.getLogger(__name__)
 
 
 def selection_model(config: RunConfig) -> str:
@@ -33,9 +36,13 @@ def pass_batching(config: RunConfig) -> Batching:
 
 
 def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    """Learning percentage's loss trajectories: the selection model (``selection_model(config)``)
+    trained on the context's pool, then every example's loss (nats) before training and after each
+    epoch, in ``layout``'s folders. Returns the trajectories and their fingerprint, or None in a
+    shard job or with ``stop_after``."""
     if context.is_shard_job or context.stop_after:
-        context.log("[learning percentage] shard jobs and --stop-after compute gradient features only; "
-                "run without them for the loss trajectories")
+        logger.info("[learning percentage] shard jobs and --stop-after compute gradient features only; "
+                    "run without them for the loss trajectories")
         return None
     lp = config.learning_percentage
     folders = layout.selection_model(lp.label)
@@ -85,13 +92,11 @@ def loss_trajectories_stage(context: RunContext, model_path: str | Path, train_d
                 tokenizer = load_tokenizer(TrainFolders(train_dir).model)
                 tokenized = tokenize_examples(tokenizer, mine, max_length)
                 if tokenized[1].no_response or tokenized[1].truncated:
-                    context.log(f"[losses] {tokenized[1].summary()}")
+                    logger.info("[losses] %s", tokenized[1].summary())
             store = FeatureStore.open_or_create(folder, [e.id for e in mine], 1, "float32", meta)
-            return fill_loss_store(models.get(checkpoint), tokenizer, mine, store, batching, tokenized=tokenized,
-                                   desc=f"losses @ epoch {epoch}", progress=context.progress)
+            return fill_loss_store(models.get(checkpoint), tokenizer, mine, store, batching, tokenized=tokenized)
 
         meta = {**shared, "checkpoint": f"epoch-{epoch}", "max_length": max_length}
-        sharded_store_stage(context, out_dir / f"epoch-{epoch}", "loss-trajectory",
-                            {"max_length": max_length, "checkpoint": meta["checkpoint"]}, shared, pool.examples,
-                            meta, fill)
+        spec = StoreStage("loss-trajectory", {"max_length": max_length, "checkpoint": meta["checkpoint"]}, shared, meta)
+        sharded_store_stage(context, out_dir / f"epoch-{epoch}", spec, pool.examples, fill)
     return None if context.is_shard_job else LossTrajectories.load(out_dir)

@@ -8,17 +8,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ...artifacts import Artifact, fingerprint_json, fingerprint_model, fingerprint_path
 from ...config import RunConfig
-from ..context import RunContext
 from ...data.batching import Batching
 from ...data.example import Example
 from ...data.loading import LoadedData
+from ...features.representations import Representations, fill_weighted_mean_states
+from ...features.store import FeatureStore
 from ...layout import RunLayout
+from ...models.loading import load_base_model, load_tokenizer
+from ..context import RunContext
+from .sharded import StoreStage, sharded_store_stage
 from .warmup import validation_data
 
 
 def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifact | None:
+    """RDS+'s representations: ``config.model``'s position-weighted mean final hidden states of the
+    context's pool and of ``config.validation``, into ``layout``'s folders. Returns them as one
+    ``Representations`` artifact, or None in a shard job or with ``stop_after``."""
     if context.is_shard_job:  # shard jobs split the gradient features only; this forward pass runs unsplit later
         return None
     if context.stop_after == "warmup":  # a scheduler's warmup-only run: this pass is not part of it
@@ -34,8 +43,6 @@ def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifa
 def vectors_artifact(folders: dict[str, Path], validation: LoadedData) -> Artifact:
     """The pool and validation stores in ``folders`` as one ``Representations`` artifact, each
     validation vector tagged with its target task (RDS+'s, and the embed representation's)."""
-    from ...features.representations import Representations
-
     pool_ids, pool = _read(folders["pool"])
     val_ids, val = _read(folders["validation"])
     task_of = {e.id: str(e.task) for e in validation.examples}
@@ -44,8 +51,6 @@ def vectors_artifact(folders: dict[str, Path], validation: LoadedData) -> Artifa
 
 
 def _split_stage(context: RunContext, config: RunConfig, data: LoadedData, folder: Path) -> Path:
-    from .sharded import sharded_store_stage
-
     features = config.influence.features
     batching = Batching(features.max_length, features.token_budget, features.max_batch_size)
     settings = {"pooling": "position-weighted mean", "max_length": batching.max_length,
@@ -53,24 +58,16 @@ def _split_stage(context: RunContext, config: RunConfig, data: LoadedData, folde
     inputs = {"model": fingerprint_model(config.model), "data": data.fingerprint}
 
     def fill(out: Path, examples: list[Example], meta: dict) -> dict:
-        from ...features.representations import fill_weighted_mean_states
-        from ...features.store import FeatureStore
-        from ...models.loading import load_base_model, load_tokenizer
-
         model = load_base_model(config.model, context.dtype, context.device)
         store = FeatureStore.open_or_create(out, [e.id for e in examples], int(model.config.hidden_size),
                                             "float32", meta)
         return fill_weighted_mean_states(model, load_tokenizer(config.model, context.chat_template), examples, store,
-                                         batching, progress=context.progress)
+                                         batching)
 
-    sharded_store_stage(context, folder, "representations", settings, inputs, data.examples, {**settings, **inputs}, fill)
+    sharded_store_stage(context, folder, StoreStage("representations", settings, inputs), data.examples, fill)
     return folder
 
 
 def _read(folder: Path):
-    import numpy as np
-
-    from ...features.store import FeatureStore
-
     store = FeatureStore.open(folder)
     return store.ids, np.asarray(store.features, dtype=np.float32)

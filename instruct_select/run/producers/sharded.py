@@ -12,10 +12,11 @@ merge to ``instruct-select merge``. A single process fills FOLDER directly.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ...artifacts import StageResult, finished_manifest, run_stage
+from ...artifacts import StageResult, finished_manifest, run_shard_stage, run_stage
 from ...data.example import Example
 from ..context import RunContext
 from ...distributed import barrier, is_main, process_shard
@@ -27,29 +28,48 @@ from ...features.store import ids_fingerprint, merge_shard_stores
 Fill = Callable[[Path, list[Example], dict], dict]
 
 
-def sharded_store_stage(context: RunContext, folder: str | Path, stage: str, settings: dict, inputs: dict,
-                        examples: list[Example], meta: dict, fill: Fill) -> StageResult | None:
+@dataclass(frozen=True)
+class StoreStage:
+    """What a sharded store stage is: its ``name`` (the manifest's stage), the ``settings`` and the
+    ``inputs`` (fingerprints) its manifest records, and the ``meta`` its FeatureStore records
+    (default: the settings and inputs together)."""
+
+    name: str
+    settings: dict
+    inputs: dict
+    meta: dict | None = None
+
+    @property
+    def store_meta(self) -> dict:
+        return {**self.settings, **self.inputs} if self.meta is None else self.meta
+
+
+def sharded_store_stage(context: RunContext, folder: str | Path, spec: StoreStage, examples: list[Example],
+                        fill: Fill) -> StageResult | None:
     """Run ``fill`` over ``examples`` into ``folder``, split by the context's shard.
 
-    ``context.shard`` None means this process's rank of the torch.distributed world (the whole set when
-    there is none), merged into ``folder`` afterwards; an explicit ``Shard`` is an independent job,
-    which returns None: ``folder`` is unfinished until every job is done and merged.
+    ``spec``: the stage's name, settings, inputs and store meta; ``fill(folder, examples, meta)``
+    writes a FeatureStore over the examples it is given. ``context.shard`` None means this process's
+    rank of the torch.distributed world (the whole set when there is none), merged into ``folder``
+    afterwards; an explicit ``Shard`` is an independent job, which returns None: ``folder`` is
+    unfinished until every job is done and merged. Returns the StageResult of ``folder``.
     """
-    folder, log = Path(folder), context.log
+    folder = Path(folder)
+    stage, settings, inputs, meta = spec.name, spec.settings, spec.inputs, spec.store_meta
     collective = context.shard is None
     shard = context.shard or process_shard()
     if finished_manifest(folder) is None and shard.count == 1:
         _refuse_unmerged_shards(folder)
     if finished_manifest(folder) is not None or shard.count == 1:
-        return run_stage(folder, stage, settings, inputs, lambda f: fill(f, examples, meta), log=log)
+        return run_stage(folder, stage, settings, inputs, lambda f: fill(f, examples, meta))
     shard_meta = {**meta, "shard_index": shard.index, "shard_count": shard.count,
                   "ids_fingerprint": ids_fingerprint([e.id for e in examples])}
-    run_stage(folder / shard.name, f"{stage}-shard", {**settings, "shard": shard.name}, inputs,
-              lambda f: fill(f, shard.take(examples), shard_meta), log=log, per_process=True)
+    run_shard_stage(folder / shard.name, f"{stage}-shard", {**settings, "shard": shard.name}, inputs,
+                    lambda f: fill(f, shard.take(examples), shard_meta))
     if not collective:
         return None
     barrier()
-    return run_stage(folder, stage, settings, inputs, merge_store_shards, log=log)
+    return run_stage(folder, stage, settings, inputs, merge_store_shards)
 
 
 def _refuse_unmerged_shards(folder: Path) -> None:

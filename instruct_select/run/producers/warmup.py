@@ -1,20 +1,24 @@
 """The LoRA warmup that gradient features and hidden states are taken from (not a need of its own)."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from ...artifacts import finished_manifest, require_finished
 from ...config import LoraSettings, RunConfig, from_dict
-from ..context import RunContext
+from ...data.chat import tokenize_example
 from ...data.loading import LoadedData, load_examples
 from ...errors import ArtifactMismatchError, ConfigError, InputError
 from ...layout import RunLayout, TrainFolders
-from ..stages import select_stage, train_stage
+from ...models.loading import add_lora, load_base_model, load_tokenizer
 from ...train.checkpoint import Checkpoint, load_weights_into
+from ..context import RunContext
+from ..stages import select_stage, train_stage
 
 
 def warmup(context: RunContext, config: RunConfig, layout: RunLayout) -> Path:
-    """Train LoRA on the pool (or a random ``warmup_fraction`` of it), one checkpoint per epoch."""
+    """Train LoRA on the context's pool (or a random ``config.influence.warmup_fraction`` of it),
+    one checkpoint per epoch, into ``layout.warmup``; returns that folder."""
     settings = config.influence
     selection_dir = None
     if settings.warmup_fraction < 1:
@@ -30,11 +34,6 @@ def warmup(context: RunContext, config: RunConfig, layout: RunLayout) -> Path:
 def validation_data(config: RunConfig) -> LoadedData:
     """The validation set influence-based methods score against (one file per target task), checked
     before any compute: every target task keeps at least one response token after truncation."""
-    from collections import Counter
-
-    from ...data.chat import tokenize_example
-    from ...models.loading import load_tokenizer
-
     if not str(config.validation):
         raise ConfigError("influence-based methods (less, bids, rds, ...) need validation data: set validation "
                           "to a folder with one file per target task")
@@ -51,9 +50,8 @@ def validation_data(config: RunConfig) -> LoadedData:
 
 
 def warmup_model(warmup_dir: Path, checkpoint: Checkpoint, device: str | None = None):
-    """The base model with the warmup's LoRA layers holding ``checkpoint``'s weights."""
-    from ...models.loading import add_lora, load_base_model, load_tokenizer
-
+    """The base model with the warmup's LoRA layers holding ``checkpoint``'s weights (on ``device``),
+    and the warmup's tokenizer."""
     manifest = require_finished(warmup_dir, "warmup")
     train = manifest["settings"]["train"]
     if train.get("full_finetune"):
