@@ -117,7 +117,7 @@ def test_run_config_reads_unusual_pools_and_passes_selection_options(tmp_path):
                                    "methods": ["random"], "budgets": ["3"], "finetune": False,
                                    "columns": {"prompt": "q", "response": "a"}, "id_field": "uid",
                                    "selection_options": {"less_groups": "subtask"}})
-    context = context_for(config, progress=False, log=lambda m: None)
+    context = context_for(config)
     assert [e.id for e in context.pool.examples][:2] == ["u0", "u1"]
     assert context.pool.examples[0].messages[-1] == {"role": "assistant", "content": "answer 0"}
     arm = execute(context, config).arms["random @ 3"]

@@ -65,7 +65,7 @@ def _reference(encoder_dir, examples) -> np.ndarray:
 def test_embedding_model_embeds_the_pool_with_the_local_encoder(tiny_model_dir, encoder_dir, pool, tmp_path):
     config = _config(tiny_model_dir, pool, tmp_path / "run", encoder_dir)
     loaded = check_config(config)
-    context = context_for(config, progress=False, log=lambda m: None, pool=loaded)
+    context = context_for(config, pool=loaded)
     embeddings = produce({"embeddings"}, context, config, RunLayout(config.run_dir))["embeddings"].value
     examples = sorted(loaded.examples, key=lambda e: embeddings.ids.index(e.id))
     assert embeddings.vectors.shape == (7, ENCODER_HIDDEN)
@@ -76,7 +76,7 @@ def test_embedding_model_embeds_the_pool_with_the_local_encoder(tiny_model_dir, 
 
 def test_default_embeds_with_the_selection_models_hidden_states(tiny_model_dir, pool, tmp_path):
     config = _config(tiny_model_dir, pool, tmp_path / "run", "")
-    context = context_for(config, progress=False, log=lambda m: None, pool=check_config(config))
+    context = context_for(config, pool=check_config(config))
     embeddings = produce({"embeddings"}, context, config, RunLayout(config.run_dir))["embeddings"].value
     assert embeddings.vectors.shape == (7, 32)  # the tiny Llama's hidden size
 

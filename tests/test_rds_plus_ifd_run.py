@@ -24,7 +24,7 @@ def test_rds_plus_and_ifd_end_to_end_on_tiny_lab(tiny_lab, tmp_path):
     from instruct_select.data.loading import load_examples
 
     config = _config(tiny_lab, tmp_path / "run")
-    results = run_config(config, progress=False, log=lambda m: None)
+    results = run_config(config)
     assert set(results.arms) == {"rds+ @ 10%", "ifd @ 10%"}
     layout = RunLayout(config.run_dir)
     pool, validation = load_examples(tiny_lab.pool), load_examples(tiny_lab.validation)
@@ -48,7 +48,7 @@ def test_rds_plus_and_ifd_end_to_end_on_tiny_lab(tiny_lab, tmp_path):
 
     # A rerun reuses every stage: same selections, manifests untouched.
     stamps = {p: p.stat().st_mtime_ns for p in layout.influence.rglob("manifest.json")}
-    run_config(config, progress=False, log=lambda m: None)
+    run_config(config)
     assert {p: p.stat().st_mtime_ns for p in layout.influence.rglob("manifest.json")} == stamps
     assert {m: read_selected_ids(f) for m, f in folders.items()} == selected
 
@@ -67,7 +67,7 @@ def test_ifd_model_scores_with_another_model(tiny_lab, tiny_model_dir, tmp_path)
     (small / "tokenizer_config.json").write_text(json.dumps(settings))
 
     config = _config(tiny_lab, tmp_path / "run", methods=["ifd"], budgets=["5"], ifd_model=str(small))
-    run_config(config, progress=False, log=lambda m: None)
+    run_config(config)
     layout = RunLayout(config.run_dir)
     manifest = finished_manifest(layout.ifd_losses)
     assert manifest["inputs"]["model"] == fingerprint_model(small)
