@@ -17,6 +17,7 @@ import numpy as np
 
 from instruct_select.data.loading import load_examples
 from instruct_select.influence.attribution import AttributionMatrix
+from instruct_select.select.base import SelectionContext
 from instruct_select.select.selection import run_selector
 
 
@@ -48,7 +49,7 @@ def main() -> None:
     print(f"\nselections at {args.budget}: composition by pool task | THI (raw) by validation task")
     artifacts = {"attribution": matrix}
     for method in ("less", "instance-max", "normalized", "bids"):
-        sel = run_selector(method, pool, args.budget, artifacts=artifacts)
+        sel = run_selector(method, SelectionContext(pool, artifacts=artifacts), args.budget)
         comp = sel.diagnostics["composition"]
         thi = sel.diagnostics["influence"]["raw"]["thi"]
         print(f"  {method:<13} " + " ".join(f"{t}={comp.get(t, 0)}" for t in pool_tasks)

@@ -51,7 +51,7 @@ def method_name(method: str, representation: str | None = None) -> str:
 
 def with_representation(method: str, representation: str | None) -> str:
     """``method_name`` for one method given one representation explicitly (``select
-    --representation``, ``run_selector(representation=...)``): a method that takes none is refused
+    --representation``, a caller of ``run_selector``): a method that takes none is refused
     rather than run without it."""
     if representation and split_method(method)[0] not in GRID_SELECTORS:
         raise ConfigError(f"method {method!r} takes no representation (it has no similarity matrix); "

@@ -140,6 +140,7 @@ def test_a_memory_mapped_matrix_and_an_empty_selection(tmp_path):
 def test_bids_and_its_diagnostics_standardise_the_same_rows():
     """BIDS's score of its first pick is max_j Â_ij with its own statistics (excluded rows left out):
     the diagnostics of that one-example selection must give the same Â row."""
+    from instruct_select.select.base import SelectionContext
     from instruct_select.select.selection import run_selector
 
     rng = np.random.default_rng(4)
@@ -150,7 +151,7 @@ def test_bids_and_its_diagnostics_standardise_the_same_rows():
     scores = rng.normal(size=(n, 6)).astype(np.float32)
     scores[[3, 17]] = 0.0  # no response token
     matrix = AttributionMatrix(scores, [e.id for e in pool], columns, ["p03", "p17"])
-    selection = run_selector("bids", pool, 1, artifacts={"attribution": matrix})
+    selection = run_selector("bids", SelectionContext(pool, artifacts={"attribution": matrix}), 1)
     normalised = selection.diagnostics["influence"]["normalised"]
     assert max(normalised["aid_instance"].values()) == pytest.approx(selection.scores[0], rel=1e-5)
     assert selection.diagnostics["influence"]["statistics_rows"] == n - 2

@@ -11,6 +11,7 @@ from instruct_select.data.chat import IGNORE_INDEX
 from instruct_select.data.example import Example
 from instruct_select.errors import InputError
 from instruct_select.features.ifd import IfdLosses, fill_ifd_losses, ifd_pair
+from instruct_select.select.base import SelectionContext
 from instruct_select.select.selection import run_selector
 
 
@@ -123,10 +124,10 @@ def test_selection_keeps_the_highest_ifd_below_1():
                       "h": (0.9, 1.0)})       # 0.9, a tie with b: the lower row (b) first
     pool = [Example(i, "t", [{"role": "user", "content": i}, {"role": "assistant", "content": i}])
             for i in losses.ids]
-    sel = run_selector("ifd", pool, 4, artifacts={"ifd_losses": losses})
+    sel = run_selector("ifd", SelectionContext(pool, artifacts={"ifd_losses": losses}), 4)
     assert sel.ids == ["f", "b", "h", "a"]
     assert sel.scores == pytest.approx([0.95, 0.9, 0.9, 0.5])
     assert sel.diagnostics["ifd"] == {"below_1": 4, "at_least_1": 2, "undefined": 2}
-    assert run_selector("ifd", pool, 2, artifacts={"ifd_losses": losses}).ids == ["f", "b"]
+    assert run_selector("ifd", SelectionContext(pool, artifacts={"ifd_losses": losses}), 2).ids == ["f", "b"]
     with pytest.raises(InputError, match=r"only 4 of the 8 pool examples have IFD < 1 \(2 have IFD >= 1, 2 no IFD"):
-        run_selector("ifd", pool, 5, artifacts={"ifd_losses": losses})
+        run_selector("ifd", SelectionContext(pool, artifacts={"ifd_losses": losses}), 5)

@@ -33,6 +33,7 @@ from instruct_select.loss import model_per_example_loss
 from instruct_select.features.store import FeatureStore
 from instruct_select.features.trajectories import LossTrajectories, fill_loss_store
 from instruct_select.run.producers.loss_trajectories import loss_trajectories_stage
+from instruct_select.select.base import SelectionContext
 from instruct_select.select.kmeans import kmeans
 
 
@@ -105,8 +106,8 @@ def _untrained_case():
 def test_examples_that_did_not_learn_are_ranked_by_their_raw_ratio_as_the_reference(lp):
     pool, artifacts = _untrained_case()
     one = {"clusters": 1}
-    hard = _run_selector("lp-hard", pool, 7, artifacts=artifacts, options=one)
-    easy = _run_selector("lp-easy", pool, 7, artifacts=artifacts, options=one)
+    hard = _run_selector("lp-hard", SelectionContext(pool, artifacts=artifacts, options=one), 7)
+    easy = _run_selector("lp-easy", SelectionContext(pool, artifacts=artifacts, options=one), 7)
     # Small2Large sorts every example of a cluster by its LP(1) value, whatever happened to it.
     assert hard.ids == ["noise", "dip", "flat", "h1", "h2", "up", "e1"]
     assert easy.ids == ["e1", "up", "h2", "h1", "flat", "dip", "noise"]
@@ -114,26 +115,28 @@ def test_examples_that_did_not_learn_are_ranked_by_their_raw_ratio_as_the_refere
     assert hard.diagnostics["lp_unlearned"] == "ratio"
     assert hard.diagnostics["status_counts"] == {"learned": 3, "unmoved": 2, "regressed": 2, "excluded_no_loss": 1}
     assert hard.diagnostics["excluded_no_loss_ids"] == ["gone"]
-    assert _run_selector("lp-hard", pool, 3, artifacts=artifacts, options=one).ids == ["noise", "dip", "flat"]
+    picked = _run_selector("lp-hard", SelectionContext(pool, artifacts=artifacts, options=one), 3)
+    assert picked.ids == ["noise", "dip", "flat"]
     with pytest.raises(InputError, match="only 7 of 8 have a loss trajectory"):
-        _run_selector("lp-hard", pool, 8, artifacts=artifacts, options=one)
+        _run_selector("lp-hard", SelectionContext(pool, artifacts=artifacts, options=one), 8)
 
 
 def test_lp_unlearned_last_keeps_the_old_rule_learned_first_then_unmoved_then_regressed(lp):
     pool, artifacts = _untrained_case()
     last = {"clusters": 1, "lp_unlearned": "last"}
-    hard = _run_selector("lp-hard", pool, 7, artifacts=artifacts, options=last)
-    easy = _run_selector("lp-easy", pool, 7, artifacts=artifacts, options=last)
+    hard = _run_selector("lp-hard", SelectionContext(pool, artifacts=artifacts, options=last), 7)
+    easy = _run_selector("lp-easy", SelectionContext(pool, artifacts=artifacts, options=last), 7)
     # The tail goes by id whatever its values (noise's -50 would otherwise lead lp-hard).
     assert hard.ids == ["h1", "h2", "e1", "flat", "noise", "dip", "up"]
     assert easy.ids == ["e1", "h2", "h1", "flat", "noise", "dip", "up"]
     assert all(math.isfinite(s) for s in hard.scores + easy.scores)
     assert hard.diagnostics["selected_status_counts"] == {"learned": 3, "unmoved": 2, "regressed": 2}
-    assert _run_selector("lp-hard", pool, 3, artifacts=artifacts, options=last).ids == ["h1", "h2", "e1"]
+    picked = _run_selector("lp-hard", SelectionContext(pool, artifacts=artifacts, options=last), 3)
+    assert picked.ids == ["h1", "h2", "e1"]
     with pytest.raises(ConfigError, match="lp_unlearned"):
-        _run_selector("lp-hard", pool, 3, artifacts=artifacts, options={"lp_unlearned": "first"})
+        _run_selector("lp-hard", SelectionContext(pool, artifacts=artifacts, options={"lp_unlearned": "first"}), 3)
     with pytest.raises(ConfigError, match="lp_quotas"):
-        _run_selector("lp-hard", pool, 3, artifacts=artifacts, options={"lp_quotas": "ceil"})
+        _run_selector("lp-hard", SelectionContext(pool, artifacts=artifacts, options={"lp_quotas": "ceil"}), 3)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -261,7 +264,7 @@ def _blob_pool(sizes=(7, 5, 3), seed=0):
 
 def test_budget_met_exactly_with_documented_rounding_on_uneven_clusters(lp):
     pool, artifacts, blob_of = _blob_pool()
-    selection = _run_selector("lp-hard", pool, 4, artifacts=artifacts, options={"clusters": 3})
+    selection = _run_selector("lp-hard", SelectionContext(pool, artifacts=artifacts, options={"clusters": 3}), 4)
     per_blob = {b: sum(blob_of[i] == b for i in selection.ids) for b in range(3)}
     assert per_blob == {0: 2, 1: 1, 2: 1}  # the hand-computed quotas above
     d = selection.diagnostics
@@ -269,34 +272,38 @@ def test_budget_met_exactly_with_documented_rounding_on_uneven_clusters(lp):
     assert d["clusters_covered"] == d["clusters_nonempty"] == 3 and d["lp_quotas"] == "coverage"
     # 8 of 15: one each, then 5 over (6, 4, 2)/12 -> 2.5, 1.67, 0.83 -> (3, 3, 2); the reference's
     # ceil(n_c · 8/15) would take 4 + 3 + 2 = 9.
-    eight = _run_selector("lp-hard", pool, 8, artifacts=artifacts, options={"clusters": 3})
+    eight = _run_selector("lp-hard", SelectionContext(pool, artifacts=artifacts, options={"clusters": 3}), 8)
     assert sorted(sum(blob_of[i] == b for i in eight.ids) for b in range(3)) == [2, 3, 3]
     assert {b: sum(blob_of[i] == b for i in eight.ids) for b in range(3)} == {0: 3, 1: 3, 2: 2}
     assert eight.diagnostics["reference_ceil_total"] == 9
-    old = _run_selector("lp-hard", pool, 8, artifacts=artifacts, options={"clusters": 3, "lp_quotas": "proportional"})
+    proportional = {"clusters": 3, "lp_quotas": "proportional"}
+    old = _run_selector("lp-hard", SelectionContext(pool, artifacts=artifacts, options=proportional), 8)
     assert {b: sum(blob_of[i] == b for i in old.ids) for b in range(3)} == {0: 4, 1: 3, 2: 1}  # 3.73, 2.67, 1.6
-    two = _run_selector("lp-hard", pool, 2, artifacts=artifacts, options={"clusters": 3})
+    two = _run_selector("lp-hard", SelectionContext(pool, artifacts=artifacts, options={"clusters": 3}), 2)
     assert sorted(blob_of[i] for i in two.ids) == [0, 1]  # fewer than clusters: the two largest
     assert two.diagnostics["clusters_covered"] == 2
     for limit in range(1, 16):
-        ids = _run_selector("lp-random", pool, limit, artifacts=artifacts, options={"clusters": 3}, seed=limit).ids
+        ids = _run_selector("lp-random", SelectionContext(pool, artifacts=artifacts, options={"clusters": 3},
+                                                          seed=limit), limit).ids
         assert len(ids) == limit == len(set(ids))
 
 
 def test_hard_easy_random_order_inside_clusters(lp):
     pool, artifacts, blob_of = _blob_pool()
     options = {"clusters": 3}
-    hard = _run_selector("lp-hard", pool, "8", artifacts=artifacts, options=options)
-    easy = _run_selector("lp-easy", pool, "8", artifacts=artifacts, options=options)
+    hard = _run_selector("lp-hard", SelectionContext(pool, artifacts=artifacts, options=options), "8")
+    easy = _run_selector("lp-easy", SelectionContext(pool, artifacts=artifacts, options=options), "8")
     # Quotas (3, 3, 2). Each cluster's first pick comes first, then the rest, each part by LP (ties
     # by id): a prefix of the ranking (what a token budget keeps) reaches every cluster first.
     assert hard.ids == ["b0-00", "b1-00", "b2-00", "b0-01", "b1-01", "b2-01", "b0-02", "b1-02"]
     assert easy.ids == ["b0-06", "b1-04", "b2-02", "b0-05", "b0-04", "b1-03", "b1-02", "b2-01"]
-    randoms = [_run_selector("lp-random", pool, "8", artifacts=artifacts, options=options, seed=s) for s in range(6)]
+    randoms = [_run_selector("lp-random", SelectionContext(pool, artifacts=artifacts, options=options, seed=s),
+                             "8") for s in range(6)]
     for selection in randoms:  # same quotas per cluster as lp-hard
         assert sorted(blob_of[i] for i in selection.ids) == sorted(blob_of[i] for i in hard.ids)
     assert len({tuple(sorted(s.ids)) for s in randoms}) > 1
-    again = _run_selector("lp-random", list(reversed(pool)), "8", artifacts=artifacts, options=options, seed=3)
+    again = _run_selector("lp-random", SelectionContext(list(reversed(pool)), artifacts=artifacts, options=options,
+                                                        seed=3), "8")
     assert again.ids == randoms[3].ids  # seeded, whatever the pool order
 
 
@@ -309,11 +316,13 @@ def test_conformance_like_the_registry_test(lp):
     artifacts = {"loss_trajectories": LossTrajectories.from_losses(ids, losses),
                  "embeddings": Embeddings(ids, rng.normal(size=(50, 6)).astype(np.float32), {})}
     for method in ("lp-hard", "lp-easy", "lp-random"):
-        first = _run_selector(method, pool, "7", seed=3, artifacts=artifacts)
-        assert first.ids == _run_selector(method, list(reversed(pool)), "7", seed=3, artifacts=artifacts).ids
+        first = _run_selector(method, SelectionContext(pool, seed=3, artifacts=artifacts), "7")
+        assert first.ids == _run_selector(method, SelectionContext(list(reversed(pool)), seed=3, artifacts=artifacts),
+                                          "7").ids
         assert len(set(first.ids)) == 7 and first.diagnostics["clusters"] == 1  # round(50 / 52)
-        assert len(_run_selector(method, pool, "20%", seed=3, artifacts=artifacts).ids) == 10
-        several = _run_selector(method, pool, "7", seed=3, artifacts=artifacts, options={"clusters": 5})
+        assert len(_run_selector(method, SelectionContext(pool, seed=3, artifacts=artifacts), "20%").ids) == 10
+        several = _run_selector(method, SelectionContext(pool, seed=3, artifacts=artifacts, options={"clusters": 5}),
+                                "7")
         assert len(set(several.ids)) == 7 and several.diagnostics["clusters_covered"] == 5
 
 
@@ -510,7 +519,7 @@ def test_lp_hard_end_to_end_on_tiny_lab(tiny_lab, tmp_path, lp):
     trajectories = artifacts["loss_trajectories"]
     assert isinstance(trajectories, LossTrajectories) and trajectories.losses.shape == (len(pool), 3)
     assert isinstance(artifacts["embeddings"], Embeddings) and set(produced) == set(artifacts)
-    selection = _run_selector("lp-hard", pool, "10%", artifacts=artifacts)
+    selection = _run_selector("lp-hard", SelectionContext(pool, artifacts=artifacts), "10%")
     assert len(selection.ids) == 24 and selection.diagnostics["clusters"] == round(len(pool) / 52)
     assert sum(selection.diagnostics["cluster_quotas"]) == 24
     assert selection.diagnostics["clusters_covered"] == selection.diagnostics["clusters_nonempty"]

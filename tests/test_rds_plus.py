@@ -9,6 +9,7 @@ import torch
 from instruct_select.data.example import Example
 from instruct_select.features.representations import Representations, fill_weighted_mean_states
 from instruct_select.select.rds_plus import round_robin, task_max_cosine
+from instruct_select.select.base import SelectionContext
 from instruct_select.select.selection import run_selector
 
 
@@ -76,8 +77,8 @@ def test_rds_plus_selector_by_hand():
     reps = Representations(["e0", "e1", "e2"], np.array([[2, 0], [0, 1], [1, 1]], np.float32),
                            ["v0", "v1", "v2"], np.array([[1, 0], [0, 3], [1, 1]], np.float32), ["a", "b", "b"])
     # task a: e0 (1), e2 (.71), e1 (0); task b: e1 (1), e2 (1, a tie: the lower row first), e0 (.71)
-    sel = run_selector("rds+", pool, 3, artifacts={"representations": reps})
+    sel = run_selector("rds+", SelectionContext(pool, artifacts={"representations": reps}), 3)
     assert sel.ids == ["e0", "e1", "e2"]
     assert sel.scores == pytest.approx([1, 1, 1 / np.sqrt(2)], abs=1e-6)
     assert sel.diagnostics["picked_for_task"] == {"a": 2, "b": 1}
-    assert run_selector("rds+", pool, 2, artifacts={"representations": reps}).ids == ["e0", "e1"]
+    assert run_selector("rds+", SelectionContext(pool, artifacts={"representations": reps}), 2).ids == ["e0", "e1"]

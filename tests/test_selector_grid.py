@@ -14,7 +14,7 @@ from instruct_select.errors import ConfigError
 from instruct_select.features.representations import Representations
 from instruct_select.select.base import SelectionContext
 from instruct_select.select.grid import RULES, GridSelector, grid_methods
-from instruct_select.method_names import GRID_SELECTORS, REPRESENTATIONS, method_name
+from instruct_select.method_names import GRID_SELECTORS, REPRESENTATIONS, method_name, with_representation
 from instruct_select.select.registry import REGISTRY, get_selector, grid_selectors
 from instruct_select.select.round_robin import round_robin_fast, round_robin_naive, turn_order
 from instruct_select.select.selection import run_selector
@@ -42,7 +42,8 @@ RECORDED = {
 @pytest.mark.parametrize("method", sorted(RECORDED))
 def test_named_methods_keep_their_selections(method):
     pool = _pool(60)
-    assert run_selector(method, pool, "9", seed=5, artifacts=_artifacts(pool, seed=11)).ids == RECORDED[method]
+    assert run_selector(method, SelectionContext(pool, seed=5, artifacts=_artifacts(pool, seed=11)),
+                        "9").ids == RECORDED[method]
 
 
 @pytest.mark.parametrize("selector,representation", [("less", "less"), ("bids", "less"), ("rds+", "rds+")])
@@ -52,8 +53,9 @@ def test_paper_pairs_on_the_grid_are_the_papers_methods(selector, representation
     pool = _pool(60)
     art = _artifacts(pool, seed=11)
     assert get_selector(f"{selector}:{representation}") is REGISTRY[selector]
-    named = run_selector(selector, pool, "20", artifacts=art)
-    assert run_selector(selector, pool, "20", artifacts=art, representation=representation).ids == named.ids
+    named = run_selector(selector, SelectionContext(pool, artifacts=art), "20")
+    assert run_selector(with_representation(selector, representation), SelectionContext(pool, artifacts=art),
+                        "20").ids == named.ids
     selection = SelectionContext(pool=pool, artifacts=art)
     grid = GridSelector(selector, representation).rank(selection, 20)
     assert grid.ids == named.ids and grid.scores == named.scores
@@ -65,12 +67,12 @@ def test_grid_pairs_report_their_axes_and_rank_by_prefix(method):
     diagnostics name the pair, every pick has a finite score, and a larger budget extends the ranking."""
     pool = _pool()
     artifacts = _artifacts(pool)
-    first = run_selector(method, pool, "7", seed=3, artifacts=artifacts)
+    first = run_selector(method, SelectionContext(pool, seed=3, artifacts=artifacts), "7")
     selector, representation = method.split(":")
     assert first.diagnostics["selector"] == selector and first.diagnostics["representation"] == representation
     json.dumps(first.diagnostics)  # diagnostics.json can hold them
     assert first.scores is not None and len(first.scores) == 7 and all(np.isfinite(first.scores))
-    assert run_selector(method, pool, "12", seed=3, artifacts=artifacts).ids[:7] == first.ids
+    assert run_selector(method, SelectionContext(pool, seed=3, artifacts=artifacts), "12").ids[:7] == first.ids
 
 
 def test_grid_names_and_refusals():
@@ -95,7 +97,7 @@ def test_config_takes_the_representation_and_refuses_embed_without_an_encoder():
         RunConfig(model="m", pool="p", methods=["bids"], representation="embed")
     pool = _pool()
     with pytest.raises(ConfigError, match="embed_encoder set to a local encoder folder"):
-        run_selector("bids:embed", pool, 5, artifacts={})
+        run_selector("bids:embed", SelectionContext(pool, artifacts={}), 5)
 
 
 def _rank(selector, scores, tasks, limit, options=None):
@@ -204,7 +206,8 @@ def test_the_embed_representation_is_cosine_of_the_encoder_vectors():
     np.testing.assert_allclose(sim.scores, [[1, 0], [0, 1], [r, r]], atol=1e-6)
     assert sim.columns == [{"id": "v0", "task": "a", "subtask": None}, {"id": "v1", "task": "b", "subtask": None}]
     # round-robin: v0 takes e0, v1 takes e1, v0 takes e2
-    assert run_selector("round-robin:embed", pool, 3, artifacts={"encoder_embeddings": reps}).ids == ["e0", "e1", "e2"]
+    assert run_selector("round-robin:embed", SelectionContext(pool, artifacts={"encoder_embeddings": reps}),
+                        3).ids == ["e0", "e1", "e2"]
 
 
 def test_encoder_embeddings_are_each_example_mean_pooled_alone(tiny_model_dir, tmp_path):
@@ -316,7 +319,7 @@ def test_select_command_takes_the_representation(tmp_path, capsys):
     base = ["select", "--pool", str(tmp_path / "pool.jsonl"), "--budget", "5"]
     assert cli.main([*base, "--method", "uot", "--representation", "less", "--scores", str(scores),
                      "--out", str(tmp_path / "uot")]) == 0
-    expected = run_selector("uot:less", pool, 5, artifacts={"attribution": matrix}).ids
+    expected = run_selector("uot:less", SelectionContext(pool, artifacts={"attribution": matrix}), 5).ids
     rows = (tmp_path / "uot" / "selection.tsv").read_text().splitlines()[1:]
     assert [r.split("\t")[1] for r in rows] == expected
     assert cli.main([*base, "--method", "bids", "--representation", "rds+", "--out", str(tmp_path / "b")]) != 0
@@ -369,7 +372,7 @@ def test_knn_uniform_by_hand():
 def test_an_explicit_representation_for_a_method_without_one_is_refused():
     pool = _pool()
     with pytest.raises(ConfigError, match="'random' takes no representation"):
-        run_selector("random", pool, 5, representation="rds+")
+        run_selector(with_representation("random", "rds+"), pool, 5)
     # in a config, representation applies to the grid selectors and leaves the others as they are
     assert RunConfig(model="m", pool="p", methods=["random"], representation="rds+").methods == ["random"]
 
@@ -382,5 +385,5 @@ def test_grid_selectors_over_less_leave_out_the_rows_the_matrix_excludes(selecto
     matrix = _artifacts(pool)["attribution"]
     best = matrix.rows[int(np.argmax(matrix.scores.max(axis=1)))]  # every rule would take it early
     art = {"attribution": AttributionMatrix(matrix.scores, matrix.rows, matrix.columns, [best])}
-    ids = run_selector(f"{selector}:less", pool, "29", artifacts=art).ids
+    ids = run_selector(f"{selector}:less", SelectionContext(pool, artifacts=art), "29").ids
     assert best not in ids and len(ids) == 29

@@ -8,6 +8,7 @@ from instruct_select.data.example import Example
 from instruct_select.errors import ArtifactMismatchError, ConfigError
 from instruct_select.influence.attribution import AttributionMatrix
 from instruct_select.select.registry import available_selectors, grid_selectors
+from instruct_select.select.base import SelectionContext
 from instruct_select.select.selection import run_selector
 
 TASKS = ["code", "math", "logic"]
@@ -57,8 +58,8 @@ def test_selector_conformance(method):
     the same selection whatever the pool's order, the selection's diagnostics."""
     pool = _pool()
     artifacts = _artifacts(pool)
-    first = run_selector(method, pool, "7", seed=3, artifacts=artifacts)
-    again = run_selector(method, list(reversed(pool)), "7", seed=3, artifacts=artifacts)
+    first = run_selector(method, SelectionContext(pool, seed=3, artifacts=artifacts), "7")
+    again = run_selector(method, SelectionContext(list(reversed(pool)), seed=3, artifacts=artifacts), "7")
     pool_ids = {e.id for e in pool}
     expected = len(pool) if method == "full" else 7
     assert len(first.ids) == expected and len(set(first.ids)) == expected
@@ -66,12 +67,14 @@ def test_selector_conformance(method):
     assert first.ids == again.ids  # deterministic, whatever the pool order
     assert (first.method, first.budget, first.seed) == (method, "7", 3)
     assert sum(first.diagnostics["composition"].values()) == expected
-    assert len(run_selector(method, pool, "20%", seed=3, artifacts=artifacts).ids) == (len(pool) if method == "full" else 10)
+    assert len(run_selector(method, SelectionContext(pool, seed=3, artifacts=artifacts),
+                            "20%").ids) == (len(pool) if method == "full" else 10)
 
 
 def test_random_depends_on_seed():
     pool = _pool()
-    assert run_selector("random", pool, 10, seed=1).ids != run_selector("random", pool, 10, seed=2).ids
+    assert run_selector("random", SelectionContext(pool, seed=1), 10).ids != \
+        run_selector("random", SelectionContext(pool, seed=2), 10).ids
 
 
 def test_influence_rules_against_plain_numpy():
@@ -80,17 +83,18 @@ def test_influence_rules_against_plain_numpy():
     a = art["attribution"].scores
     ids = [e.id for e in pool]
     top = lambda s: [ids[i] for i in np.argsort(-s, kind="stable")[:5]]
-    assert run_selector("instance-max", pool, 5, artifacts=art).ids == top(a.max(1))
-    assert run_selector("sum", pool, 5, artifacts=art).ids == top(a.sum(1))
+    assert run_selector("instance-max", SelectionContext(pool, artifacts=art), 5).ids == top(a.max(1))
+    assert run_selector("sum", SelectionContext(pool, artifacts=art), 5).ids == top(a.sum(1))
     z = (a - a.mean(0)) / a.std(0)
-    assert run_selector("normalized", pool, 5, artifacts=art).ids == top(z.max(1))
+    assert run_selector("normalized", SelectionContext(pool, artifacts=art), 5).ids == top(z.max(1))
     cols = art["attribution"].columns
     subtasks = sorted({(c["task"], c["subtask"]) for c in cols})
     per = np.stack([a[:, [j for j, c in enumerate(cols) if (c["task"], c["subtask"]) == s]].mean(1) for s in subtasks], 1)
-    assert run_selector("less", pool, 5, artifacts=art, options={"less_groups": "subtask"}).ids == top(per.max(1))
+    assert run_selector("less", SelectionContext(pool, artifacts=art, options={"less_groups": "subtask"}),
+                        5).ids == top(per.max(1))
     tasks = sorted({c["task"] for c in cols})
     per_task = np.stack([per[:, [k for k, s in enumerate(subtasks) if s[0] == t]].mean(1) for t in tasks], 1)
-    assert run_selector("less", pool, 5, artifacts=art).ids == top(per_task.max(1))
+    assert run_selector("less", SelectionContext(pool, artifacts=art), 5).ids == top(per_task.max(1))
 
 
 def test_less_task_max_is_not_won_by_a_small_noisy_group():
@@ -108,16 +112,17 @@ def test_less_task_max_is_not_won_by_a_small_noisy_group():
                        [0.0, 0.0, 0.5, 0.5, 0.5, 0.5],    # task b: 0.5
                        [0.1, 0.1, 0.1, 0.1, 0.1, 0.1]], np.float32)
     art = {"attribution": AttributionMatrix(scores, [e.id for e in pool], columns, [])}
-    assert run_selector("less", pool, 1, artifacts=art).ids == ["p1"]
-    assert run_selector("less", pool, 1, artifacts=art, options={"less_groups": "subtask"}).ids == ["p0"]
+    assert run_selector("less", SelectionContext(pool, artifacts=art), 1).ids == ["p1"]
+    assert run_selector("less", SelectionContext(pool, artifacts=art, options={"less_groups": "subtask"}),
+                        1).ids == ["p0"]
     with pytest.raises(ConfigError, match="less_groups"):
-        run_selector("less", pool, 1, artifacts=art, options={"less_groups": "cluster"})
+        run_selector("less", SelectionContext(pool, artifacts=art, options={"less_groups": "cluster"}), 1)
 
 
 def test_task_balanced_round_robin():
     pool = _pool(30)
     art = _artifacts(pool)
-    sel = run_selector("task-balanced", pool, 7, artifacts=art)
+    sel = run_selector("task-balanced", SelectionContext(pool, artifacts=art), 7)
     assert sel.diagnostics["picked_for_task"] == {"code": 3, "logic": 2, "math": 2}
 
 
@@ -125,7 +130,7 @@ def test_score_matrix_from_another_pool_is_refused():
     pool = _pool()
     art = _artifacts(_pool(40))
     with pytest.raises(ArtifactMismatchError, match="another pool"):
-        run_selector("bids", pool, 5, artifacts=art)
+        run_selector("bids", SelectionContext(pool, artifacts=art), 5)
 
 
 def test_bids_refuses_unequal_validation_sizes():
@@ -133,8 +138,9 @@ def test_bids_refuses_unequal_validation_sizes():
     art = _artifacts(pool)
     art["attribution"].columns[0]["task"] = "logic"  # code 2, logic 4, math 3
     with pytest.raises(Exception, match="equal number of validation examples per task"):
-        run_selector("bids", pool, 5, artifacts=art)
-    assert len(run_selector("bids", pool, 5, artifacts=art, options={"allow_unequal_validation": True}).ids) == 5
+        run_selector("bids", SelectionContext(pool, artifacts=art), 5)
+    assert len(run_selector("bids", SelectionContext(pool, artifacts=art, options={"allow_unequal_validation": True}),
+                            5).ids) == 5
 
 
 def test_aid_and_thi_diagnostics_by_hand():
@@ -142,7 +148,7 @@ def test_aid_and_thi_diagnostics_by_hand():
     columns = [{"id": "v0", "task": "code"}, {"id": "v1", "task": "code"}, {"id": "v2", "task": "math"}]
     scores = np.array([[1, 1, 0], [0, 0, 5], [2, 0, 1], [0, 0, 0], [0, 0, 0], [0, 0, 0]], dtype=np.float32)
     art = {"attribution": AttributionMatrix(scores, [e.id for e in pool], columns, [])}
-    sel = run_selector("instance-max", pool, 3, artifacts=art)
+    sel = run_selector("instance-max", SelectionContext(pool, artifacts=art), 3)
     assert sel.ids == ["p001", "p002", "p000"]
     raw = sel.diagnostics["influence"]["raw"]
     assert raw["aid"] == pytest.approx({"code": (0 + 0 + 2 + 0 + 1 + 1) / 6, "math": (5 + 1 + 0) / 3})

@@ -21,6 +21,7 @@ from ..errors import ConfigError, InputError
 from ..evaluate.capabilities import evaluate_capabilities, prepare_items
 from ..layout import TrainFolders
 from ..models.loading import load_base_model, load_tokenizer, load_trained
+from ..select.base import SelectionContext
 from ..select.registry import get_selector
 from ..select.selection import read_selected_ids, run_selector, write_selection
 from ..train.loop import save_trained, train_model
@@ -72,8 +73,9 @@ def select_stage(context: RunContext, method: str, budget: str, out_dir: str | P
 
     def build(folder: Path) -> dict:
         lengths = _token_lengths(loaded, tokens) if parsed.kind == "tokens" else None
-        selection = run_selector(method, loaded.examples, parsed, seed=seed, options=options, token_length=lengths,
-                                 artifacts={name: a.value for name, a in artifacts.items()})
+        read = SelectionContext(loaded.examples, seed=seed, artifacts={name: a.value for name, a in artifacts.items()},
+                                options=options or {})
+        selection = run_selector(method, read, parsed, token_length=lengths)
         logger.info("[select] %s @ %s: %d of %d examples", method, parsed, len(selection), len(loaded.examples))
         if not is_main():  # every process selects the same; one writes
             return {}

@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..artifacts import atomic_write_json, atomic_write_text
 from ..budget import Budget
+from ..data.example import Example
 from ..data.writing import write_records
 from ..errors import ConfigError
 from ..influence.diagnostics import influence_diagnostics
-from ..method_names import with_representation
 from .base import SelectionContext
 from .registry import get_selector
 
@@ -25,6 +25,7 @@ from .registry import get_selector
 class Selection:
     """A selection: the ``method``, ``budget`` (as given) and ``seed`` that made it, the selected
     ``ids`` in rank order, their ``scores`` (None for an unscored method) and the ``diagnostics``."""
+
     method: str
     budget: str
     seed: int
@@ -36,35 +37,27 @@ class Selection:
         return len(self.ids)
 
 
-def run_selector(
-    method: str,
-    pool,
-    budget: Budget | str,
-    *,
-    seed: int = 0,
-    artifacts: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
-    token_length: dict[str, int] | None = None,
-    representation: str | None = None,
-) -> Selection:
-    """Rank ``pool`` with ``method`` and keep what ``budget`` allows.
+def run_selector(method: str, selection: SelectionContext | Sequence[Example], budget: Budget | str, *,
+                 token_length: dict[str, int] | None = None) -> Selection:
+    """Rank a pool with ``method`` and keep what ``budget`` allows.
 
-    ``method``: a selector name (``registry.get_selector``); ``pool``: the Examples to choose from;
-    ``budget``: a ``Budget`` or its text ("N" examples, "P%" of the pool, "Nt" tokens); ``seed``:
-    for any random choice; ``artifacts``: each need's value (``Selector.needs``); ``options``: the
-    selection options; ``token_length``: each example's rendered token count by id (required for a
-    token budget); ``representation`` (less, rds+, embed) scores a grid selector's method with it:
-    ``"bids"`` with ``representation="rds+"`` is ``"bids:rds+"`` (``method_names``). Returns the
-    Selection: the kept ids in rank order, their scores, the composition and the method's
-    diagnostics. A method that ignores the budget (``full``) keeps its whole ranking."""
+    ``method``: a selector name (``registry.get_selector``; a grid pair as ``bids:rds+``, see
+    ``method_names.with_representation``); ``selection``: what the selector reads (the pool, the
+    seed, each need's value and the selection options), or the pool's Examples alone (seed 0, no
+    artifacts, no options); ``budget``: a ``Budget`` or its text ("N" examples, "P%" of the pool,
+    "Nt" tokens); ``token_length``: each example's rendered token count by id (required for a
+    token budget). Returns the Selection: the kept ids in rank order, their scores, the
+    composition and the method's diagnostics. A method that ignores the budget (``full``) keeps
+    its whole ranking."""
     budget = budget if isinstance(budget, Budget) else Budget.parse(budget)
-    method = with_representation(method, representation)
     selector = get_selector(method)
+    if not isinstance(selection, SelectionContext):
+        selection = SelectionContext(pool=list(selection or []))
+    pool = selection.pool
     if not pool:
         raise ConfigError("the pool is empty: nothing to select from")
     if budget.kind == "tokens" and token_length is None:
         raise ConfigError("a token budget needs token counts: run selection through the pipeline or pass token_length")
-    selection = SelectionContext(pool=pool, seed=seed, artifacts=artifacts or {}, options=options or {})
     if selector.ignores_budget:
         limit = len(pool)
     else:
@@ -81,7 +74,7 @@ def run_selector(
                    **ranking.diagnostics}
     if "attribution" in selection.artifacts:
         diagnostics["influence"] = influence_diagnostics(selection.artifacts["attribution"], ids)
-    return Selection(method, str(budget), seed, ids, scores, diagnostics)
+    return Selection(method, str(budget), selection.seed, ids, scores, diagnostics)
 
 
 def write_selection(selection: Selection, loaded, out_dir: str | Path) -> dict:
