@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from .errors import ConfigError
+from .method_names import method_name, uses_representation
 
 T = TypeVar("T")
 
@@ -294,8 +295,6 @@ class RunConfig:
         check_setting(self.dtype in MODEL_DTYPES, f"dtype {self.dtype!r} is not one of {', '.join(MODEL_DTYPES)}")
         check_setting(bool(str(self.run_dir).strip()), "run_dir is empty; give the folder every stage writes into")
         _check_selection_options(self.selection_options)
-        from .method_names import method_name, uses_representation
-
         self.methods = [method_name(m, self.representation or None) for m in self.methods]
         embed = [m for m in self.methods if uses_representation(m, "embed")]
         check_setting(not embed or bool(self.embed_encoder),

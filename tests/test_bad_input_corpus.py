@@ -16,6 +16,7 @@ import pytest
 from instruct_select.data.example import Example
 from instruct_select.errors import InstructSelectError
 from instruct_select.influence.attribution import AttributionMatrix
+from instruct_select.select.base import SelectionContext
 from instruct_select.select.selection import run_selector
 
 OK = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
@@ -103,12 +104,21 @@ def _cli(*args, cwd):
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
+def _error_lines(stderr: str) -> str:
+    """stderr without the stage lines that come before an error (``[stage] FOLDER ...``, ``... failed after``)."""
+    lines = stderr.splitlines(keepends=True)
+    while lines and lines[0].startswith("["):
+        lines.pop(0)
+    return "".join(lines)
+
+
 def _assert_clear_error(result, fragments):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: ")
+    error = _error_lines(result.stderr)
+    assert error.startswith("error: "), result.stderr
     for fragment in fragments:
-        assert fragment in result.stderr, (fragment, result.stderr)
+        assert fragment in error, (fragment, result.stderr)
 
 
 @pytest.mark.parametrize("name,filename,content,args,fragments", FILE_CASES, ids=[c[0] for c in FILE_CASES])
@@ -170,11 +180,13 @@ def test_zero_variance_columns_are_reported_and_dropped():
     scores = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
     scores[:, 1] = 0.5
     columns = [{"id": f"v{j}", "task": "code" if j < 2 else "math"} for j in range(4)]
-    sel = run_selector("bids", pool, 3, artifacts={"attribution": AttributionMatrix(scores, [e.id for e in pool], columns, [])})
+    sel = run_selector("bids", SelectionContext(pool, artifacts={"attribution": AttributionMatrix(
+        scores, [e.id for e in pool], columns, [])}), 3)
     assert sel.diagnostics["dropped_zero_variance_columns"] == ["v1"] and len(sel.ids) == 3
     scores[:] = 1.0
     with pytest.raises(InstructSelectError, match="zero variance"):
-        run_selector("bids", pool, 3, artifacts={"attribution": AttributionMatrix(scores, [e.id for e in pool], columns, [])})
+        run_selector("bids", SelectionContext(pool, artifacts={"attribution": AttributionMatrix(
+            scores, [e.id for e in pool], columns, [])}), 3)
 
 
 def test_unequal_validation_sizes_for_bids():
@@ -182,7 +194,8 @@ def test_unequal_validation_sizes_for_bids():
     columns = [{"id": "v0", "task": "code"}, {"id": "v1", "task": "math"}, {"id": "v2", "task": "math"}]
     scores = np.random.default_rng(1).normal(size=(8, 3)).astype(np.float32)
     with pytest.raises(InstructSelectError, match="equal number of validation examples"):
-        run_selector("bids", pool, 3, artifacts={"attribution": AttributionMatrix(scores, [e.id for e in pool], columns, [])})
+        run_selector("bids", SelectionContext(pool, artifacts={"attribution": AttributionMatrix(
+            scores, [e.id for e in pool], columns, [])}), 3)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -492,7 +505,7 @@ def test_mistake_is_one_line_before_any_work(work, tmp_path, monkeypatch, name, 
     expected = (message.replace("W/", f"{work}/").replace("W ", f"{work} ").replace("{torch}", torch.__version__)
                 .replace("{options}", ", ".join(SELECTION_OPTIONS))
                 .replace("{unknown checker 'fuzzy'}", unknown_checker))
-    assert (result.returncode, result.stderr) == (2, f"error: {expected}\n")
+    assert (result.returncode, _error_lines(result.stderr)) == (2, f"error: {expected}\n")
     assert _files(work, out) | _files(tmp_path, out) == before  # nothing outside OUT changed or appeared
     if name in LOADED_TO_TELL:
         assert not (out / "manifest.json").exists()  # no stage ran to its end
@@ -586,8 +599,9 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_selection(work, tmp_path, mo
     monkeypatch.setattr(writing, "_write_jsonl", full)
     before = _files(work, out)
     result = _cli("select", "--pool", str(work / "small.jsonl"), "--budget", "3", "--out", str(out), cwd=tmp_path)
-    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
-    assert result.stderr.startswith(f"error: {out}/.selected.jsonl.") and result.stderr.endswith(
+    error = _error_lines(result.stderr)
+    assert result.returncode == 2 and len(error.splitlines()) == 1, result.stderr
+    assert error.startswith(f"error: {out}/.selected.jsonl.") and error.endswith(
         ": no space left on the device; free some space (or give an output folder on another disk) and rerun the "
         "same command: finished stages are kept and nothing was left half-written\n")
     assert _files(work, out) == before
@@ -630,8 +644,8 @@ def test_training_that_diverges_stops_naming_the_step_and_writes_no_model(work, 
     result = _cli("train", "--model", str(work / "model"), "--data", str(work / "small.jsonl"), "--out", str(out),
                   "--device", "cpu", "learning_rate=1e9", "epochs=2", "batching=token_budget", "max_batch_size=4",
                   "max_length=64", "lora.r=2", "lora.alpha=4", cwd=tmp_path)
-    warning, error = result.stderr.splitlines()
-    assert result.returncode == 2
+    warning, *stage_lines, error = result.stderr.splitlines()
+    assert result.returncode == 2 and all(line.startswith("[") for line in stage_lines), result.stderr
     assert warning == ("warning: learning_rate 1e+09 is far outside the usual range [1e-07, 0.1] (LESS, BIDS: 2e-5); "
                        "training will likely diverge or not move")
     assert re.fullmatch(r"error: training diverged at step \d+ \(epoch \d\): (the loss is nan|the loss is inf|a weight "

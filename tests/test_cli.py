@@ -30,7 +30,8 @@ def test_user_error_is_one_line_without_traceback(tmp_path):
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{not json\n')
     out = _run("select", "--pool", str(bad), "--method", "random", "--budget", "1", "--out", str(tmp_path / "s"))
     assert out.returncode == 2
-    assert "Traceback" not in out.stderr and out.stderr.startswith("error: ")
+    error = "".join(line for line in out.stderr.splitlines(keepends=True) if not line.startswith("["))  # stage lines
+    assert "Traceback" not in out.stderr and error.startswith("error: ") and len(error.splitlines()) == 1
     assert "pool.jsonl" in out.stderr and ":1" in out.stderr or ":2" in out.stderr
 
 

@@ -182,7 +182,7 @@ def test_missing_id_and_task_fields_named_by_the_caller(tmp_path):
     path = lines(tmp_path, dict(GOOD, uid="x", kind="k"), GOOD)
     assert error(path, id_field="uid") == (f"{path}:2: missing id field 'uid' (named by --id-field); the "
                                            f"record has {sorted(GOOD)}.")
-    assert error(path, task_field="kind").startswith(f"{path}:2: missing task field 'kind'")
+    assert error(path, source=SourceOptions(task_field="kind")).startswith(f"{path}:2: missing task field 'kind'")
     wrong = lines(tmp_path, dict(GOOD, id=[1]), name="w.jsonl")
     assert error(wrong).startswith(f"{wrong}:1: field 'id' is list [1], expected a string")
 

@@ -89,7 +89,7 @@ def test_every_bbh_file_loads_with_its_count_and_its_stem_as_task():
     counts = {}
     for path in files:
         expected = json.loads(path.read_text(encoding="utf-8"))["examples"]
-        loaded = load_examples(path, task=path.stem)
+        loaded = load_examples(path, source=SourceOptions(task=path.stem))
         assert (loaded.format, loaded.container) == ("input_target", "json")
         assert len(loaded.examples) == len(expected)
         assert {e.task for e in loaded.examples} == {path.stem}
@@ -113,7 +113,7 @@ def test_bbh_folder_takes_file_stems_as_tasks_and_counts_real_duplicates():
     for e in repeats:
         assert loaded.by_id()[e.id[:-2]].messages == e.messages
     assert "exact duplicates (kept, ids suffixed -2, -3, ...): 2" in loaded.summary()
-    single = load_examples(REAL / "bbh" / "snarks.json", task="snarks")
+    single = load_examples(REAL / "bbh" / "snarks.json", source=SourceOptions(task="snarks"))
     assert [e.id for e in single.examples] == [e.id for e in loaded.examples if e.task == "snarks"]
 
 
@@ -178,7 +178,7 @@ def test_write_records_gives_back_the_same_records(tmp_path, kind):
 
 @needs_real
 def test_write_records_keeps_the_json_objects_other_keys(tmp_path):
-    loaded = load_examples(REAL / "bbh" / "navigate.json", task="navigate")
+    loaded = load_examples(REAL / "bbh" / "navigate.json", source=SourceOptions(task="navigate"))
     chosen = [loaded.examples[5].id, loaded.examples[1].id]
     out = write_records(loaded, chosen, tmp_path / "navigate.json")
     written = json.loads(out.read_text(encoding="utf-8"))
@@ -198,7 +198,7 @@ def test_folder_of_files_reads_sorted_and_writes_back_per_file(tmp_path):
     assert [e.messages for e in loaded.examples] == EXPECTED["alpaca"]
     out = write_records(loaded, [loaded.examples[1].id], tmp_path / "out")
     assert sorted(p.name for p in out.iterdir()) == ["b_task.jsonl"]
-    assert load_examples(folder, task="given").examples[0].task == "given"
+    assert load_examples(folder, source=SourceOptions(task="given")).examples[0].task == "given"
 
 
 def test_ids_tasks_and_subtasks_from_fields(tmp_path):
@@ -206,11 +206,11 @@ def test_ids_tasks_and_subtasks_from_fields(tmp_path):
                {"uid": 8, "category": "qa", "question": "Sky?", "answer": "Blue"},
                {"uid": 9, "question": "Up?", "answer": "Down", "kind": "k"}]
     path = save(records, "jsonl", tmp_path / "d.jsonl")
-    loaded = load_examples(path, id_field="uid", task="fallback")
+    loaded = load_examples(path, id_field="uid", source=SourceOptions(task="fallback"))
     assert [(e.id, e.task, e.subtask) for e in loaded.examples] == [
         ("7", "math", "add"), ("8", "qa", None), ("9", "fallback", None)]
     assert loaded.examples[0].record == records[0]
-    assert [e.task for e in load_examples(path, id_field="uid", task_field="uid").examples] == \
+    assert [e.task for e in load_examples(path, id_field="uid", source=SourceOptions(task_field="uid")).examples] == \
         ["7", "8", "9"]
 
 

@@ -16,7 +16,7 @@ from instruct_select.cli import main
 from instruct_select.influence.attribution import AttributionMatrix
 from instruct_select.artifacts import Artifact
 from instruct_select.run.context import RunContext
-from instruct_select.run.stages import select_stage
+from instruct_select.run.stages import MethodInputs, select_stage
 from instruct_select.report.collect import budget_key, collect_run, results_from_json
 from instruct_select.report.html import write_report
 
@@ -105,7 +105,7 @@ def full_run(tmp_path_factory):
         for method in ("random", "less", "bids"):
             artifacts = {"attribution": Artifact(matrix, "m")} if method != "random" else {}
             select_stage(context, method, "10%", root / f"{method}-10pct-seed{seed}" / "select", seed=seed,
-                         artifacts=artifacts)
+                         given=MethodInputs(artifacts=artifacts))
     select_stage(context, "full", "10%", root / "full-seed0" / "select")
     _losses(root / "influence" / "learning_percentage" / "losses", ids, rng)
     _lp_selection(root / "lp-hard-10pct-seed0" / "select", ids[:6])

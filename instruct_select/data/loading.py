@@ -85,31 +85,34 @@ class LoadedData:
 
 @dataclass(frozen=True)
 class SourceOptions:
-    """Settings of particular sources: the split of a saved DatasetDict, and how many positive
-    examples a Super-NaturalInstructions task shows before each input."""
+    """Settings of particular sources: the split of a saved DatasetDict, how many positive
+    examples a Super-NaturalInstructions task shows before each input, and where a record's task
+    comes from (``task``: the task of records that carry none; ``task_field``: the record field
+    holding it)."""
 
     split: str = "train"
     n_demos: int = 0
+    task: str | None = None
+    task_field: str | None = None
 
 
-def load_examples(path: str | Path, *, format: str = "auto", task: str | None = None,
-                  task_field: str | None = None, id_field: str | None = None, skip_invalid: bool = False,
-                  columns: str | Mapping[str, str] | None = None,
+def load_examples(path: str | Path, *, format: str = "auto", id_field: str | None = None,
+                  skip_invalid: bool = False, columns: str | Mapping[str, str] | None = None,
                   source: SourceOptions = SourceOptions()) -> LoadedData:
-    """Load instruction examples from a file or folder.
+    """Load instruction examples from a file or folder (``path``); returns them with what was
+    skipped, the duplicates, and where each came from (``LoadedData``).
 
     format:       "auto" (each file detected on its own) or one of FORMATS (every file).
-    task:         the task for records that carry none (e.g. a BBH file's name). In a folder, a
-                  file's stem is the fallback after this; a Super-NaturalInstructions file's task
-                  is always its stem.
-    task_field:   the record field holding the task; default the first of task, domain, category.
     id_field:     the record field holding the id; default "id" when present, else a content hash.
     skip_invalid: skip invalid records and list them in ``skipped`` instead of raising.
-    source:       the split to take from a saved DatasetDict (``source.split``); for
-                  Super-NaturalInstructions, the positive examples shown before each input
-                  (``source.n_demos``).
     columns:      a column mapping (``columns.py``), "prompt=q,response=a" or a dict, for records
                   in no known format; every file is read through it (format "columns").
+    source:       the split to take from a saved DatasetDict (``source.split``); for
+                  Super-NaturalInstructions, the positive examples shown before each input
+                  (``source.n_demos``); ``source.task``, the task for records that carry none (e.g.
+                  a BBH file's name: in a folder, a file's stem is the fallback after this; a
+                  Super-NaturalInstructions file's task is always its stem); ``source.task_field``,
+                  the record field holding the task (default the first of task, domain, category).
     """
     if format != "auto":
         _check(check_format_name, format)
@@ -117,7 +120,7 @@ def load_examples(path: str | Path, *, format: str = "auto", task: str | None = 
     if mapping and format != "auto":
         raise InputError(f"--format {format} and --columns both say how to read the records; give "
                          "one of them.")
-    split, n_demos = source.split, source.n_demos
+    split, n_demos, task, task_field = source.split, source.n_demos, source.task, source.task_field
     if n_demos < 0:
         raise InputError(f"n_demos={n_demos}: it must be 0 or more.")
     container, files = read_path(path, split)

@@ -14,6 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from instruct_select.data.example import Example
 from instruct_select.data.loading import LoadedData
 from instruct_select.data.readers import RawFile
@@ -116,9 +119,6 @@ def _write_json(raw: RawFile, rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def _write_parquet(raw: RawFile, rows: list[dict[str, Any]], path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     schema = raw.schema
     for name in (rows[0].keys() - set(schema.names)) if rows else ():
         # Extra columns take the type Arrow infers for them; the input's columns keep theirs.
@@ -127,7 +127,7 @@ def _write_parquet(raw: RawFile, rows: list[dict[str, Any]], path: Path) -> None
 
 
 def _write_hf(raw: RawFile, rows: list[dict[str, Any]], path: Path) -> None:
-    import datasets
+    import datasets  # here, not at the top: ~0.6 s to import, and only this container needs it
 
     base = [name for name in raw.schema]
     table = datasets.Dataset.from_list([{k: r[k] for k in base} for r in rows],

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from ..data.example import Example
+from ..data.loading import load_test_sets
 from ..errors import ConfigError, InputError
 
 
@@ -80,8 +81,6 @@ def reference_examples(path: str | Path, tasks: list[str] | tuple[str, ...] = ()
     """The reference set: the chosen tasks of ``path`` (one file per task, or a task field), at most
     ``size`` examples in an even share per task (the first tasks in sorted order take the
     remainder), drawn with ``seed``."""
-    from ..data.loading import load_test_sets
-
     sets = load_test_sets(path)
     if tasks:
         unknown = sorted(set(tasks) - set(sets))

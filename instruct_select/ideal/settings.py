@@ -12,9 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import (EvalSettings, TrainSettings, check_setting, help_field, apply_overrides, check_paths_exist, from_dict,
-                      load_yaml)
-from ..config import MODEL_DTYPES
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from ..config import (MODEL_DTYPES, EvalSettings, TrainSettings, apply_overrides, check_paths_exist, check_setting,
+                      from_dict, help_field, load_yaml)
+from ..data.loading import load_test_sets
+from ..evaluate.capabilities import prepare_items
+from ..models.loading import check_model_source, resolve_device
+from .kfac import select_layers
 
 FISHERS = ("sampled", "empirical")
 PATH_KEYS = ("model", "pool", "reference", "tests", "run_dir")
@@ -133,16 +139,11 @@ def check_ideal_inputs(paths: IdealPaths, settings: IdealSettings) -> None:
     """What an IDEAL run can check before any work, without loading a model: the data paths exist
     (a recipe's placeholders are refused), the model folder looks like one, the device exists, the
     layers match linear layers of the model (on its weightless skeleton), the tests' checkers exist."""
-    from ..models.loading import check_model_source, resolve_device
-
     check_paths_exist({"pool": paths.pool, "reference": paths.reference, "tests": paths.tests})
     check_model_source(paths.model)
     resolve_device(settings.device)
     check_layers(paths.model, settings.layers)
     if paths.tests:
-        from ..data.loading import load_test_sets
-        from ..evaluate.capabilities import prepare_items
-
         prepare_items(load_test_sets(paths.tests), settings.eval.default_checker)  # every record can be scored
 
 
@@ -152,11 +153,6 @@ def check_layers(model: str, layers: list[str]) -> None:
     folder = Path(model).expanduser()
     if not (folder / "config.json").is_file():
         return  # a hub id or an adapter folder: checked when the model loads
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from .kfac import select_layers
-
     config = AutoConfig.from_pretrained(str(folder))
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)

@@ -33,6 +33,8 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
+from ..artifacts import atomic_write_text
+from ..data.writing import write_records
 from ..errors import ConfigError
 
 REPEAT_MARK = "#r"
@@ -110,9 +112,6 @@ def mixture_data(loaded, entries: list[tuple[str, str, str]]):
 
 def write_mixture(loaded, entries: list[tuple[str, str, str]], folder: str | Path) -> Path:
     """Write the mixture in the input's own format (``mixture.<ext>``) and ``mixture.tsv``."""
-    from ..artifacts import atomic_write_text
-    from ..data.writing import write_records
-
     folder = Path(folder)
     suffix = {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet"}.get(loaded.container, "")
     path = write_records(mixture_data(loaded, entries), [e[0] for e in entries], folder / f"mixture{suffix}")

@@ -5,6 +5,9 @@ Plain functions, so a variant is a call with different arguments rather than a c
 from __future__ import annotations
 
 from ..config import EvalSettings, FeatureSettings, InfluenceSettings, LoraSettings, TrainSettings
+from .build import LabSettings
+from .pool import LabDataConfig
+from .pretrain import LabModelSpec
 
 
 def lab_train_settings(seed: int = 0, **overrides) -> TrainSettings:
@@ -46,10 +49,6 @@ def lab_influence_settings(seed: int = 0) -> InfluenceSettings:
 
 def tiny_lab_settings(seed: int = 0):
     """A lab that builds in seconds (one tiny model size): for tests and smoke runs, not for results."""
-    from .build import LabSettings
-    from .pool import LabDataConfig
-    from .pretrain import LabModelSpec
-
     return LabSettings(
         seed=seed,
         vocab_size=400,

@@ -19,7 +19,12 @@ import numpy as np
 
 from ..artifacts import finished_manifest, read_json
 from ..errors import InputError
+from ..features.trajectories import LossTrajectories
+from ..influence.attribution import AttributionMatrix
+from ..influence.diagnostics import column_statistics, influence_diagnostics
 from ..layout import RunLayout
+from ..select.learning_percentage import LEARNED, learning_percentages
+from ..select.selection import read_selected_ids
 
 
 @dataclass
@@ -41,8 +46,6 @@ class SelectionInfo:
         return self.method if self.method == "full" else f"{self.method} @ {self.budget}"
 
     def ids(self) -> list[str]:
-        from ..select.selection import read_selected_ids
-
         return read_selected_ids(self.path)
 
 
@@ -165,9 +168,6 @@ def influence_distributions(folder: Path, block_rows: int = 65536) -> tuple[dict
     the scorable rows: excluded rows (no response token, hence no feature) are left out of the
     statistics and of the distributions. Streams row blocks, so a memory-mapped matrix of any size works.
     """
-    from ..influence.attribution import AttributionMatrix
-    from ..influence.diagnostics import column_statistics
-
     matrix = AttributionMatrix.load(folder)
     scores = matrix.scores
     tasks = sorted({str(t) for t in matrix.tasks})
@@ -190,9 +190,6 @@ def influence_distributions(folder: Path, block_rows: int = 65536) -> tuple[dict
 def fill_influence(selections: list[SelectionInfo], folder: Path) -> list[str]:
     """Give selections made without the matrix (random, full, lp-*) AID and THI from it, so the
     influence-based ones have references. Returns the names of those filled in."""
-    from ..influence.attribution import AttributionMatrix
-    from ..influence.diagnostics import influence_diagnostics
-
     missing = [s for s in selections if s.influence is None]
     if not missing:
         return []
@@ -211,9 +208,6 @@ def fill_influence(selections: list[SelectionInfo], folder: Path) -> list[str]:
 
 def learning_percentage_data(loss_dir: Path, selections: list[SelectionInfo]) -> dict[str, Any]:
     """LP of the pool from one loss-trajectory folder, with the LP of each lp-* selection's examples."""
-    from ..features.trajectories import LossTrajectories
-    from ..select.learning_percentage import LEARNED, learning_percentages
-
     trajectories = LossTrajectories.load(loss_dir)
     variant = "lp1" if trajectories.epochs >= 2 else "lp_app"
     lps = learning_percentages(trajectories, variant)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..artifacts import atomic_write_text
+from ..artifacts import atomic_write_text, package_versions, read_json
 from . import plots
 from .tables import Metric, get_metric
 from .collect import (RunContents, budget_key, collect_run, fill_influence, first_seed, influence_distributions,
@@ -282,8 +282,6 @@ def markdown_table_html(markdown: str) -> str:
 
 
 def _mixture(c: RunContents, out: Path) -> Section:
-    from ..artifacts import read_json
-
     s = Section("mixture", "Mixture benchmark",
                 "Normalised per-capability numbers (accuracy %, held-out loss reduction from the untuned model %) "
                 "with standard errors, the papers' claims beside ours, and the untuned model beside its model card.")
@@ -297,8 +295,6 @@ def _mixture(c: RunContents, out: Path) -> Section:
 
 
 def _page(c: RunContents, sections: list[Section], out: Path) -> str:
-    from ..artifacts import package_versions
-
     version = package_versions()["instruct_select"]  # the installed distribution's, as manifests record it
     toc = "".join(f"<li><a href='#{s.key}'>{html.escape(s.title)}</a>{' (absent)' if s.absent else ''}</li>"
                   for s in sections)

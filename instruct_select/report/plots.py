@@ -10,8 +10,11 @@ from __future__ import annotations
 import statistics
 from typing import Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+
+from ..select.registry import available_selectors
 
 from .tables import SUMMARIES as CAPABILITY_SUMMARIES, get_metric
 
@@ -21,16 +24,12 @@ TITLE_SIZE = 13
 
 def palette(names: Sequence[str], cmap: str = "tab10") -> dict[str, tuple]:
     """A fixed colour per name (sorted, so the same names always get the same colours)."""
-    import matplotlib
-
     colours = matplotlib.colormaps[cmap if len(set(names)) <= 10 else "tab20"].colors
     return {name: colours[i % len(colours)] for i, name in enumerate(sorted(set(names)))}
 
 
 def _registry_order(extra: Sequence[str] = ()) -> list[str]:
     """The most compared methods first, then the rest of the registry, then unknown names."""
-    from ..select.registry import available_selectors
-
     methods = list(MAIN_METHODS) + sorted(set(available_selectors()) - set(MAIN_METHODS))
     return methods + sorted(set(extra) - set(methods))
 
@@ -46,8 +45,6 @@ def method_palette(names: Sequence[str]) -> dict[str, tuple]:
     """A colour per name keyed by its method, the same in every figure and every report
     ("bids @ 10%" and "bids @ 5%" share bids's colour): the registry's methods in a fixed order,
     the most compared first, get tab20's ten strong colours and then its light ones."""
-    import matplotlib
-
     methods = _registry_order([n.split(" @ ")[0] for n in names])
     tab20 = matplotlib.colormaps["tab20"].colors
     colours = tab20[0::2] + tab20[1::2]
@@ -216,8 +213,6 @@ def ideal_figure(summary: dict) -> Figure:
         stages = {"pool": summary["pool_volumes"], **stages}
     stages.update({f"after round {r['round']}": r["volumes"]["after"] for r in rounds})
     # Light to dark as the rounds go on: the eye reads the bars of a domain as a sequence.
-    import matplotlib
-
     shades = matplotlib.colormaps["Blues"](np.linspace(0.35, 0.95, len(stages)))
     colours = dict(zip(stages, shades))
     fig = Figure(figsize=(12, 4.6), layout="constrained")
