@@ -441,7 +441,10 @@ def check_paths_exist(paths: dict[str, str]) -> None:
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """A ``RunConfig`` from a YAML file with ``key=value`` overrides (``train.epochs=3``)."""
+    """A ``RunConfig`` from the YAML file ``path`` with ``overrides``, each ``key=value`` (a dotted
+    key for a nested setting: ``train.epochs=3``; the value read as YAML: ``budgets=[5%,10%]``).
+    Unknown keys and values of the wrong type are refused by name (``ConfigError``); returns the
+    checked config."""
     return from_dict(RunConfig, apply_overrides(load_yaml(path), list(overrides)))
 
 

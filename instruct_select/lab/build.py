@@ -27,6 +27,11 @@ from .tokenizer import train_lab_tokenizer
 
 @dataclass
 class LabSettings:
+    """The capability lab to build: ``seed`` of its data, tokenizer and models; ``pool_size``, the
+    training pool's examples (None: ``LabDataConfig``'s default); ``vocab_size``, the tokenizer's
+    tokens; ``sizes``, the model sizes pretrained; ``data``, the rest of the data's shape
+    (``LabDataConfig``); ``specs``, the model shapes by size (None: ``MODEL_SIZES``)."""
+
     seed: int = 0
     pool_size: int | None = None  # None: LabDataConfig's default
     vocab_size: int = 1024

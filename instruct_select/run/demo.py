@@ -26,6 +26,12 @@ DEFAULT_METHODS = ["random", "less", "bids", "lp-hard", "full"]
 
 @dataclass
 class DemoSettings:
+    """What the lab demo runs: ``budget`` ("N" examples, "P%" of the pool, "Nt" tokens) and
+    ``seed`` of every selection and fine-tuning; ``methods`` (selector names); ``model_size``, the
+    lab model fine-tuned ("small" or "large"); ``lp_selection_size``, the lab model whose learning
+    percentage selects for it; ``include_base``, also evaluate the untuned model; ``lab``, the lab
+    to build; ``train``, ``eval``, ``influence``: the stages' settings (None: the lab presets')."""
+
     budget: str = "15%"
     seed: int = 0
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
@@ -39,7 +45,9 @@ class DemoSettings:
 
 
 def demo_config(lab: LabPaths, run_dir: str | Path, settings: DemoSettings) -> RunConfig:
-    """The demo as a run config: the lab's data and models with the lab presets' settings."""
+    """The demo as a run config writing into ``run_dir``: the data and models of the built lab
+    ``lab`` (``build_lab``'s paths) with ``settings`` (the lab presets' stage settings where they
+    give none)."""
     selector = lab.model(settings.lp_selection_size)
     return RunConfig(
         model=str(lab.model(settings.model_size)), pool=str(lab.pool), validation=str(lab.validation),

@@ -35,8 +35,11 @@ PRODUCERS: dict[str, Producer] = {
 
 
 def produce(needs: set[str], context: RunContext, config: RunConfig, layout: RunLayout) -> dict[str, Artifact] | None:
-    """Every needed artifact, in a fixed order; None when a shard job or ``stop_after`` ended the run
-    (each producer still does its part of such a run)."""
+    """Every needed artifact, in a fixed order: ``needs``, the artifacts the run's selectors need
+    (``Selector.needs``); ``context``, the command's pool, device, dtype, shard and stop_after;
+    ``config``, the run; ``layout``, its folders. Returns {need: Artifact(value, fingerprint)}, or
+    None when a shard job or ``stop_after`` ended the run (each producer still does its part of such
+    a run). An unknown need is refused by name."""
     unknown = needs - set(PRODUCERS)
     if unknown:
         raise ConfigError(f"no producer makes {sorted(unknown)}; known: {', '.join(PRODUCERS)}")

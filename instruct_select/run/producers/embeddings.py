@@ -64,7 +64,9 @@ def embeddings_stage(context: RunContext, model_path: str | Path, out_dir: str |
 def encoder_embeddings_stage(context: RunContext, folder: str, out_dir: Path, batching: Batching) -> None:
     """Every pool example embedded by the local encoder ``folder``: the mean of its last hidden states
     over the example's "role: content" text, cut at ``batching.max_length`` or the encoder's own limit
-    (the embed representation's stage, ``producers.encoder_embeddings.encoder_stage``)."""
+    (the embed representation's stage, ``producers.encoder_embeddings.encoder_stage``), into
+    ``out_dir``, ``batching.max_batch_size`` examples a batch. Returns nothing: read the store with
+    ``Embeddings.load(out_dir)``."""
     encoder = check_encoder(folder, EMBEDDING_MODEL)
     encoder_stage(context, encoder, context.require_pool(), out_dir, max_length=batching.max_length,
                   batch_size=batching.max_batch_size)

@@ -102,8 +102,8 @@ def load_encoder(folder: str | Path, device=None):
 
 def fill_encoder_embeddings(model, tokenizer, examples: list[Example], store, max_length: int,
                             batch_size: int) -> dict:
-    """Write the mean last hidden state (over real tokens) of every pending example into ``store``;
-    returns the count computed. ``max_length``: tokens per example (the tokenizer's own limit if
+    """Write ``model``'s (an encoder's) mean last hidden state over the real tokens of every pending
+    example, tokenised by ``tokenizer``, into ``store``; returns the count computed. ``max_length``: tokens per example (the tokenizer's own limit if
     lower); ``batch_size``: examples per batch."""
     limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
     pending = set(store.pending_ids())

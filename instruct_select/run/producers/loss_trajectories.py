@@ -53,7 +53,8 @@ def produce(context: RunContext, config: RunConfig, layout: RunLayout) -> Artifa
 
 
 def check_train_run(model_path: str | Path, train_dir: Path) -> tuple[dict, list[Checkpoint]]:
-    """The finished training run in ``train_dir``, trained from ``model_path``, and its checkpoints."""
+    """The finished training run in ``train_dir``, trained from ``model_path``: its manifest and its
+    per-epoch checkpoints; refused by name when it was trained from another model or kept none."""
     manifest = require_finished(train_dir, "training run")
     if manifest["inputs"].get("model") != fingerprint_model(model_path):
         raise ArtifactMismatchError(
@@ -70,7 +71,10 @@ def loss_trajectories_stage(context: RunContext, model_path: str | Path, train_d
                             batching: Batching) -> "LossTrajectories | None":
     """Loss of every pool example at epoch 0 (base model) and at each checkpoint of ``train_dir``.
 
-    Under torch.distributed each rank computes every N-th example and the main process merges
+    ``context``: the pool and device; ``model_path``: the base model ``train_dir`` was trained
+    from; ``out_dir``: one store per epoch (``epoch-E``); ``batching``: ``max_length`` tokens per
+    example, ``token_budget`` padded tokens per batch. Losses are token-mean cross-entropy in nats.
+    Returns the trajectories (examples × epochs 0..n). Under torch.distributed each rank computes every N-th example and the main process merges
     (``sharded``); an independent shard job computes its share and returns None.
     """
     pool = context.require_pool()

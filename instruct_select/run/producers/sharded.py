@@ -41,6 +41,7 @@ class StoreStage:
 
     @property
     def store_meta(self) -> dict:
+        """The meta the FeatureStore records: ``meta``, or the settings and inputs together."""
         return {**self.settings, **self.inputs} if self.meta is None else self.meta
 
 
@@ -83,7 +84,8 @@ def _refuse_unmerged_shards(folder: Path) -> None:
 
 
 def merge_store_shards(folder: Path) -> dict:
-    """Merge FOLDER/shard-*-of-N into FOLDER (main process only; the others wait at the barrier)."""
+    """Merge ``folder``/shard-*-of-N into ``folder`` (main process only; the others wait at the barrier);
+    returns the manifest's facts (the shards merged, the rows). An unfinished shard is refused."""
     if not is_main():
         return {}
     shards = sorted(p for p in Path(folder).glob("shard-*-of-*") if p.is_dir())

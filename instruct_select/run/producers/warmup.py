@@ -50,8 +50,8 @@ def validation_data(config: RunConfig) -> LoadedData:
 
 
 def warmup_model(warmup_dir: Path, checkpoint: Checkpoint, device: str | None = None):
-    """The base model with the warmup's LoRA layers holding ``checkpoint``'s weights (on ``device``),
-    and the warmup's tokenizer."""
+    """The base model of the finished warmup in ``warmup_dir`` with its LoRA layers holding
+    ``checkpoint``'s weights (on ``device``), and the warmup's tokenizer."""
     manifest = require_finished(warmup_dir, "warmup")
     train = manifest["settings"]["train"]
     if train.get("full_finetune"):
