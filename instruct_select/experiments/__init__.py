@@ -11,6 +11,7 @@ re-renders at once. The tables go to a section of a results file with the comman
 """
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -18,7 +19,10 @@ from pathlib import Path
 from typing import Callable
 
 from ..artifacts import atomic_write_text
+from ..logs import stage_lines
 from ..report.tables import mean_spread_tables, results_tables
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,7 +45,8 @@ class Grid:
         for budget in self.budgets:
             per_label = self.rows.setdefault(budget, {})
             for seed in self.seeds:
-                rows = dict(one(budget, seed, first))
+                with stage_lines(f"[grid] cell {done + 1} of {total}: budget {budget}, seed {seed}", logger):
+                    rows = dict(one(budget, seed, first))
                 first, done = False, done + 1
                 self.base = rows.pop("base (no tuning)", self.base)
                 for label, row in rows.items():
