@@ -1,6 +1,7 @@
-"""The package's shape: no import cycles (between modules or between subpackages), no public
-function with more than 8 parameters, every selector's needs made by a registered producer, the
-top level's floors, run/ and commands/ imported only from above, every cmd_* in commands/."""
+"""The package's shape: no import cycles (between modules or between subpackages), every
+selector's needs made by a registered producer, the top level's floors, run/ and commands/
+imported only from above, every cmd_* in commands/ (parameters, logging and imports:
+test_architecture_logging.py; selectors' hooks: test_architecture_selectors.py)."""
 from __future__ import annotations
 
 import ast
@@ -91,20 +92,6 @@ def test_no_import_cycles_between_subpackages():
 def test_settings_do_not_import_the_lab():
     edges = _imports(_modules())
     assert not {m for m in edges["instruct_select.config"] if m.startswith("instruct_select.lab")}
-
-
-def test_no_public_function_takes_more_than_eight_parameters():
-    wide = []
-    for name, path in _modules().items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
-                args = node.args
-                names = [a.arg for a in args.posonlyargs + args.args]
-                count = len(names) + len(args.kwonlyargs) + bool(args.vararg) + bool(args.kwarg)
-                count -= bool(names) and names[0] in ("self", "cls")
-                if count > 8:
-                    wide.append(f"{name}.{node.name}: {count}")
-    assert wide == []
 
 
 def test_every_selector_need_has_a_producer():
