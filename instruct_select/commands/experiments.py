@@ -76,8 +76,8 @@ def _mixture_arguments(parser) -> None:
     parser.add_argument("--methods", default=MIXTURE_SELECTED, help="selected arms (default: %(default)s)")
     parser.add_argument("--grid", default="", help="extra SELECTOR:REPRESENTATION arms, comma-separated")
     parser.add_argument("--no-second-mixture", action="store_true", help="skip the code- and math-heavy mixture")
-    parser.add_argument("--small", action="store_true", help="a pool of 240, smaller test sets, random with "
-                        "one seed, IDEAL with one round, no second mixture: about 45-50 min on two cores (--plan)")
+    parser.add_argument("--small", action="store_true", help="a pool of 200, smaller test sets, random with "
+                        "one seed, IDEAL with one round, no second mixture: about 45 min on two cores (--plan)")
     parser.add_argument("--plan", action="store_true", help="print the arms and the time estimate, run nothing")
 
 

@@ -27,10 +27,12 @@ it stopped; the results file is rewritten after every cell.
 
 **Sizing** (``estimate_seconds``, printed by ``--plan``). Every arm runs in bfloat16 on a CPU with
 avx512_bf16 (``dtype: auto``, issue 21). Per-unit rates on two cores for SmolLM2-135M with LoRA r=8:
-training 0.62 s per example-epoch (float32's 1.24 s from docs/RESULTS.md, "The real model's stages", at
-the measured 2.0x), gradient features 1.77 s per example-checkpoint (float32's 1.31 s at the measured
-0.74x), and seconds per test from ``benchmarks/mixture_rates.py --per-capability 32 --dtype bfloat16``
-on a quiet machine (load 1.0; held-out loss pass included): knowledge 0.50, reasoning 0.51 (multiple
+training 0.73 s per example-epoch and gradient features 0.80 s per
+example-checkpoint (float32's 1.24 s and 1.31 s from docs/RESULTS.md, "The real model's stages",
+at the measured bfloat16 speed-ups: warmup 2.00x and 1.46x in two runs, taken as 1.7x; features
+1.64x, "bfloat16 on the CPU"), and seconds per test from ``benchmarks/mixture_rates.py --per-capability 32 --dtype bfloat16``
+on a quiet machine (load 1.0; held-out loss pass included; the then ``--small`` test files, so 32
+knowledge, 30 reasoning, 16 instruction and 10 math and coding tests, each capability one batch): knowledge 0.50, reasoning 0.51 (multiple
 choice), math 2.00 (192 new tokens), coding 4.21 (256 new tokens, then the sandboxed tests), instruction
 1.22 (192 new tokens). One evaluation of the full test sets is 6.6 min; with about 18 evaluations on the
 first mixture, evaluation is the largest part, so the pool is N = 1,000 rather than the 1,500-3,000 that
@@ -105,8 +107,8 @@ class MixturePlan:
 class StageRates:
     """Seconds per unit on two cores in bfloat16 (see the module docstring for where they come from)."""
 
-    train_example_epoch: float = 0.62
-    feature_example_checkpoint: float = 1.77
+    train_example_epoch: float = 0.73
+    feature_example_checkpoint: float = 0.80
     test: dict[str, float] = field(default_factory=lambda: {
         "knowledge": 0.50, "reasoning": 0.51, "math": 2.00, "coding": 4.21, "instruction": 1.22})
 

@@ -93,8 +93,8 @@ class MixtureSizes:
 
     @classmethod
     def small(cls) -> "MixtureSizes":
-        return cls(pool=240, validation=5, tests={"knowledge": 60, "reasoning": 30, "math": 10, "coding": 10,
-                                                  "instruction": 16}, loss_tests=20)
+        return cls(pool=200, validation=5, tests={"knowledge": 40, "reasoning": 20, "math": 8, "coding": 8,
+                                                  "instruction": 12}, loss_tests=20)
 
     @classmethod
     def tiny(cls) -> "MixtureSizes":
