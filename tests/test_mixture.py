@@ -75,7 +75,9 @@ def test_records_carry_their_metrics(parts):
                for r in tests["knowledge"] + tests["reasoning"])
     assert {r["checker"] for r in tests["math"]} == {"number"}
     assert {r["checker"] for r in tests["coding"]} == {"humaneval"}
-    assert Counter(r["checker"] for r in tests["instruction"]) == {"ifeval": 16, "loss_only": 20}
+    small = MixtureSizes.small()
+    assert Counter(r["checker"] for r in tests["instruction"]) == {"ifeval": small.tests["instruction"],
+                                                                   "loss_only": small.loss_tests}
     # The second mixture shares validation and tests with the first (only the pool changes).
     other = build_mixture(DATA, dataclasses.replace(MixtureSizes.small(), mixture="code_math"))
     assert other["validation"] == parts["validation"] and other["tests"] == parts["tests"]
