@@ -132,8 +132,9 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
     torch.set_num_threads(1)  # a tiny model: one thread is faster, and kinder to a shared machine
     request.addfinalizer(lambda: torch.set_num_threads(threads))
     sizes = dataclasses.replace(MixtureSizes.tiny(), pool=24)
-    out = tmp_path / "results.md"
-    markdown = mixture_module.run_mixture(tiny_model_dir, DATA, tmp_path / "run", plan, sizes, out)
+    out, record = tmp_path / "results.md", tmp_path / "record"
+    markdown = mixture_module.run_mixture(tiny_model_dir, DATA, plan, sizes,
+                                          mixture_module.MixtureFolders(tmp_path / "run", out, record))
     assert out.read_text() == markdown
     for label in ("| base |", "| full |", "| random @ 25% |", "| less @ 25% |", "| bids @ 25% |",
                   "| rds+ @ 25% |", "| ifd @ 25% |", "| uniform @ 25% |", "| ideal @ 25% |"):
@@ -149,6 +150,33 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
     page = write_report(tmp_path / "run" / "tulu").read_text()
     assert "Mixture benchmark" in page and "holds here?" in page and "mixture.png" in page
     assert "instruction_level_strict" in base["capabilities"]["instruction"]
+
+    # On a fresh machine (no run folder), the record alone gives every table and no cell runs again.
+    again = mixture_module.run_mixture(tiny_model_dir, DATA, plan, sizes,
+                                       mixture_module.MixtureFolders(tmp_path / "fresh", tmp_path / "again.md", record))
+    assert again.split("\n", 1)[1] == markdown.split("\n", 1)[1]  # all but the timing line
+    trained = [p for p in (tmp_path / "fresh").rglob("train") if p.is_dir()]
+    assert trained == [] and not (tmp_path / "fresh" / "tulu" / "influence").exists()
+    assert not list(record.rglob("*.safetensors")) and list(record.rglob("scores.npy"))
+
+
+def test_a_record_from_other_settings_is_refused(tmp_path):
+    from instruct_select.errors import ConfigError
+    from instruct_select.experiments.record import check_settings, mirror
+
+    check_settings(tmp_path / "record", {"config": {"epochs": 2}, "model": "m"})
+    check_settings(tmp_path / "record", {"config": {"epochs": 2}, "model": "m"})  # the same: accepted
+    with pytest.raises(ConfigError, match="differ in: config"):
+        check_settings(tmp_path / "record", {"config": {"epochs": 3}, "model": "m"})
+    run = tmp_path / "run"
+    for name, text in {"arm/select/selection.tsv": "a", "arm/train/model/config.json": "{}",
+                       "arm/evaluation/metrics.json": "{}", "influence/features/x/manifest.json": "{}",
+                       "data/pool.jsonl": "{}"}.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(text)
+    assert mirror(run, tmp_path / "record") == 2 and mirror(run, tmp_path / "record") == 0
+    assert (tmp_path / "record" / "arm" / "evaluation" / "metrics.json").is_file()
+    assert not (tmp_path / "record" / "arm" / "train").exists()
 
 
 def test_run_with_tests_evaluates_the_untuned_model_by_default(tiny_model_dir, tmp_path, monkeypatch):

@@ -23,7 +23,10 @@ The data (``mixture_data.py``) are ordinary files in ``RUN/data`` (pool, validat
   untuned model (its validation and tests are the same files).
 
 Budgets 5% and 15%. Every stage is cached in the run folder, so an interrupted run resumes where
-it stopped; the results file is rewritten after every cell.
+it stopped; the results file is rewritten after every cell. The full run outlasts a session on a
+machine that is reset between sessions: ``--record DIR`` keeps each finished cell's small files
+(``record.py``: manifests, metrics, selections, the attribution matrix) in a folder that can be
+committed, and a run given the same record skips every cell found there and reads its tables from it.
 
 **Sizing** (``estimate_seconds``, printed by ``--plan``). Every arm runs in bfloat16 on a CPU with
 avx512_bf16 (``dtype: auto``, issue 21). Per-unit rates on two cores for SmolLM2-135M with LoRA r=8:
@@ -48,18 +51,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..artifacts import atomic_write_json, atomic_write_text, read_json
+from ..artifacts import atomic_write_json, atomic_write_text, fingerprint_path, read_json
 from ..budget import Budget
-from ..config import EvalSettings, RunConfig
+from ..config import EvalSettings, RunConfig, to_dict
 from ..errors import ConfigError
 from ..ideal.settings import IdealSettings
 from ..layout import Arm, RunLayout
 from ..models.real import prepare_real_model
 from ..report.mixture_tables import anchor_table, claims_table, normalised_row, normalised_table, stage_times
 from ..run.ideal_rounds import run_ideal
+from ..run.arms import evaluate_base as evaluate_untuned
 from ..run.pipeline import arms, check_config, context_for, execute
 from ..select.export import export_selection
 from . import command_line, parse_list
+from .record import check_settings, mirror
 from .mixture_data import CAPABILITIES, GENERATION_TOKENS, MixtureSizes, mixture_data
 from .real_mixed import composition_table, real_mixed_config, source_influence
 
@@ -168,36 +173,72 @@ def _metrics(folder: Path) -> dict | None:
 
 
 class MixtureRun:
-    """One mixture's run folder: its data, its config, and the evaluations found in it."""
+    """One mixture's run folder: its data, its config, and the evaluations found in it (or in its
+    record, when the run keeps one: then a cell found there is not run again)."""
 
     def __init__(self, model, data_dir, root: RunLayout, sizes: MixtureSizes, methods: list[str],
-                 budgets: list[str]):
+                 budgets: list[str], record: RunLayout | None = None):
         # ROOT/data-MIXTURE holds the files, ROOT/MIXTURE the run that reads them.
         self.layout = root.child(sizes.mixture)
         self.data = mixture_data(data_dir, root.root / f"data-{sizes.mixture}", sizes)
         self.config = mixture_config(model, self.data, self.layout.root, methods, budgets)
+        self.record = record.child(sizes.mixture) if record else None
+        if self.record:
+            check_settings(self.record.root, self.settings(sizes))
         self.arms: list[tuple[str, Arm]] = []
         self._ctx = None
+
+    @property
+    def results(self) -> RunLayout:
+        """Where finished cells are read from: the record when there is one, else the run folder."""
+        return self.record or self.layout
+
+    def settings(self, sizes: MixtureSizes) -> dict:
+        """What makes two runs' cells comparable: every setting but the paths and the per-cell ones,
+        the data files' contents, and the model's folder name."""
+        config = {k: v for k, v in to_dict(self.config).items()
+                  if k not in ("model", "pool", "validation", "tests", "run_dir", "methods", "budgets", "seed",
+                               "evaluate_base")}
+        data = {k: fingerprint_path(getattr(self.config, k)) for k in ("pool", "validation", "tests")}
+        return {"config": config, "data": data, "sizes": dataclasses.asdict(sizes), "model": Path(self.config.model).name}
 
     def context(self):
         if self._ctx is None:
             self._ctx = context_for(self.config, pool=check_config(self.config))
         return self._ctx
 
+    def recorded(self, folder: Path) -> bool:
+        """Whether the record holds the evaluation ``folder`` (a path in the run folder)."""
+        return self.record is not None and (self.record.root / folder.relative_to(self.layout.root)
+                                            / "metrics.json").is_file()
+
+    def save(self) -> None:
+        """Copy the run folder's small files into the record (after each cell)."""
+        if self.record:
+            mirror(self.layout.root, self.record.root)
+
     def execute(self, seed: int, methods: list[str] | None = None, evaluate_base: bool = False) -> None:
-        cell = dataclasses.replace(self.config, seed=seed, methods=methods or self.config.methods,
-                                   evaluate_base=evaluate_base)
-        execute(self.context(), cell)
-        self.arms += [(arm.label, arm) for arm in arms(cell)]
+        """Every arm of ``methods`` at the run's budgets with ``seed``, and the untuned model when asked:
+        each a cell of its own, skipped when the record holds it."""
+        cell = dataclasses.replace(self.config, seed=seed, methods=methods or self.config.methods, evaluate_base=False)
+        planned = arms(cell)
+        self.arms += [(arm.label, arm) for arm in planned]
+        if evaluate_base and not self.recorded(self.layout.base.evaluation):
+            evaluate_untuned(self.context(), cell, self.layout)
+            self.save()
+        for arm in planned:
+            if not self.recorded(self.layout.arm(arm).evaluation):
+                execute(self.context(), dataclasses.replace(cell, methods=[arm.method], budgets=[arm.budget]))
+                self.save()
 
     def evaluations(self) -> dict[str, list[dict]]:
         """{label: [metrics.json of each seed]} of every arm run so far, the untuned model first."""
         found: dict[str, list[dict]] = {}
-        base = _metrics(self.layout.base.evaluation)
+        base = _metrics(self.results.base.evaluation)
         if base:
             found["base"] = [base]
         for label, arm in self.arms:
-            metrics = _metrics(self.layout.arm(arm).evaluation)
+            metrics = _metrics(self.results.arm(arm).evaluation)
             if metrics:
                 found.setdefault(label, []).append(metrics)
         return found
@@ -208,15 +249,18 @@ def run_ideal_arm(run: MixtureRun, budget: str, rounds: int) -> dict[str, list[d
     tag = str(Budget.parse(budget))
     name = f"ideal-{tag.replace('%', 'pct')}"
     folder = run.layout.child(name)
-    uniform = run.layout.root / f"{name}-uniform.jsonl"  # IDEAL's input: outside its run folder
-    if not uniform.is_file():
-        export_selection(run.layout.arm(Arm("random", budget, 0)).select, run.config.pool, "jsonl", uniform)
-    config = run.config
-    settings = IdealSettings(rounds=rounds, seed=0, dtype=config.dtype, device=config.device, train=config.train,
-                             eval=config.eval)
-    summary = run_ideal(uniform, config.validation, config.model, folder.root, settings, tests=config.tests)
-    rows = {f"uniform @ {tag}": _metrics(folder.ideal_round(1) / "evaluation"),
-            f"ideal @ {tag}": _metrics(folder.ideal_final / "evaluation") if summary.get("final") else None}
+    if not run.recorded(folder.ideal_final / "evaluation"):
+        uniform = run.layout.root / f"{name}-uniform.jsonl"  # IDEAL's input: outside its run folder
+        if not uniform.is_file():
+            export_selection(run.results.arm(Arm("random", budget, 0)).select, run.config.pool, "jsonl", uniform)
+        config = run.config
+        settings = IdealSettings(rounds=rounds, seed=0, dtype=config.dtype, device=config.device, train=config.train,
+                                 eval=config.eval)
+        run_ideal(uniform, config.validation, config.model, folder.root, settings, tests=config.tests)
+        run.save()
+    results = run.results.child(name)
+    rows = {f"uniform @ {tag}": _metrics(results.ideal_round(1) / "evaluation"),
+            f"ideal @ {tag}": _metrics(results.ideal_final / "evaluation")}
     return {label: [m] for label, m in rows.items() if m}
 
 
@@ -266,16 +310,16 @@ def render(runs: dict[str, MixtureRun], extra: dict[str, dict[str, list[dict]]],
     parts += [f"### First mixture\n\n{text}",
               f"### The papers' claims, here\n\n{claims_table(rows, *_claim_budgets(main))}",
               f"### The untuned model beside its model card\n\n{anchor_table(base, PUBLISHED)}",
-              f"### Composition of each selection by source\n\n{composition_table(main.layout)}",
+              f"### Composition of each selection by source\n\n{composition_table(main.results)}",
               "### Mean influence of each pool source on each target (attribution matrix, raw)\n\n"
-              f"{source_influence(main.layout, main.config)}"]
+              f"{source_influence(main.results, main.config)}"]
     for name, run in list(runs.items())[1:]:
         second = {"base": [base], **run.evaluations(), **extra.get(name, {})}
         text, second_rows = _tables(second, base)
         parts += [f"### Second mixture ({name})\n\n{text}",
                   f"Claims on the second mixture:\n\n{claims_table(second_rows, *_claim_budgets(run))}",
-                  f"Composition:\n\n{composition_table(run.layout)}"]
-    parts.append(f"### Stage times (all run folders)\n\n{stage_times(main.layout.root.parent)}")
+                  f"Composition:\n\n{composition_table(run.results)}"]
+    parts.append(f"### Stage times (all run folders)\n\n{stage_times(main.results.root.parent)}")
     return "\n\n".join(parts) + "\n"
 
 
@@ -284,19 +328,32 @@ def _cheapest_first(methods: list[str]) -> list[str]:
     return sorted(methods, key=lambda m: (m not in ("random", "full"), m != "random"))
 
 
-def run_mixture(model: str | Path, data_dir: str | Path, run_dir: str | Path, plan: MixturePlan,
-                sizes: MixtureSizes, out: str | Path) -> str:
+@dataclass(frozen=True)
+class MixtureFolders:
+    """Where a mixture run writes: ``run_dir`` (every stage, cached), ``out`` (the results Markdown,
+    rewritten after each cell) and ``record`` (each finished cell's small files, ``record.py``; None
+    for none)."""
+
+    run_dir: str | Path
+    out: str | Path
+    record: str | Path | None = None
+
+
+def run_mixture(model: str | Path, data_dir: str | Path, plan: MixturePlan, sizes: MixtureSizes,
+                folders: MixtureFolders) -> str:
     """Every arm of ``plan`` (budgets, seeds, methods, IDEAL, the second mixture), fine-tuning
     ``model`` (a folder) on selections from the mixture built from ``data_dir``'s files (``sizes``:
-    examples per source and split), into ``run_dir``. The Markdown (accuracy in %, held-out loss
-    reduction in %) is rewritten to ``out`` after each cell, and returned."""
+    examples per source and split), into ``folders.run_dir``. The Markdown (accuracy in %, held-out
+    loss reduction in %) is rewritten to ``folders.out`` after each cell, and returned. Cells found
+    in ``folders.record`` are not run again."""
     missing = [b for b in plan.ideal_budgets if b not in plan.budgets or "random" not in plan.methods]
     if missing:
         raise ConfigError(f"IDEAL starts from random's selection at {missing}: add the budget to --budgets and keep "
                           "random among the methods")
     started = time.time()
-    layout = RunLayout(run_dir)
-    main = MixtureRun(model, data_dir, layout, sizes, plan.main_methods(), plan.budgets)
+    layout, out = RunLayout(folders.run_dir), folders.out
+    kept = RunLayout(folders.record) if folders.record else None
+    main = MixtureRun(model, data_dir, layout, sizes, plan.main_methods(), plan.budgets, kept)
     runs, extra = {sizes.mixture: main}, {}
     write = lambda done: atomic_write_text(out, render(runs, extra, started, done))  # noqa: E731
     for i, method in enumerate(_cheapest_first(plan.main_methods())):  # the results file grows arm by arm
@@ -311,7 +368,7 @@ def run_mixture(model: str | Path, data_dir: str | Path, run_dir: str | Path, pl
     if plan.second_mixture:
         second_sizes = dataclasses.replace(sizes, mixture=plan.second_mixture, pool=plan.second_pool or sizes.pool)
         methods = plan.main_methods() if plan.second_methods is None else plan.second_methods
-        second = MixtureRun(model, data_dir, layout, second_sizes, methods, [plan.second_budget])
+        second = MixtureRun(model, data_dir, layout, second_sizes, methods, [plan.second_budget], kept)
         runs[plan.second_mixture] = second
         for method in _cheapest_first(methods):
             second.execute(seed=0, methods=[method])
@@ -344,5 +401,5 @@ def main(args) -> None:
               + ", ".join(f"{k} {v / 60:.0f}" for k, v in estimate.items()))
         return
     model = args.model or prepare_real_model("smollm2-135m")
-    markdown = run_mixture(model, args.data_dir, args.run_dir, plan, sizes, args.out)
+    markdown = run_mixture(model, args.data_dir, plan, sizes, MixtureFolders(args.run_dir, args.out, args.record))
     print(markdown)
