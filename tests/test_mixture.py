@@ -127,6 +127,7 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
     monkeypatch.setattr("instruct_select.experiments.mixture_data.GENERATION_TOKENS",
                         {"math": 8, "coding": 8, "instruction": 8})
     plan = mixture_module.MixturePlan(budgets=["25%"], seeds=[0, 1], ideal_budgets=["25%"], ideal_rounds=1,
+                                      grid=["uot:less", "bids:rds+"], grid_budgets=["25%"],
                                       second_budget="25%", second_methods=["bids"])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: one thread is faster, and kinder to a shared machine
@@ -137,7 +138,8 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
                                           mixture_module.MixtureFolders(tmp_path / "run", out, record))
     assert out.read_text() == markdown
     for label in ("| base |", "| full |", "| random @ 25% |", "| less @ 25% |", "| bids @ 25% |",
-                  "| rds+ @ 25% |", "| ifd @ 25% |", "| uniform @ 25% |", "| ideal @ 25% |"):
+                  "| rds+ @ 25% |", "| ifd @ 25% |", "| uniform @ 25% |", "| ideal @ 25% |", "| uot:less @ 25% |",
+                  "| bids:rds+ @ 25% |"):
         assert label in markdown, label
     assert "### Second mixture (code_math)" in markdown and "holds here?" in markdown
     claims = markdown.split("### The papers' claims, here")[1].split("###")[0]

@@ -75,7 +75,9 @@ def _mixture_arguments(parser) -> None:
     parser.add_argument("--budgets", default="5%,15%", help="(default: %(default)s)")
     parser.add_argument("--seeds", default="0,1,2", help="random's seeds (default: %(default)s)")
     parser.add_argument("--methods", default=MIXTURE_SELECTED, help="selected arms (default: %(default)s)")
-    parser.add_argument("--grid", default="", help="extra SELECTOR:REPRESENTATION arms, comma-separated")
+    parser.add_argument("--grid", default="default", help="extra SELECTOR:REPRESENTATION arms at 15%%, comma-separated; "
+                        "'' for none (default: every pair over the less and rds+ representations not among --methods; "
+                        "none with --small)")
     parser.add_argument("--no-second-mixture", action="store_true", help="skip the code- and math-heavy mixture")
     parser.add_argument("--small", action="store_true", help="a pool of 200, smaller test sets, random with "
                         "one seed, IDEAL with one round, no second mixture: about 45 min on two cores (--plan)")
