@@ -173,7 +173,7 @@ def test_a_record_from_other_settings_is_refused(tmp_path):
     run = tmp_path / "run"
     for name, text in {"arm/select/selection.tsv": "a", "arm/train/model/config.json": "{}",
                        "arm/evaluation/metrics.json": "{}", "influence/features/x/manifest.json": "{}",
-                       "data/pool.jsonl": "{}"}.items():
+                       "data/pool.jsonl": "{}", "arm2/train/started.json": "{}"}.items():
         (run / name).parent.mkdir(parents=True, exist_ok=True)
         (run / name).write_text(text)
     assert mirror(run, tmp_path / "record") == 2 and mirror(run, tmp_path / "record") == 0

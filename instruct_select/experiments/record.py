@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..artifacts import atomic_write_json, read_json
+from ..artifacts import STARTED, atomic_write_json, read_json
 from ..errors import ConfigError
 
 # Folders whose files are large and only needed to compute, never to read the results.
@@ -29,7 +29,8 @@ def recorded_files(run_dir: Path) -> list[Path]:
     kept = []
     for path in sorted(run_dir.rglob("*")):
         relative = path.relative_to(run_dir)
-        if not path.is_file() or HEAVY_FOLDERS & set(relative.parts[:-1]) or path.name.startswith("."):
+        if (not path.is_file() or HEAVY_FOLDERS & set(relative.parts[:-1]) or path.name.startswith(".")
+                or path.name == STARTED):  # an unfinished stage's marker: the record keeps finished work
             continue
         if path.suffix in KEPT_SUFFIXES or path.name in KEPT_NAMES:
             kept.append(relative)
