@@ -142,6 +142,9 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
                   "| bids:rds+ @ 25% |"):
         assert label in markdown, label
     assert "### Second mixture (code_math)" in markdown and "holds here?" in markdown
+    grid = markdown.split("### Representation × selector at 25%: macro held-out loss reduction")[1].split("###")[0]
+    assert "| uot | " in grid and "| bids | " in grid and "cost of the representation | " in grid
+    assert "only in the selector" in grid
     claims = markdown.split("### The papers' claims, here")[1].split("###")[0]
     assert claims.count("| holds |") + claims.count("| fails |") == 5  # every claim judged at 25%
     base = json.loads((tmp_path / "run" / "tulu" / "base" / "evaluation" / "metrics.json").read_text())
@@ -162,6 +165,25 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
     assert not list(record.rglob("*.safetensors")) and list(record.rglob("scores.npy"))
 
 
+def test_grid_table_separates_representation_from_selector():
+    from instruct_select.report.mixture_tables import grid_table
+
+    def row(macro, worst):
+        return [{"reduction_summary": {"macro": macro, "worst": worst, "spread": 0.0}}]
+
+    labels = {("less", "less"): "less @ 15%", ("less", "rds+"): "less:rds+ @ 15%",
+              ("bids", "less"): "bids @ 15%", ("bids", "rds+"): "bids:rds+ @ 15%"}
+    rows = {"less @ 15%": row(10, 1), "less:rds+ @ 15%": row(14, 2), "bids @ 15%": row(11, 3),
+            "bids:rds+ @ 15%": row(16, 4)}
+    table = grid_table(rows, labels, "reduction", {"less": 600.0})
+    assert "| less | 10.0 (1.0) | 14.0 (2.0) |" in table and "| bids | 11.0 (3.0) | 16.0 (4.0) |" in table
+    assert "| cost of the representation | 10.0 min | - |" in table
+    # representation: |10-14|, |11-16| -> 4.5; selector: |10-11|, |14-16| -> 1.5
+    assert "only in the representation: 4.50 (2 pairs); only in the selector: 1.50 (2 pairs)" in table
+    del rows["bids:rds+ @ 15%"]
+    assert "| bids | 11.0 (3.0) | - |" in grid_table(rows, labels, "reduction", {})
+
+
 def test_a_record_from_other_settings_is_refused(tmp_path):
     from instruct_select.errors import ConfigError
     from instruct_select.experiments.record import check_settings, mirror
@@ -173,10 +195,12 @@ def test_a_record_from_other_settings_is_refused(tmp_path):
     run = tmp_path / "run"
     for name, text in {"arm/select/selection.tsv": "a", "arm/train/model/config.json": "{}",
                        "arm/evaluation/metrics.json": "{}", "influence/features/x/manifest.json": "{}",
+                       "influence/features/x/meta.json": "{}",
                        "data/pool.jsonl": "{}", "arm2/train/started.json": "{}"}.items():
         (run / name).parent.mkdir(parents=True, exist_ok=True)
         (run / name).write_text(text)
-    assert mirror(run, tmp_path / "record") == 2 and mirror(run, tmp_path / "record") == 0
+    assert mirror(run, tmp_path / "record") == 3 and mirror(run, tmp_path / "record") == 0
+    assert (tmp_path / "record" / "influence" / "features" / "x" / "manifest.json").is_file()
     assert (tmp_path / "record" / "arm" / "evaluation" / "metrics.json").is_file()
     assert not (tmp_path / "record" / "arm" / "train").exists()
 

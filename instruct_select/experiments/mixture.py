@@ -58,7 +58,9 @@ from ..errors import ConfigError
 from ..ideal.settings import IdealSettings
 from ..layout import Arm, RunLayout
 from ..models.real import prepare_real_model
-from ..report.mixture_tables import anchor_table, claims_table, normalised_row, normalised_table, stage_times
+from ..method_names import GRID_SELECTORS, REPRESENTATIONS, method_name
+from ..report.mixture_tables import (anchor_table, claims_table, grid_table, normalised_row, normalised_table,
+                                      representation_costs, stage_times)
 from ..run.ideal_rounds import run_ideal
 from ..run.arms import evaluate_base as evaluate_untuned
 from ..select.grid import grid_methods
@@ -296,6 +298,20 @@ def _claim_budgets(run: MixtureRun) -> tuple[str, str]:
     return str(Budget.parse(budgets[0])), str(Budget.parse(budgets[-1]))
 
 
+def _grid_tables(run: MixtureRun, rows: dict[str, list[dict]]) -> dict[str, str]:
+    """Issue 25's grid at the run's largest budget (selectors × representations, the papers' pairs
+    included), in held-out loss reduction and in accuracy; {} when no grid pair ran."""
+    budget = _claim_budgets(run)[1]
+    labels = {(s, r): Arm(method_name(s, r), budget).label for r in REPRESENTATIONS for s in GRID_SELECTORS}
+    labels = {pair: label for pair, label in labels.items() if label in rows}
+    if not any(":" in label for label in labels.values()):
+        return {}
+    costs = representation_costs(run.results.influence)
+    return {f"Representation × selector at {budget}: macro held-out loss reduction (worst), %":
+            grid_table(rows, labels, "reduction", costs),
+            f"Representation × selector at {budget}: macro accuracy (worst), %": grid_table(rows, labels, "accuracy", costs)}
+
+
 def _write_report_data(run: MixtureRun, rows: dict[str, list[dict]], base: dict) -> None:
     """``RUN/mixture.json``: the tables and each arm's macro numbers, for the HTML report's section."""
     capabilities = [c for c in CAPABILITIES if c in base["capabilities"]]
@@ -306,6 +322,7 @@ def _write_report_data(run: MixtureRun, rows: dict[str, list[dict]], base: dict)
         "Accuracy (%)": normalised_table(rows, "accuracy", capabilities),
         "Held-out loss reduction from the untuned model (%)": normalised_table(rows, "reduction", capabilities),
         "The papers' claims, here": claims_table(rows, *_claim_budgets(run)),
+        **_grid_tables(run, rows),
         "The untuned model beside its model card": anchor_table(base, PUBLISHED)}})
 
 
@@ -324,6 +341,7 @@ def render(runs: dict[str, MixtureRun], extra: dict[str, dict[str, list[dict]]],
     _write_report_data(main, rows, base)
     parts += [f"### First mixture\n\n{text}",
               f"### The papers' claims, here\n\n{claims_table(rows, *_claim_budgets(main))}",
+              *(f"### {title}\n\n{table}" for title, table in _grid_tables(main, rows).items()),
               f"### The untuned model beside its model card\n\n{anchor_table(base, PUBLISHED)}",
               f"### Composition of each selection by source\n\n{composition_table(main.results)}",
               "### Mean influence of each pool source on each target (attribution matrix, raw)\n\n"

@@ -14,11 +14,13 @@ import os
 import shutil
 from pathlib import Path
 
-from ..artifacts import STARTED, atomic_write_json, read_json
+from ..artifacts import MANIFEST, STARTED, atomic_write_json, read_json
 from ..errors import ConfigError
 
-# Folders whose files are large and only needed to compute, never to read the results.
-HEAVY_FOLDERS = {"model", "checkpoints", "features", "hidden-states", "representations", "embeddings", "warmup-data"}
+# Folders whose files are large and only needed to compute, never to read the results: of these only
+# the stage manifests are kept (what each stage cost).
+HEAVY_FOLDERS = {"model", "checkpoints", "features", "hidden-states", "representations", "embed", "embeddings",
+                 "warmup-data"}
 KEPT_SUFFIXES = {".json", ".tsv", ".md"}
 KEPT_NAMES = {"scores.npy"}  # the attribution matrix: pool x validation, small
 SETTINGS = "settings.json"
@@ -29,8 +31,9 @@ def recorded_files(run_dir: Path) -> list[Path]:
     kept = []
     for path in sorted(run_dir.rglob("*")):
         relative = path.relative_to(run_dir)
-        if (not path.is_file() or HEAVY_FOLDERS & set(relative.parts[:-1]) or path.name.startswith(".")
-                or path.name == STARTED):  # an unfinished stage's marker: the record keeps finished work
+        if not path.is_file() or path.name.startswith(".") or path.name == STARTED:
+            continue  # (STARTED: an unfinished stage's marker; the record keeps finished work)
+        if HEAVY_FOLDERS & set(relative.parts[:-1]) and path.name != MANIFEST:
             continue
         if path.suffix in KEPT_SUFFIXES or path.name in KEPT_NAMES:
             kept.append(relative)

@@ -141,3 +141,59 @@ def anchor_table(base: dict[str, Any], published: dict[str, tuple[str, float | N
         theirs = "-" if number is None or (isinstance(number, float) and math.isnan(number)) else f"{number:.1f}"
         lines.append(f"| {cap} | {ours} | {name}: {theirs} | {protocol} |")
     return "\n".join(lines)
+
+
+# The folders (below RUN/influence) of the stages each grid representation costs.
+REPRESENTATION_STAGES = {"less": ("warmup", "features", "scores"), "rds+": ("representations",), "embed": ("embed",)}
+
+
+def representation_costs(influence: str | Path) -> dict[str, float]:
+    """Seconds each representation's stages took, from their manifests under ``influence`` (a run's
+    ``influence`` folder): LESS's warmup, gradient features and attribution matrix; RDS+'s hidden
+    states; EMBED's encoder states. A representation with no finished stage is left out."""
+    costs = {}
+    for representation, folders in REPRESENTATION_STAGES.items():
+        seconds = [float(m["seconds"]) for folder in folders for path in (Path(influence) / folder).rglob("manifest.json")
+                   if isinstance(m := json.loads(path.read_text(encoding="utf-8")), dict)
+                   and isinstance(m.get("seconds"), (int, float)) and not str(m.get("stage", "")).endswith("-shard")]
+        if seconds:
+            costs[representation] = sum(seconds)
+    return costs
+
+
+def grid_table(rows: dict[str, list[dict[str, Any]]], labels: dict[tuple[str, str], str], key: str,
+               costs: dict[str, float]) -> str:
+    """Selectors (rows) × representations (columns): each cell the arm's macro (worst) of ``key``
+    ("accuracy" in %, or "reduction"); ``labels[(selector, representation)]`` is the arm's row label.
+    Below: each representation's cost, and which factor moves the macro more: the mean absolute
+    difference between two cells that differ only in the representation, or only in the selector."""
+    scale = 100.0 if key == "accuracy" else 1.0
+    selectors = list(dict.fromkeys(s for s, _ in labels))
+    representations = list(dict.fromkeys(r for _, r in labels))
+
+    def summary(pair: tuple[str, str], part: str) -> float | None:
+        seeds = rows.get(labels.get(pair, ""), [])
+        got = [r[f"{key}_summary"][part] for r in seeds if r[f"{key}_summary"]]
+        return scale * statistics.mean(got) if got else None
+
+    lines = ["| selector \\ representation | " + " | ".join(representations) + " |", "|" + "---|" * (len(representations) + 1)]
+    for selector in selectors:
+        cells = []
+        for representation in representations:
+            macro, worst = summary((selector, representation), "macro"), summary((selector, representation), "worst")
+            cells.append("-" if macro is None else f"{macro:.1f} ({worst:.1f})")
+        lines.append(f"| {selector} | " + " | ".join(cells) + " |")
+    lines.append("| cost of the representation | " + " | ".join(
+        f"{costs[r] / 60:.1f} min" if r in costs else "-" for r in representations) + " |")
+    macro = {pair: summary(pair, "macro") for pair in labels}
+
+    def mean_difference(same_selector: bool) -> tuple[float | None, int]:
+        pairs = [(macro[a], macro[b]) for a in labels for b in labels if a < b and macro[a] is not None
+                 and macro[b] is not None and (a[0] == b[0]) == same_selector and (a[1] == b[1]) != same_selector]
+        return (statistics.mean(abs(x - y) for x, y in pairs) if pairs else None), len(pairs)
+
+    by_representation, n_r = mean_difference(same_selector=True)
+    by_selector, n_s = mean_difference(same_selector=False)
+    shown = lambda v, n: "-" if v is None else f"{v:.2f} ({n} pairs)"  # noqa: E731
+    return ("\n".join(lines) + "\n\nMean absolute difference of the macro between two cells that differ only in the "
+            f"representation: {shown(by_representation, n_r)}; only in the selector: {shown(by_selector, n_s)}.")
