@@ -2,7 +2,7 @@
 paper's five capabilities (knowledge, reasoning, math, coding, instruction following).
 
     instruct-select experiment mixture --small        # about 45 min on 2 cores (estimate: --plan)
-    instruct-select experiment mixture                # about 6 h on 2 cores
+    instruct-select experiment mixture                # about 7.6 h on 2 cores (5.7 h with --grid '')
     instruct-select experiment mixture --plan         # print the arms and the time estimate only
 
 The data (``mixture_data.py``) are ordinary files in ``RUN/data`` (pool, validation, tests), so
@@ -17,8 +17,10 @@ The data (``mixture_data.py``) are ordinary files in ``RUN/data`` (pool, validat
 - ``ideal`` against ``uniform`` at ``ideal_budgets``: IDEAL's rounds (the pool's sources are its
   domains) start from the uniform mixture of that size (random's seed-0 selection), so ``uniform``
   is the model IDEAL's first round trains and ``ideal`` the one trained on its final mixture;
-- ``grid``: extra (selector, representation) pairs as method names (``SELECTOR:REPRESENTATION``,
-  ``select.registry.grid_methods``), selected and trained like the others on the shared artifacts;
+- ``grid`` (issue 25): every other (selector, representation) pair over the LESS and RDS+
+  representations as method names (``SELECTOR:REPRESENTATION``, ``select.registry.grid_methods``)
+  at 15%, one seed, selected and trained like the others on the shared artifacts (EMBED needs a
+  local encoder, which the benchmark has none of); 40 min of training and 73 of evaluation;
 - a second mixture (``code_math``: code- and math-heavy) at 15%, one seed, against the first's
   untuned model (its validation and tests are the same files).
 
