@@ -155,6 +155,7 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
 
     page = write_report(tmp_path / "run" / "tulu").read_text()
     assert "Mixture benchmark" in page and "holds here?" in page and "mixture.png" in page
+    assert "Representation × selector at 25%" in page and "only in the selector" in page
     assert "instruction_level_strict" in base["capabilities"]["instruction"]
 
     # On a fresh machine (no run folder), the record alone gives every table and only the cells it

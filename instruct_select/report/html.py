@@ -271,14 +271,17 @@ td:first-child, th:first-child { text-align: left; }
 
 
 def markdown_table_html(markdown: str) -> str:
-    """A Markdown pipe table (as ``report.tables`` and ``report.mixture_tables`` write them) as HTML."""
-    rows = [line.strip().strip("|").split("|") for line in markdown.strip().splitlines() if line.strip().startswith("|")]
+    """A Markdown pipe table (as ``report.tables`` and ``report.mixture_tables`` write them) as HTML;
+    the text lines around it (a table's note) follow it as paragraphs."""
+    lines = [line.strip() for line in markdown.strip().splitlines() if line.strip()]
+    rows = [line.strip("|").split("|") for line in lines if line.startswith("|")]
     rows = [r for r in rows if not all(set(cell.strip()) <= set("-:") for cell in r)]
+    notes = "".join(f"<p>{html.escape(line)}</p>" for line in lines if not line.startswith("|"))
     if not rows:
-        return ""
+        return notes
     head = "".join(f"<th>{html.escape(cell.strip())}</th>" for cell in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(cell.strip())}</td>" for cell in r) + "</tr>" for r in rows[1:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}"
 
 
 def _mixture(c: RunContents, out: Path) -> Section:
