@@ -63,16 +63,16 @@ from ..models.real import prepare_real_model
 from ..method_names import GRID_SELECTORS, REPRESENTATIONS, method_name
 from ..report.mixture_tables import (anchor_table, claims_table, grid_table, normalised_row, normalised_table,
                                       representation_costs, stage_times)
-from ..run.ideal_rounds import run_ideal
 from ..run.arms import evaluate_base as evaluate_untuned
-from ..select.grid import grid_methods
-from ..select.registry import get_selector
+from ..run.ideal_rounds import run_ideal
 from ..run.pipeline import arms, check_config, context_for, execute
 from ..select.export import export_selection
+from ..select.grid import grid_methods
+from ..select.registry import get_selector
 from . import command_line, parse_list
-from .record import check_settings, mirror
 from .mixture_data import CAPABILITIES, GENERATION_TOKENS, MixtureSizes, mixture_data
 from .real_mixed import composition_table, real_mixed_config, source_influence
+from .record import check_settings, mirror
 
 SELECTED = ["random", "less", "bids", "rds+", "ifd"]
 # Issue 25's grid: every other (selector, representation) pair the data allows. EMBED needs a local
