@@ -147,7 +147,7 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
     assert "| uot | " in grid and "| bids | " in grid and "cost of the representation | " in grid
     assert "only in the selector" in grid
     claims = markdown.split("### The papers' claims, here")[1].split("###")[0]
-    assert claims.count("| holds |") + claims.count("| fails |") == 5  # every claim judged at 25%
+    assert claims.count("| holds") + claims.count("| fails") == 5  # every claim judged at 25%
     base = json.loads((tmp_path / "run" / "tulu" / "base" / "evaluation" / "metrics.json").read_text())
     assert set(base["capabilities"]) == set(CAPABILITIES)
     assert base["capabilities"]["coding"]["metric"] == "pass@1"
@@ -167,6 +167,20 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
     trained = {p.relative_to(tmp_path / "fresh").parts[:2] for p in (tmp_path / "fresh").rglob("train") if p.is_dir()}
     assert trained == {("tulu", "ideal-25pct")} and not (tmp_path / "fresh" / "tulu" / "influence").exists()
     assert not list(record.rglob("*.safetensors")) and list(record.rglob("scores.npy"))
+
+
+def test_claims_say_when_a_difference_is_within_noise():
+    from instruct_select.report.mixture_tables import claims_table
+
+    def row(macro, se):
+        return [{"reduction": {"a": (macro, se), "b": (macro, se)}, "accuracy": {},
+                 "reduction_summary": {"macro": macro, "worst": macro, "spread": 1.0}, "accuracy_summary": None}]
+
+    # SE of each macro = sqrt(2 se²)/2; of the difference = hypot of the two.
+    table = claims_table({"less @ 5%": row(10.0, 2.0), "full": row(12.0, 2.0), "bids @ 15%": row(20.0, 0.5)})
+    assert "| less @ 5%: 10.0% loss red. | full: 12.0% loss red. | fails (within noise) |" in table  # 2 < 2 × 2.0
+    assert "| bids @ 15%: 20.0% loss red. | full: 12.0% loss red. | holds |" in table  # 8 > 2 × 1.46
+    assert "| not measured |" in table
 
 
 def test_grid_table_separates_representation_from_selector():

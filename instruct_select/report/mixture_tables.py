@@ -82,16 +82,28 @@ def _spread(rows: dict[str, list[dict]], label: str, key: str = "reduction") -> 
     return statistics.mean(got) if got else None
 
 
-def _verdict(ours: float | None, theirs: float | None, higher_is_better: bool = True) -> str:
+def _macro_se(rows: dict[str, list[dict]], label: str, key: str = "reduction") -> float | None:
+    """The standard error of an arm's macro from its test sets: √(Σ se²) / (number of capabilities)
+    per seed, averaged over seeds (seed-to-seed variation is not in it)."""
+    ses = [math.sqrt(sum(se ** 2 for _, se in r[key].values())) / len(r[key]) for r in rows.get(label) or [] if r[key]]
+    return statistics.mean(ses) if ses else None
+
+
+def _verdict(ours: float | None, theirs: float | None, higher_is_better: bool = True,
+             noise: float | None = None) -> str:
+    """"holds" or "fails", and "within noise" when the two differ by less than twice ``noise`` (the
+    standard error of their difference)."""
     if ours is None or theirs is None:
         return "not measured"
     holds = ours >= theirs if higher_is_better else ours <= theirs
-    return "holds" if holds else "fails"
+    verdict = "holds" if holds else "fails"
+    return f"{verdict} (within noise)" if noise is not None and abs(ours - theirs) < 2 * noise else verdict
 
 
 def claims_table(rows: dict[str, list[dict[str, Any]]], small: str = "5%", large: str = "15%") -> str:
     """Each paper's claim, our numbers (macro held-out loss reduction %, and accuracy %), and whether
-    it holds here. A claim whose arms were not run reads "not measured"."""
+    it holds here, and whether the difference is within the test sets' noise. A claim whose arms were
+    not run reads "not measured"."""
     def both(label: str) -> str:
         red, acc = _macro(rows, label), _macro(rows, label, "accuracy")
         return ("-" if red is None else f"{red:.1f}% loss red.") + (
@@ -107,12 +119,17 @@ def claims_table(rows: dict[str, list[dict[str, Any]]], small: str = "5%", large
     lines = ["| claim | ours | against | holds here? |", "|---|---|---|---|"]
     for claim, ours, against, measure, higher in claims:
         a, b = measure(rows, ours), measure(rows, against)
+        noise = None
         if measure is _spread:
             shown = ("-" if a is None else f"spread {a:.1f}", "-" if b is None else f"spread {b:.1f}")
         else:
             shown = (both(ours), both(against))
-        lines.append(f"| {claim} | {ours}: {shown[0]} | {against}: {shown[1]} | {_verdict(a, b, higher)} |")
-    return "\n".join(lines)
+            errors = [_macro_se(rows, ours), _macro_se(rows, against)]
+            noise = math.hypot(*errors) if None not in errors else None
+        lines.append(f"| {claim} | {ours}: {shown[0]} | {against}: {shown[1]} | {_verdict(a, b, higher, noise)} |")
+    return "\n".join(lines) + ("\n\nJudged on the macro held-out loss reduction; \"within noise\": the two macros differ "
+                               "by less than twice the standard error of their difference (from the test sets' "
+                               "standard errors, the two arms taken as independent).")
 
 
 def stage_times(run_dir: str | Path) -> str:
