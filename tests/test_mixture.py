@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from collections import Counter
 
@@ -147,7 +148,8 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
     assert "| uot | " in grid and "| bids | " in grid and "cost of the representation | " in grid
     assert "only in the selector" in grid
     claims = markdown.split("### The papers' claims, here")[1].split("###")[0]
-    assert claims.count("| holds") + claims.count("| fails") == 5  # every claim judged at 25%
+    verdicts = [line for line in claims.splitlines() if re.search(r"\| (holds|fails)( \(within noise\))? \|$", line)]
+    assert len(verdicts) == 5  # every claim judged at 25%
     base = json.loads((tmp_path / "run" / "tulu" / "base" / "evaluation" / "metrics.json").read_text())
     assert set(base["capabilities"]) == set(CAPABILITIES)
     assert base["capabilities"]["coding"]["metric"] == "pass@1"
