@@ -335,7 +335,10 @@ def _check_selection_options(options: dict[str, Any]) -> None:
         if key not in SELECTION_OPTIONS:
             raise ConfigError(f"unknown selection option {key!r}; known: {', '.join(SELECTION_OPTIONS)}")
         kind, choices = SELECTION_OPTIONS[key]
-        check_setting(isinstance(value, kind) and (choices is None or value in choices),
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = options[key] = float(value)  # YAML's 1 for 1.0
+        typed = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        check_setting(typed and (choices is None or value in choices),
                f"selection_options.{key} must be " + (" or ".join(map(repr, choices)) if choices else kind.__name__)
                + f", got {value!r}")
 

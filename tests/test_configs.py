@@ -123,3 +123,12 @@ def test_run_config_reads_unusual_pools_and_passes_selection_options(tmp_path):
     arm = execute(context, config).arms["random @ 3"]
     manifest = json_module.loads((Path(arm.selection) / "manifest.json").read_text())
     assert manifest["settings"]["options"] == {"less_groups": "subtask"}
+
+
+def test_a_whole_number_is_a_float_selection_option():
+    """YAML's ``uot_epsilon: 1`` is an int; a float option takes it as 1.0."""
+    from instruct_select.config import _check_selection_options
+
+    options = {"uot_epsilon": 1, "knn_c": 2.5}
+    _check_selection_options(options)
+    assert options == {"uot_epsilon": 1.0, "knn_c": 2.5} and isinstance(options["uot_epsilon"], float)
