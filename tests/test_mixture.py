@@ -169,6 +169,10 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
     trained = {p.relative_to(tmp_path / "fresh").parts[:2] for p in (tmp_path / "fresh").rglob("train") if p.is_dir()}
     assert trained == {("tulu", "ideal-25pct")} and not (tmp_path / "fresh" / "tulu" / "influence").exists()
     assert not list(record.rglob("*.safetensors")) and list(record.rglob("scores.npy"))
+    tables = mixture_module.run_mixture(tiny_model_dir, DATA, dataclasses.replace(plan, tables_only=True), sizes,
+                                        mixture_module.MixtureFolders(tmp_path / "tables", tmp_path / "t.md", record))
+    assert tables.split("\n", 1)[1] == markdown.split("\n", 1)[1]
+    assert not [p for p in (tmp_path / "tables").rglob("*") if p.name in ("select", "train", "evaluation")]
 
 
 def test_claims_say_when_a_difference_is_within_noise():

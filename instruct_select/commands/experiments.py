@@ -82,6 +82,8 @@ def _mixture_arguments(parser) -> None:
     parser.add_argument("--small", action="store_true", help="a pool of 200, smaller test sets, random with "
                         "one seed, IDEAL with one round, no second mixture: about 45 min on two cores (--plan)")
     parser.add_argument("--plan", action="store_true", help="print the arms and the time estimate, run nothing")
+    parser.add_argument("--tables-only", action="store_true", help="run nothing: rewrite the results file from "
+                        "the cells finished in the run folder (or the record)")
     parser.add_argument("--record", default=None, help="a folder keeping each finished cell's small files (metrics, "
                         "selections, manifests; commit it): a run given the same record on another machine skips "
                         "those cells")

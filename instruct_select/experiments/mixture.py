@@ -109,6 +109,7 @@ class MixturePlan:
     second_budget: str = "15%"
     second_methods: list[str] | None = None  # None: the same selected methods (and full) as the first
     second_pool: int = 500  # the second mixture's pool size (0: the first's)
+    tables_only: bool = False  # run nothing: rewrite the results file from the finished cells
 
     @classmethod
     def small(cls) -> "MixturePlan":
@@ -194,7 +195,7 @@ class MixtureRun:
     record, when the run keeps one: then a cell found there is not run again)."""
 
     def __init__(self, model, data_dir, root: RunLayout, sizes: MixtureSizes, methods: list[str],
-                 budgets: list[str], record: RunLayout | None = None):
+                 budgets: list[str], record: RunLayout | None = None, tables_only: bool = False):
         # ROOT/data-MIXTURE holds the files, ROOT/MIXTURE the run that reads them.
         self.layout = root.child(sizes.mixture)
         self.data = mixture_data(data_dir, root.root / f"data-{sizes.mixture}", sizes)
@@ -203,6 +204,7 @@ class MixtureRun:
         if self.record:
             check_settings(self.record.root, self.settings(sizes))
         self.arms: list[tuple[str, Arm]] = []
+        self.tables_only = tables_only
         self._ctx = None
 
     @property
@@ -225,9 +227,10 @@ class MixtureRun:
         return self._ctx
 
     def recorded(self, folder: Path) -> bool:
-        """Whether the record holds the evaluation ``folder`` (a path in the run folder)."""
-        return self.record is not None and (self.record.root / folder.relative_to(self.layout.root)
-                                            / "metrics.json").is_file()
+        """Whether the evaluation ``folder`` (a path in the run folder) is not to run: the record holds
+        it, or the run only rewrites its tables."""
+        return self.tables_only or self.record is not None and (
+            self.record.root / folder.relative_to(self.layout.root) / "metrics.json").is_file()
 
     def save(self) -> None:
         """Copy the run folder's small files into the record (after each cell)."""
@@ -392,7 +395,7 @@ def run_mixture(model: str | Path, data_dir: str | Path, plan: MixturePlan, size
     layout, out = RunLayout(folders.run_dir), folders.out
     kept = RunLayout(folders.record) if folders.record else None
     all_budgets = list(dict.fromkeys([*plan.budgets, *(plan.grid_budgets if plan.grid else [])]))
-    main = MixtureRun(model, data_dir, layout, sizes, plan.main_methods(), all_budgets, kept)
+    main = MixtureRun(model, data_dir, layout, sizes, plan.main_methods(), all_budgets, kept, plan.tables_only)
     runs, extra = {sizes.mixture: main}, {}
     write = lambda done: atomic_write_text(out, render(runs, extra, started, done))  # noqa: E731
     for i, method in enumerate(_cell_order(plan.main_methods())):  # the results file grows arm by arm
@@ -407,15 +410,17 @@ def run_mixture(model: str | Path, data_dir: str | Path, plan: MixturePlan, size
     if plan.second_mixture:
         second_sizes = dataclasses.replace(sizes, mixture=plan.second_mixture, pool=plan.second_pool or sizes.pool)
         methods = [*plan.methods, "full"] if plan.second_methods is None else plan.second_methods
-        second = MixtureRun(model, data_dir, layout, second_sizes, methods, [plan.second_budget], kept)
+        second = MixtureRun(model, data_dir, layout, second_sizes, methods, [plan.second_budget], kept,
+                            plan.tables_only)
         runs[plan.second_mixture] = second
         for method in _cell_order(methods):
             second.execute(seed=0, methods=[method])
             write(f"second mixture: {method} done")
     markdown = render(runs, extra, started, "finished")
     atomic_write_text(out, markdown)
-    atomic_write_json(layout.experiments_json, {"plan": dataclasses.asdict(plan), "sizes": dataclasses.asdict(sizes),
-                                                "seconds": round(time.time() - started, 1)})
+    if not plan.tables_only:
+        atomic_write_json(layout.experiments_json, {"plan": dataclasses.asdict(plan), "sizes": dataclasses.asdict(sizes),
+                                                    "seconds": round(time.time() - started, 1)})
     return markdown
 
 
@@ -429,6 +434,7 @@ def plan_from(args) -> tuple[MixturePlan, MixtureSizes]:
         plan.seeds = [int(s) for s in parse_list(args.seeds)]
     if args.no_second_mixture:
         plan.second_mixture = ""
+    plan.tables_only = args.tables_only
     plan.ideal_budgets = [b for b in plan.ideal_budgets if b in plan.budgets]  # IDEAL where random ran
     return plan, (MixtureSizes.small() if args.small else MixtureSizes())
 
