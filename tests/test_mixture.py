@@ -175,6 +175,15 @@ def test_tiny_end_to_end_run(tiny_model_dir, tmp_path, monkeypatch, request):
     assert not [p for p in (tmp_path / "tables").rglob("*") if p.name in ("select", "train", "evaluation")]
 
 
+def test_cells_sharing_an_artifact_run_together():
+    order = mixture_module._cell_order(mixture_module.MixturePlan().main_methods())
+    assert order[:3] == ["random", "less", "bids"] and order[-2:] == ["ifd", "full"]
+    position = {m: i for i, m in enumerate(order)}
+    gradients = [position[m] for m in order if m.endswith(":less")]
+    states = [position[m] for m in ["rds+", *[m for m in order if m.endswith(":rds+")]]]
+    assert max(gradients) < min(states) and states == list(range(min(states), max(states) + 1))
+
+
 def test_claims_say_when_a_difference_is_within_noise():
     from instruct_select.report.mixture_tables import claims_table
 

@@ -362,11 +362,16 @@ def render(runs: dict[str, MixtureRun], extra: dict[str, dict[str, list[dict]]],
 
 
 def _cell_order(methods: list[str]) -> list[str]:
-    """random first (no selection stages: the first rows come within the hour), then every method on
-    the attribution matrix (less, bids, the grid's ``:less`` pairs), so that those sharing the warmup
-    and features run in one session and a recorded run never needs them again, then the rest in
-    plan order, ``full`` (the longest cell, no selection) last."""
-    return sorted(methods, key=lambda m: (m != "random", "attribution" not in get_selector(m).needs, m == "full"))
+    """random first (no selection stages: the first rows come within the hour), then the methods
+    grouped by the artifacts they need, those on the attribution matrix (less, bids, the grid's
+    ``:less`` pairs) first, then the others in plan order (rds+ with the grid's ``:rds+`` pairs, then
+    ifd), so that the methods sharing a warmup or a pass over the pool run in one session and a
+    recorded run never needs it again; ``full`` (the longest cell, no selection) last."""
+    needs = {m: tuple(sorted(get_selector(m).needs)) for m in methods}
+    group: dict[tuple, int] = {}
+    for m in methods:
+        group.setdefault(needs[m], len(group))
+    return sorted(methods, key=lambda m: (m != "random", m == "full", "attribution" not in needs[m], group[needs[m]]))
 
 
 @dataclass(frozen=True)
