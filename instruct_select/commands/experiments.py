@@ -80,7 +80,7 @@ def _mixture_arguments(parser) -> None:
                         "none with --small)")
     parser.add_argument("--no-second-mixture", action="store_true", help="skip the code- and math-heavy mixture")
     parser.add_argument("--small", action="store_true", help="a pool of 200, smaller test sets, random with "
-                        "one seed, IDEAL with one round, no second mixture: about 45 min on two cores (--plan)")
+                        "one seed, IDEAL with one round, no second mixture: about 30 min on two cores (--plan)")
     parser.add_argument("--plan", action="store_true", help="print the arms and the time estimate, run nothing")
     parser.add_argument("--tables-only", action="store_true", help="run nothing: rewrite the results file from "
                         "the cells finished in the run folder (or the record)")

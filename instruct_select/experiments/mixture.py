@@ -1,8 +1,8 @@
 """The mixture benchmark: SmolLM2-135M-Instruct selecting from a Tulu-v2-like pool for the BIDS
 paper's five capabilities (knowledge, reasoning, math, coding, instruction following).
 
-    instruct-select experiment mixture --small        # about 45 min on 2 cores (estimate: --plan)
-    instruct-select experiment mixture                # about 7.6 h on 2 cores (5.7 h with --grid '')
+    instruct-select experiment mixture --small        # about 30 min on 2 cores (estimate: --plan)
+    instruct-select experiment mixture                # about 4.8 h on 2 cores (3.6 h with --grid '')
     instruct-select experiment mixture --plan         # print the arms and the time estimate only
 
 The data (``mixture_data.py``) are ordinary files in ``RUN/data`` (pool, validation, tests), so
@@ -31,19 +31,20 @@ machine that is reset between sessions: ``--record DIR`` keeps each finished cel
 committed, and a run given the same record skips every cell found there and reads its tables from it.
 
 **Sizing** (``estimate_seconds``, printed by ``--plan``). Every arm runs in bfloat16 on a CPU with
-avx512_bf16 (``dtype: auto``, issue 21). Per-unit rates on two cores for SmolLM2-135M with LoRA r=8:
-training 0.73 s per example-epoch and gradient features 0.80 s per
-example-checkpoint (float32's 1.24 s and 1.31 s from docs/RESULTS.md, "The real model's stages",
-at the measured bfloat16 speed-ups: warmup 2.00x and 1.46x in two runs, taken as 1.7x; features
-1.64x, "bfloat16 on the CPU"), and seconds per test from ``benchmarks/mixture_rates.py --per-capability 32 --dtype bfloat16``
-on a quiet machine (load 1.0; held-out loss pass included; the then ``--small`` test files, so 32
-knowledge, 30 reasoning, 16 instruction and 10 math and coding tests, each capability one batch): knowledge 0.50, reasoning 0.51 (multiple
-choice), math 2.00 (192 new tokens), coding 4.21 (256 new tokens, then the sandboxed tests), instruction
-1.22 (192 new tokens). One evaluation of the full test sets is 6.6 min; with about 18 evaluations on the
-first mixture, evaluation is the largest part, so the pool is N = 1,000 rather than the 1,500-3,000 that
-training alone would allow. For a pool of N: the warmup costs 0.05 N x 4 epochs, features N x 4
-checkpoints, ``full`` 2 N example-epochs, each selected arm 2 x budget x N example-epochs. The second
-mixture has a pool of 500 (its own warmup and features). ``--plan`` prints the estimate by part.
+avx512_bf16 (``dtype: auto``, issue 21). Per-unit rates on two cores for SmolLM2-135M with LoRA r=8,
+measured in the full run itself (2026-12-02, its stage manifests in ``results/mixture-run``; the
+machine otherwise quiet but for short test runs): training 0.50 s per example-epoch (the 15% arms'
+median, 119-166 s for 300 example-epochs; the warmup ran at 0.71), gradient features 0.40 s per
+example-checkpoint (1,000 pool examples in 317-474 s a checkpoint, 50 validation examples in 32-34 s),
+and one evaluation of the full test sets 4.3 min (the median of 11, 213-430 s). The split of an
+evaluation by capability comes from ``benchmarks/mixture_rates.py --per-capability 32 --dtype bfloat16``
+(knowledge 0.50, reasoning 0.51 s a multiple-choice question, math 2.00, coding 4.21, instruction 1.22 s
+a generated answer), scaled by 0.655 to the run's median. The first estimate, from float32 rates at
+issue 21's bfloat16 speed-ups and that benchmark's rates unscaled, was 1.5-2.3 times too slow.
+Evaluation is the largest part (about 40 evaluations in the plan), so the pool is N = 1,000. For a
+pool of N: the warmup costs 0.05 N x 4 epochs, features N x 4 checkpoints, ``full`` 2 N
+example-epochs, each selected arm 2 x budget x N example-epochs. The second mixture has a pool of 500
+(its own warmup and features). ``--plan`` prints the estimate by part.
 """
 from __future__ import annotations
 
@@ -127,10 +128,10 @@ class MixturePlan:
 class StageRates:
     """Seconds per unit on two cores in bfloat16 (see the module docstring for where they come from)."""
 
-    train_example_epoch: float = 0.73
-    feature_example_checkpoint: float = 0.80
+    train_example_epoch: float = 0.50
+    feature_example_checkpoint: float = 0.40
     test: dict[str, float] = field(default_factory=lambda: {
-        "knowledge": 0.50, "reasoning": 0.51, "math": 2.00, "coding": 4.21, "instruction": 1.22})
+        "knowledge": 0.33, "reasoning": 0.33, "math": 1.31, "coding": 2.76, "instruction": 0.80})
 
 
 def estimate_seconds(sizes: MixtureSizes, plan: MixturePlan, rates: StageRates = StageRates(),
