@@ -4,6 +4,7 @@ worked out by hand on a small matrix."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -350,7 +351,7 @@ def test_bids_on_any_representation_checks_validation_sizes_before_any_work(tiny
     assert len(check_config(dataclasses.replace(config, methods=["uot"])).examples) == 20  # uot:rds+ has no such rule
 
 
-def test_knn_uniform_by_hand():
+def test_knn_uniform_by_hand(caplog):
     """Distances 1 - S. v0's nearest: p0 .1, p1 .2, p2 .9; v1's: p3 0, p1 .5, p2 .6. With alpha .5 and
     C 1 the rule needs (.5) x gaps >= (1 - .5) x 2 = 1: K = 1 gives gaps (.2 - .1) + (.5 - 0) = .6
     (.3 < 1); K = 2 gives (2 x .9 - .3) + (2 x .6 - .5) = 2.2 (1.1 >= 1): K = 2, each of the two
@@ -365,8 +366,12 @@ def test_knn_uniform_by_hand():
     assert ranking.ids == ["p1", "p3", "p0", "p2", "p4"]
     assert ranking.scores == pytest.approx([.5, .25, .25, 0, 0])
     assert ranking.diagnostics["knn"] == {"k": 2, "pool_examples_with_mass": 3}
-    # The study's constants (alpha .01, C 5) never stop on 5 rows: every example spreads over all of them.
+    # The study's constants (alpha .01, C 5) never stop on 5 rows: every example spreads over all of them,
+    # every row gets the same mass, and the selection is doubly greedy's (said in the log).
     assert _rank("knn-uniform", scores, ["a", "b"], 5).diagnostics["knn"]["k"] == 5
+    with caplog.at_level(logging.WARNING, logger="instruct_select.select.knn_uniform"):
+        spread = _rank("knn-uniform", scores, ["a", "b"], 3)
+    assert spread.ids == _rank("doubly-greedy", scores, ["a", "b"], 3).ids and "the whole pool" in caplog.text
 
 
 def test_an_explicit_representation_for_a_method_without_one_is_refused():

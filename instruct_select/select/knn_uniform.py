@@ -21,6 +21,7 @@ similarity matrix does not hold, and is not here.
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import numpy as np
@@ -29,6 +30,7 @@ from ..errors import ConfigError
 from .base import Ranking
 
 ALPHA, C, NEIGHBOURS = 0.01, 5.0, 5000
+logger = logging.getLogger(__name__)
 
 
 def nearest(distance: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,6 +92,11 @@ def knn_uniform_ranking(scores: np.ndarray, ids: list[str], columns: list[dict],
     ``limit``: how many examples to rank (a count). Returns the Ranking (scores: the mass) with K and
     the nearest validation task of each pick."""
     mass, k = knn_uniform_mass(scores, options)
+    if k >= len(mass) and limit < len(mass):
+        # Every validation example reaches the whole pool: equal mass everywhere, so the ties decide.
+        logger.warning("[select] knn-uniform: K = %d, the whole pool (TSDS's stopping rule is not met among the "
+                       "nearest); every pool example receives the same mass and the selection is doubly-greedy's. "
+                       "The study's setting has a pool far larger than knn_neighbours (5,000)", k)
     order = np.lexsort((np.arange(len(mass)), -scores.max(axis=1), -mass))[:limit]  # mass, then max similarity
     nearest_task = [str(columns[int(np.argmax(scores[i]))].get("task")) for i in order]
     return Ranking([ids[i] for i in order], mass[order].astype(float).tolist(),
