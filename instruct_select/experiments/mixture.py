@@ -422,7 +422,8 @@ def run_mixture(model: str | Path, data_dir: str | Path, plan: MixturePlan, size
         for method in _cell_order(methods):
             second.execute(seed=0, methods=[method])
             write(f"second mixture: {method} done")
-    markdown = render(runs, extra, started, "finished")
+    done = "the tables rewritten from the finished cells" if plan.tables_only else "finished"
+    markdown = render(runs, extra, started, done)
     atomic_write_text(out, markdown)
     if not plan.tables_only:
         atomic_write_json(layout.experiments_json, {"plan": dataclasses.asdict(plan), "sizes": dataclasses.asdict(sizes),
