@@ -227,7 +227,7 @@ def test_a_record_from_other_settings_is_refused(tmp_path):
 
     check_settings(tmp_path / "record", {"config": {"epochs": 2}, "model": "m"})
     check_settings(tmp_path / "record", {"config": {"epochs": 2}, "model": "m"})  # the same: accepted
-    with pytest.raises(ConfigError, match="differ in: config"):
+    with pytest.raises(ConfigError, match="other settings \\(config.epochs: was 2, now 3\\)"):
         check_settings(tmp_path / "record", {"config": {"epochs": 3}, "model": "m"})
     run = tmp_path / "run"
     for name, text in {"arm/select/selection.tsv": "a", "arm/train/model/config.json": "{}",

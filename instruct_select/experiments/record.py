@@ -10,11 +10,10 @@ read from. A record made with other settings is refused, as the run folder's cac
 from __future__ import annotations
 
 import filecmp
-import os
 import shutil
 from pathlib import Path
 
-from ..artifacts import MANIFEST, STARTED, atomic_write_json, read_json
+from ..artifacts import MANIFEST, STARTED, atomic_path, atomic_write_json, differences, read_json
 from ..errors import ConfigError
 
 # Folders whose files are large and only needed to compute, never to read the results: of these only
@@ -49,24 +48,21 @@ def mirror(run_dir: str | Path, record_dir: str | Path) -> int:
         source, target = run_dir / relative, record_dir / relative
         if target.is_file() and filecmp.cmp(source, target, shallow=False):
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
+        with atomic_path(target) as partial:
+            shutil.copyfile(source, partial)
         copied += 1
     return copied
 
 
 def check_settings(record_dir: str | Path, settings: dict) -> None:
     """Write ``settings`` (JSON-ready: what makes the record's results comparable) into a new record;
-    refuse an existing record whose settings differ, naming the keys."""
+    refuse an existing record whose settings differ, naming what differs."""
     path = Path(record_dir) / SETTINGS
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, settings)
         return
-    recorded = read_json(path)
-    if recorded != settings:
-        keys = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
-        raise ConfigError(f"the record {record_dir} was made with other settings (they differ in: {', '.join(keys)}); "
-                          "its results cannot be mixed with this run's. Give another --record folder, or move it away")
+    changed = differences(read_json(path), settings)
+    if changed:
+        raise ConfigError(f"the record {record_dir} was made with other settings ({'; '.join(changed)}); its "
+                          "results cannot be mixed with this run's. Give another --record folder, or move it away")

@@ -132,16 +132,24 @@ def claims_table(rows: dict[str, list[dict[str, Any]]], small: str = "5%", large
                                "standard errors, the two arms taken as independent).")
 
 
-def stage_times(run_dir: str | Path) -> str:
-    """Seconds per stage kind, summed over every finished stage manifest under ``run_dir``."""
-    totals: dict[str, list[float]] = {}
-    for manifest in Path(run_dir).rglob("manifest.json"):
+def _stage_seconds(folder: str | Path):
+    """(stage, seconds) of every finished stage manifest under ``folder`` (shards' own left out: their
+    merged stage counts them)."""
+    for manifest in Path(folder).rglob("manifest.json"):
         try:
             data = json.loads(manifest.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and isinstance(data.get("seconds"), (int, float)) and data.get("stage"):
-            totals.setdefault(str(data["stage"]), []).append(float(data["seconds"]))
+        if (isinstance(data, dict) and isinstance(data.get("seconds"), (int, float)) and data.get("stage")
+                and not str(data["stage"]).endswith("-shard")):
+            yield str(data["stage"]), float(data["seconds"])
+
+
+def stage_times(run_dir: str | Path) -> str:
+    """Seconds per stage kind, summed over every finished stage manifest under ``run_dir``."""
+    totals: dict[str, list[float]] = {}
+    for stage, seconds in _stage_seconds(run_dir):
+        totals.setdefault(stage, []).append(seconds)
     lines = ["| stage | runs | total (min) | mean per run (s) |", "|---|---|---|---|"]
     for stage, values in sorted(totals.items(), key=lambda kv: -sum(kv[1])):
         lines.append(f"| {stage} | {len(values)} | {sum(values) / 60:.1f} | {statistics.mean(values):.0f} |")
@@ -170,9 +178,7 @@ def representation_costs(influence: str | Path) -> dict[str, float]:
     states; EMBED's encoder states. A representation with no finished stage is left out."""
     costs = {}
     for representation, folders in REPRESENTATION_STAGES.items():
-        seconds = [float(m["seconds"]) for folder in folders for path in (Path(influence) / folder).rglob("manifest.json")
-                   if isinstance(m := json.loads(path.read_text(encoding="utf-8")), dict)
-                   and isinstance(m.get("seconds"), (int, float)) and not str(m.get("stage", "")).endswith("-shard")]
+        seconds = [s for folder in folders for _, s in _stage_seconds(Path(influence) / folder)]
         if seconds:
             costs[representation] = sum(seconds)
     return costs
