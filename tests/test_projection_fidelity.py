@@ -12,7 +12,6 @@ longer examples, with a real blockwise dense matrix as a check of that identity.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,8 +24,9 @@ from instruct_select.data.loading import load_examples
 from instruct_select.features.gradients import layer_gradient, lora_modules, per_example_output_grads
 from instruct_select.features.projection import LayerwiseProjector
 from instruct_select.models.loading import add_lora, load_base_model, load_tokenizer
+from tests.conftest import SHARED
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = SHARED / "data" / "real"
 K = 8192
 N = 20  # 190 pairs: enough to tell the designs apart, few enough tokens (<= 48 each) to take seconds
 SEEDS = 4
@@ -44,6 +44,8 @@ def _error_sd(features: np.ndarray, exact: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def real_gradients(smollm2):
+    if not (REAL / "gsm8k_train.jsonl").is_file():
+        pytest.skip(f"{REAL} is not here")
     """(exact Gram, {(design, seed): projected features}) of N real examples' LoRA gradients."""
     examples = [e for name in ("gsm8k_train.jsonl", "gpteacher_codegen.json", "mmlu_val.jsonl")
                 for e in random.Random(name).sample(load_examples(REAL / name).examples, 12)]
